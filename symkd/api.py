@@ -1,0 +1,52 @@
+"""The public Python API (documented in the README).
+
+>>> import symkd
+>>> reqs = symkd.read_requests("prompts/examples/quickstart.jsonl", max_tokens=32)
+>>> summary = symkd.generate("smollm2", reqs, "demo.db")
+>>> rows = symkd.run_results("demo.db", summary.run_id)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from symkd.generation import RunSummary, agenerate, generate, run_results
+from symkd.prompts import get_template, list_templates
+from symkd.requests_file import read_requests
+from symkd.store import runs as _runs
+from symkd.store.db import Store
+from symkd.teachers.registry import list_backends, load_teacher
+from symkd.teachers.types import GenerationParams, Message, Request
+
+
+def open_store(path: str | Path, *, create: bool = True) -> Store:
+    """Open (and migrate) a run database."""
+    return Store(path, create=create)
+
+
+def list_runs(db: str | Path | Store) -> list[dict]:
+    """Runs in a database with their item counts (ok / failed / pending)."""
+    store = db if isinstance(db, Store) else Store(db, create=False)
+    try:
+        return _runs.list_runs(store)
+    finally:
+        if not isinstance(db, Store):
+            store.close()
+
+
+__all__ = [
+    "GenerationParams",
+    "Message",
+    "Request",
+    "RunSummary",
+    "agenerate",
+    "generate",
+    "get_template",
+    "list_backends",
+    "list_runs",
+    "list_templates",
+    "load_teacher",
+    "open_store",
+    "read_requests",
+    "run_results",
+]

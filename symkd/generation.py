@@ -1,0 +1,250 @@
+"""Cached, resumable batch generation: the cache in front of any teacher.
+
+``generate(teacher, requests, db)`` records the run, answers what the cache already has,
+sends only the rest, and writes every answer as it arrives. Killing the process at any
+moment and running the same call again finishes the job with nothing lost and nothing
+duplicated: keys are content hashes, rows are upserted, and the run is found again by the
+hash of its configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from symkd.errors import UserError
+from symkd.store import cache, runs
+from symkd.store.db import Store
+from symkd.teachers.base import Teacher
+from symkd.teachers.registry import load_teacher
+from symkd.teachers.types import Request, Response
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    total: int  # items asked for
+    done: int  # answered by the teacher in this call
+    cached: int  # answered from the cache
+    failed: int  # still failed after retries (a rerun tries them again)
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _open_store(db: str | Path | Store) -> Store:
+    return db if isinstance(db, Store) else Store(db)
+
+
+def generate(
+    teacher: str | Teacher,
+    requests: Sequence[Request],
+    db: str | Path | Store,
+    *,
+    kind: str = "generate",
+    config: dict[str, Any] | None = None,
+    progress: bool = True,
+    **teacher_options: Any,
+) -> RunSummary:
+    """Blocking wrapper around :func:`agenerate`."""
+    return asyncio.run(
+        agenerate(teacher, requests, db, kind=kind, config=config, progress=progress, **teacher_options)
+    )
+
+
+async def agenerate(
+    teacher: str | Teacher,
+    requests: Sequence[Request],
+    db: str | Path | Store,
+    *,
+    kind: str = "generate",
+    config: dict[str, Any] | None = None,
+    progress: bool = True,
+    **teacher_options: Any,
+) -> RunSummary:
+    started = time.monotonic()
+    owned = not isinstance(teacher, Teacher)
+    teacher = load_teacher(teacher, **teacher_options)
+    try:
+        _check_ids(requests)
+        if requests:
+            await teacher.preflight()
+        store = _open_store(db)
+        return await _run(teacher, requests, store, db, kind, config, progress, started)
+    finally:
+        if owned:
+            await teacher.aclose()
+
+
+async def _run(
+    teacher: Teacher,
+    requests: Sequence[Request],
+    store: Store,
+    db: str | Path | Store,
+    kind: str,
+    config: dict[str, Any] | None,
+    progress: bool,
+    started: float,
+) -> RunSummary:
+    keys = [r.cache_key(teacher.backend, teacher.model_id) for r in requests]
+    config = dict(config or {})
+    run_id = runs.run_fingerprint(kind, teacher.describe(), config, keys)
+    templates = sorted(
+        {(r.template_id, r.template_version or "") for r in requests if r.template_id},
+    )
+    runs.open_run(
+        store,
+        run_id,
+        kind=kind,
+        teacher=teacher.describe(),
+        config=config,
+        templates=[{"id": t, "version": v} for t, v in templates],
+    )
+    _record_items(store, run_id, teacher, requests, keys)
+
+    answered = cache.answered_keys(store, keys)
+    todo: dict[str, Request] = {}
+    for request, key in zip(requests, keys):
+        if key not in answered and key not in todo:
+            todo[key] = request
+    key_of = {id(req): key for key, req in todo.items()}
+    items_per_key: dict[str, int] = {}
+    for key in keys:
+        items_per_key[key] = items_per_key.get(key, 0) + 1
+
+    cached = sum(1 for key in keys if key in answered)
+    counts = {"done": 0, "failed": 0}
+    writer = cache.ResponseWriter(store)
+    bar = _Progress(len(requests), cached, enabled=progress, label=f"{teacher.spec}")
+
+    def on_response(request: Request, response: Response) -> None:
+        key = key_of[id(request)]
+        writer.add(key, response)
+        n = items_per_key[key]
+        counts["done" if response.ok else "failed"] += n
+        bar.advance(n, failed=not response.ok)
+
+    status = "failed"
+    try:
+        with bar:
+            await teacher.agenerate(list(todo.values()), on_response)
+        status = "done" if counts["failed"] == 0 else "incomplete"
+    finally:
+        writer.flush()
+        runs.finish_run(store, run_id, status)
+        if not isinstance(db, Store):
+            store.close()
+    return RunSummary(
+        run_id=run_id,
+        total=len(requests),
+        done=counts["done"],
+        cached=cached,
+        failed=counts["failed"],
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _check_ids(requests: Sequence[Request]) -> None:
+    seen: set[str] = set()
+    for request in requests:
+        if request.id in seen:
+            raise UserError(f"duplicate item id {request.id!r}")
+        seen.add(request.id)
+
+
+def _record_items(store: Store, run_id: str, teacher: Teacher, requests: Sequence[Request], keys: list[str]) -> None:
+    """Write the request rows and the run's item list up front (idempotent)."""
+    with store.transaction() as db:
+        db["requests"].insert_all(
+            (cache.request_row(r, k, teacher.backend, teacher.model_id) for r, k in zip(requests, keys)),
+            pk="key",
+            ignore=True,
+            batch_size=500,
+        )
+        db["run_items"].insert_all(
+            (
+                {
+                    "run_id": run_id,
+                    "item_id": r.id,
+                    "request_key": k,
+                    "template_id": r.template_id,
+                    "template_version": r.template_version,
+                }
+                for r, k in zip(requests, keys)
+            ),
+            pk=("run_id", "item_id"),
+            ignore=True,
+            batch_size=500,
+        )
+
+
+def run_results(db: str | Path | Store, run_id: str) -> list[dict[str, Any]]:
+    """One dict per item of a run: id, status, completions (texts), error."""
+    store = _open_store(db)
+    try:
+        runs.get_run(store, run_id)
+        items = store.query(
+            "select item_id, request_key, template_id, template_version from run_items "
+            "where run_id = ? order by rowid",
+            (run_id,),
+        )
+        responses = cache.get_responses(store, [i["request_key"] for i in items])
+    finally:
+        if not isinstance(db, Store):
+            store.close()
+    out = []
+    for item in items:
+        resp = responses.get(item["request_key"])
+        out.append(
+            {
+                "id": item["item_id"],
+                "status": "pending" if resp is None else ("ok" if resp.ok else "failed"),
+                "completions": [c.text for c in resp.completions] if resp else [],
+                "finish_reasons": [c.finish_reason for c in resp.completions] if resp else [],
+                "error": resp.error if resp else None,
+                "template_id": item["template_id"],
+                "template_version": item["template_version"],
+                "key": item["request_key"],
+            }
+        )
+    return out
+
+
+class _Progress:
+    """A rich progress bar on stderr (quiet when disabled)."""
+
+    def __init__(self, total: int, completed: int, *, enabled: bool, label: str):
+        self.enabled = enabled
+        self.failed = 0
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("failed {task.fields[failed]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self.task = self.progress.add_task(label, total=total, completed=completed, failed=0)
+
+    def advance(self, n: int, *, failed: bool) -> None:
+        if failed:
+            self.failed += n
+        if self.enabled:
+            self.progress.update(self.task, advance=n, failed=self.failed)
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.stop()

@@ -1,0 +1,94 @@
+"""Run bookkeeping: a run is one distinct job, identified by a hash of its configuration.
+
+Running the same job again (same kind, teacher, inputs and parameters) reopens the same run
+row and counts another attempt, so a killed run is resumed rather than duplicated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Sequence
+
+from symkd import __version__
+from symkd.errors import UserError
+from symkd.store.db import Store, to_json, utcnow
+from symkd.teachers.types import canonical_json
+
+
+def run_fingerprint(kind: str, teacher: dict[str, Any], config: dict[str, Any], keys: Sequence[str]) -> str:
+    items = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    identity = {"kind": kind, "backend": teacher.get("backend"), "model": teacher.get("model")}
+    payload = canonical_json({"identity": identity, "config": config, "items": items})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def open_run(
+    store: Store,
+    run_id: str,
+    *,
+    kind: str,
+    teacher: dict[str, Any],
+    config: dict[str, Any],
+    templates: list[dict[str, str]],
+) -> dict:
+    """Create the run row, or reopen it (status back to running, attempts + 1)."""
+    now = utcnow()
+    with store.transaction() as db:
+        existing = store.conn.execute("select attempts from runs where id = ?", (run_id,)).fetchone()
+        if existing:
+            db["runs"].update(run_id, {"status": "running", "updated_at": now, "attempts": existing[0] + 1})
+        else:
+            db["runs"].insert(
+                {
+                    "id": run_id,
+                    "kind": kind,
+                    "status": "running",
+                    "teacher": f"{teacher.get('backend')}:{teacher.get('model')}",
+                    "backend": teacher.get("backend"),
+                    "model": teacher.get("model"),
+                    "config": to_json({"teacher": teacher, **config}),
+                    "templates": to_json(templates),
+                    "symkd_version": __version__,
+                    "created_at": now,
+                    "updated_at": now,
+                    "finished_at": None,
+                    "attempts": 1,
+                },
+                pk="id",
+            )
+    return get_run(store, run_id)
+
+
+def finish_run(store: Store, run_id: str, status: str) -> None:
+    now = utcnow()
+    with store.transaction() as db:
+        db["runs"].update(run_id, {"status": status, "updated_at": now, "finished_at": now})
+
+
+def get_run(store: Store, run_id: str) -> dict:
+    rows = store.query("select * from runs where id = ?", (run_id,))
+    if not rows:
+        raise UserError(f"{store.path}: no run {run_id!r}")
+    row = rows[0]
+    row["config"] = json.loads(row["config"] or "{}")
+    row["templates"] = json.loads(row["templates"] or "[]")
+    return row
+
+
+def list_runs(store: Store) -> list[dict]:
+    """Every run with item counts: total, answered ok, failed, pending."""
+    return store.query(
+        """
+        select r.id, r.kind, r.status, r.teacher, r.created_at, r.finished_at, r.attempts,
+               count(i.item_id) as items,
+               sum(case when s.status = 'ok' then 1 else 0 end) as ok,
+               sum(case when s.status = 'failed' then 1 else 0 end) as failed,
+               sum(case when s.status is null then 1 else 0 end) as pending
+        from runs r
+        left join run_items i on i.run_id = r.id
+        left join responses s on s.key = i.request_key
+        group by r.id
+        order by r.created_at
+        """
+    )

