@@ -45,6 +45,12 @@ def read_requests(path: str | Path, **defaults: Any) -> list[Request]:
         if not isinstance(line_params, dict):
             raise UserError(f"{where}: field params: expected an object")
         try:
+            GenerationParams(**{**defaults, **line_params})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise UserError(f"{where}: field params.{field}: {err['msg']}") from None
+        try:
             if "template" in obj:
                 variables = obj.get("variables") or {}
                 if not isinstance(variables, dict):

@@ -1,0 +1,99 @@
+"""The run store: schema, migrations, transactions, concurrency, browsability."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from symkd.errors import UserError
+from symkd.store import Store, schema
+from symkd.store.cache import ResponseWriter, answered_keys, get_responses
+from symkd.teachers.types import Completion, Request, Response, Usage
+
+
+def test_new_store_has_schema_and_wal(db_path):
+    with Store(db_path) as store:
+        assert store.meta("schema_version") == str(len(schema.MIGRATIONS))
+        tables = set(store.db.table_names())
+        assert {"meta", "runs", "requests", "responses", "run_items"} <= tables
+        assert store.scalar("pragma journal_mode") == "wal"
+
+
+def test_reopening_does_not_remigrate_and_future_schema_is_refused(db_path):
+    Store(db_path).close()
+    with Store(db_path) as store:
+        store.set_meta("schema_version", "999")
+    with pytest.raises(UserError, match="newer than this symkd"):
+        Store(db_path)
+
+
+def test_missing_db_and_folder_and_garbage_file(tmp_path):
+    with pytest.raises(UserError, match="no such database"):
+        Store(tmp_path / "absent.db", create=False)
+    with pytest.raises(UserError, match="does not exist"):
+        Store(tmp_path / "nope" / "x.db")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(UserError, match="not a usable SQLite database"):
+        Store(junk)
+
+
+def test_transaction_rolls_back_on_error(db_path):
+    with Store(db_path) as store:
+        with pytest.raises(RuntimeError):
+            with store.transaction() as db:
+                db["meta"].insert({"key": "half", "value": "written"})
+                raise RuntimeError("boom")
+        assert store.meta("half") is None
+
+
+def test_writer_upserts_and_only_ok_rows_answer(db_path):
+    req = Request(id="a", prompt="hi")
+    with Store(db_path) as store:
+        from symkd.store.cache import request_row
+
+        with store.transaction() as db:
+            db["requests"].insert_all([request_row(req, "k1", "x", "m"), request_row(req, "k2", "x", "m")], pk="key")
+        writer = ResponseWriter(store, interval=60, size=1000)
+        writer.add("k1", Response(error="HTTP 500"))
+        writer.add("k2", Response(completions=[Completion(text="yo", finish_reason="stop")], usage=Usage(prompt_tokens=3)))
+        writer.flush()
+        assert answered_keys(store, ["k1", "k2", "k3"]) == {"k2"}
+        writer.add("k1", Response(completions=[Completion(text="second try")]))
+        writer.flush()
+        assert answered_keys(store, ["k1", "k2"]) == {"k1", "k2"}
+        assert store.scalar("select count(*) from responses") == 2
+        got = get_responses(store, ["k1", "k2"])
+        assert got["k1"].completions[0].text == "second try" and got["k2"].usage.prompt_tokens == 3
+        row = store.query("select * from responses where key='k2'")[0]
+        assert json.loads(row["completions"])[0]["text"] == "yo"  # JSON column, readable as is
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from symkd.store import Store
+    store = Store(sys.argv[1])
+    for i in range(int(sys.argv[3])):
+        with store.transaction() as db:
+            db["meta"].insert({"key": f"{sys.argv[2]}-{i}", "value": "x" * 1000})
+    """
+)
+
+
+def test_two_processes_write_one_db_without_locking_errors(db_path):
+    Store(db_path).close()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(db_path), name, "300"], stderr=subprocess.PIPE, text=True)
+        for name in ("p1", "p2")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("select count(*) from meta where key like 'p_-%'").fetchone()[0] == 600
