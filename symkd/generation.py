@@ -19,7 +19,7 @@ from symkd.errors import UserError
 from symkd.store import cache, runs
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
-from symkd.teachers.registry import load_teacher
+from symkd.teachers.registry import cache_identity, load_teacher
 from symkd.teachers.types import Request, Response
 
 
@@ -66,47 +66,62 @@ async def agenerate(
     progress: bool = True,
     **teacher_options: Any,
 ) -> RunSummary:
+    """Answer ``requests`` through the cache in ``db``; load the teacher only if work is left."""
     started = time.monotonic()
+    _check_ids(requests)
+    if not requests:
+        raise UserError("nothing to generate: no requests")
     owned = not isinstance(teacher, Teacher)
-    teacher = load_teacher(teacher, **teacher_options)
+    loaded: Teacher | None = None if owned else teacher  # type: ignore[assignment]
+    identity = cache_identity(teacher) if owned else (teacher.backend, teacher.model_id)  # type: ignore[union-attr]
+    if identity is None:  # e.g. a LangChain factory: its identity is known once built
+        loaded = load_teacher(teacher, **teacher_options)
+        identity = (loaded.backend, loaded.model_id)
+    backend, model_id = identity
+    keys = [r.cache_key(backend, model_id) for r in requests]
+    store = db if isinstance(db, Store) else (Store(db) if Path(db).exists() else None)
     try:
-        _check_ids(requests)
-        if requests:
-            await teacher.preflight()
-        store = _open_store(db)
-        return await _run(teacher, requests, store, db, kind, config, progress, started)
+        answered = cache.answered_keys(store, keys) if store is not None else set()
+        if len(answered) < len(set(keys)):
+            if loaded is None:
+                loaded = load_teacher(teacher, **teacher_options)
+            await loaded.preflight()  # fail before anything is written
+        if store is None:
+            store = Store(db)
+        describe = loaded.describe() if loaded else {"backend": backend, "model": model_id}
+        return await _run(loaded, describe, requests, keys, answered, store, kind, config, progress, started)
     finally:
-        if owned:
-            await teacher.aclose()
+        if owned and loaded is not None:
+            await loaded.aclose()
+        if store is not None and not isinstance(db, Store):
+            store.close()
 
 
 async def _run(
-    teacher: Teacher,
+    teacher: Teacher | None,
+    describe: dict[str, Any],
     requests: Sequence[Request],
+    keys: list[str],
+    answered: set[str],
     store: Store,
-    db: str | Path | Store,
     kind: str,
     config: dict[str, Any] | None,
     progress: bool,
     started: float,
 ) -> RunSummary:
-    keys = [r.cache_key(teacher.backend, teacher.model_id) for r in requests]
     config = dict(config or {})
-    run_id = runs.run_fingerprint(kind, teacher.describe(), config, keys)
-    templates = sorted(
-        {(r.template_id, r.template_version or "") for r in requests if r.template_id},
-    )
+    run_id = runs.run_fingerprint(kind, describe, config, keys)
+    templates = sorted({(r.template_id, r.template_version or "") for r in requests if r.template_id})
     runs.open_run(
         store,
         run_id,
         kind=kind,
-        teacher=teacher.describe(),
+        teacher=describe,
         config=config,
         templates=[{"id": t, "version": v} for t, v in templates],
     )
-    _record_items(store, run_id, teacher, requests, keys)
+    _record_items(store, run_id, describe["backend"], describe["model"], requests, keys)
 
-    answered = cache.answered_keys(store, keys)
     todo: dict[str, Request] = {}
     for request, key in zip(requests, keys):
         if key not in answered and key not in todo:
@@ -119,7 +134,8 @@ async def _run(
     cached = sum(1 for key in keys if key in answered)
     counts = {"done": 0, "failed": 0}
     writer = cache.ResponseWriter(store)
-    bar = _Progress(len(requests), cached, enabled=progress, label=f"{teacher.spec}")
+    label = f"{describe['backend']}:{describe['model']}"
+    bar = _Progress(len(requests), cached, enabled=progress and bool(todo), label=label)
 
     def on_response(request: Request, response: Response) -> None:
         key = key_of[id(request)]
@@ -130,14 +146,14 @@ async def _run(
 
     status = "failed"
     try:
-        with bar:
-            await teacher.agenerate(list(todo.values()), on_response)
+        if todo:
+            assert teacher is not None
+            with bar:
+                await teacher.agenerate(list(todo.values()), on_response)
         status = "done" if counts["failed"] == 0 else "incomplete"
     finally:
         writer.flush()
         runs.finish_run(store, run_id, status)
-        if not isinstance(db, Store):
-            store.close()
     return RunSummary(
         run_id=run_id,
         total=len(requests),
@@ -156,11 +172,13 @@ def _check_ids(requests: Sequence[Request]) -> None:
         seen.add(request.id)
 
 
-def _record_items(store: Store, run_id: str, teacher: Teacher, requests: Sequence[Request], keys: list[str]) -> None:
+def _record_items(
+    store: Store, run_id: str, backend: str, model_id: str, requests: Sequence[Request], keys: list[str]
+) -> None:
     """Write the request rows and the run's item list up front (idempotent)."""
     with store.transaction() as db:
         db["requests"].insert_all(
-            (cache.request_row(r, k, teacher.backend, teacher.model_id) for r, k in zip(requests, keys)),
+            (cache.request_row(r, k, backend, model_id) for r, k in zip(requests, keys)),
             pk="key",
             ignore=True,
             batch_size=500,

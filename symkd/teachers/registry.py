@@ -105,6 +105,21 @@ def load_teacher(spec: str | Teacher, **options: Any) -> Teacher:
     return cls(model, **kwargs)
 
 
+def cache_identity(spec: str | Teacher) -> tuple[str, str] | None:
+    """(backend, model id) that cache keys use, without loading the model; None if unknown.
+
+    Lets a fully cached run be replayed without importing SDKs or loading weights.
+    """
+    if isinstance(spec, Teacher):
+        return spec.backend, spec.model_id
+    from symkd.teachers.embedded import model_id
+
+    backend, model = parse_spec(spec)
+    if backend == "langchain":  # identity comes from the built chat model
+        return None
+    return backend, model_id(model)
+
+
 def list_backends() -> list[dict[str, Any]]:
     from symkd.teachers import embedded
 
