@@ -9,6 +9,9 @@ Tables (all browsable as is with ``sqlite3`` or Datasette; ``*_json`` hints are 
 - ``requests`` / ``responses``: the content-addressed request cache (key = sha256).
 - ``run_items``: which of the caller's items a run asked for, and under which request key
   and template id+version (the provenance link for every curated row).
+- ``events`` / ``triples``: curated commonsense knowledge with provenance (run, template
+  id+version, response key, sample index); ``critic_scores``: one row per item and critic
+  name+version with its score and keep/drop decision.
 """
 
 from __future__ import annotations
@@ -91,7 +94,68 @@ def _v1_core(db: sqlite_utils.Database) -> None:
     db["responses"].create_index(["status"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core]
+def _v2_commonsense(db: sqlite_utils.Database) -> None:
+    """Curated knowledge: heads (events/entities), triples, and per-critic scores."""
+    db["events"].create(
+        {
+            "id": str,  # sha1 of the normalised text, 16 hex chars
+            "text": str,
+            "kind": str,  # event | entity
+            "source": str,  # seed | generated | user
+            "run_id": str,
+            "response_key": str,  # the response it was parsed from (null for seeds)
+            "template_id": str,
+            "template_version": str,
+            "logprob_sum": float,
+            "status": str,  # kept | dropped
+            "reason": str,  # why dropped: incomplete, no-personx, characters, short, duplicate, low-logprob
+            "created_at": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db["triples"].create(
+        {
+            "id": str,  # sha1 of normalised head/relation/tail, 16 hex chars
+            "head": str,
+            "relation": str,
+            "tail": str,  # "none" when the relation does not apply to the head
+            "head_id": str,  # events.id
+            "source": str,  # teacher | applicability | human | student
+            "round": int,  # 0 = teacher; k = k-th self-imitation round
+            "run_id": str,
+            "response_key": str,
+            "template_id": str,
+            "template_version": str,
+            "sample": int,  # which completion of the response
+            "logprob_sum": float,
+            "created_at": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db["triples"].create_index(["head", "relation"], if_not_exists=True)
+    db["triples"].create_index(["relation"], if_not_exists=True)
+    db["critic_scores"].create(
+        {
+            "item_table": str,  # triples | events
+            "item_id": str,
+            "critic": str,
+            "critic_version": str,
+            "score": float,  # higher = better
+            "decision": str,  # keep | drop
+            "threshold": float,
+            "details": str,  # JSON
+            "run_id": str,
+            "created_at": str,
+        },
+        pk=("item_table", "item_id", "critic", "critic_version"),
+        if_not_exists=True,
+    )
+    db["critic_scores"].create_index(["critic", "decision"], if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_commonsense]
 
 
 def migrate(store: "Store") -> int:

@@ -1,0 +1,1 @@
+"""Symbolic commonsense distillation (ATOMIC-style triples)."""

@@ -1,0 +1,145 @@
+"""The critic interface and the loop that applies critics to stored items.
+
+A critic scores items (rows of the ``triples`` or ``events`` table, as dicts) and says
+keep or drop. :func:`apply_critics` runs critics over what a store holds, writes one
+``critic_scores`` row per item and critic name+version (in short transactions, so a killed
+run resumes where it stopped) and skips items a critic has already scored.
+A new critic is one file with one class, registered in :mod:`symkd.critics.registry`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Sequence
+
+from symkd.store.db import Store, utcnow
+
+
+@dataclass
+class Verdict:
+    """A critic's judgement of one item: higher scores are better."""
+
+    score: float
+    keep: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Critic(ABC):
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    item_table: ClassVar[str] = "triples"
+    #: items handed to one score() call
+    batch_size: ClassVar[int] = 512
+
+    threshold: float = 0.5
+
+    def reset(self) -> None:
+        """Forget state kept across batches (called before each pass over a store)."""
+
+    @abstractmethod
+    def score(self, items: Sequence[dict[str, Any]]) -> list[Verdict]:
+        """One verdict per item, same order. Items come in a stable order (rowid)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What is recorded about this critic (never a secret)."""
+        return {"name": self.name, "version": self.version, "threshold": self.threshold}
+
+    def estimated_precision(self) -> float | None:
+        """Precision of what this critic keeps, when the critic knows it (e.g. from validation)."""
+        return None
+
+
+def _items(store: Store, critic: Critic, *, rescore: bool, where: str | None, params: Sequence[Any]) -> Iterator[list[dict]]:
+    clause = f"where ({where})" if where else ""
+    if not rescore:
+        join = "and" if where else "where"
+        clause += (
+            f" {join} not exists (select 1 from critic_scores s where s.item_table = ? and s.item_id = t.id"
+            " and s.critic = ? and s.critic_version = ?)"
+        )
+        params = [*params, critic.item_table, critic.name, critic.version]
+    sql = f"select t.* from {critic.item_table} t {clause} order by t.rowid"
+    batch: list[dict] = []
+    for row in store.db.query(sql, list(params)):
+        batch.append(row)
+        if len(batch) >= critic.batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def apply_critic(
+    store: Store,
+    critic: Critic,
+    *,
+    run_id: str | None = None,
+    rescore: bool = False,
+    where: str | None = None,
+    params: Sequence[Any] = (),
+    progress: bool = False,
+) -> dict[str, int]:
+    """Score every (not yet scored) item; return counts {scored, kept, dropped}."""
+    critic.reset()
+    counts = {"scored": 0, "kept": 0, "dropped": 0}
+    total = store.scalar(f"select count(*) from {critic.item_table} t" + (f" where ({where})" if where else ""), list(params))
+    bar = _bar(progress, f"critic {critic.name}", total)
+    # Materialise the batches first: scoring writes to the same table we read from.
+    for batch in list(_items(store, critic, rescore=rescore, where=where, params=params)):
+        verdicts = critic.score(batch)
+        if len(verdicts) != len(batch):
+            raise RuntimeError(f"critic {critic.name} returned {len(verdicts)} verdicts for {len(batch)} items")
+        now = utcnow()
+        rows = [
+            {
+                "item_table": critic.item_table,
+                "item_id": item["id"],
+                "critic": critic.name,
+                "critic_version": critic.version,
+                "score": float(v.score),
+                "decision": "keep" if v.keep else "drop",
+                "threshold": critic.threshold,
+                "details": json.dumps(v.details, ensure_ascii=False) if v.details else None,
+                "run_id": run_id,
+                "created_at": now,
+            }
+            for item, v in zip(batch, verdicts)
+        ]
+        with store.transaction() as db:
+            db["critic_scores"].upsert_all(rows, pk=("item_table", "item_id", "critic", "critic_version"))
+        kept = sum(v.keep for v in verdicts)
+        counts["scored"] += len(batch)
+        counts["kept"] += kept
+        counts["dropped"] += len(batch) - kept
+        if bar:
+            bar.update(len(batch))
+    if bar:
+        bar.close()
+    return counts
+
+
+def critic_report(store: Store, critics: Sequence[Critic] | None = None) -> list[dict[str, Any]]:
+    """Per critic name+version: items scored, kept, removed (all scores in the store)."""
+    rows = store.query(
+        """select critic, critic_version as version, item_table,
+                  count(*) as scored,
+                  sum(decision = 'keep') as kept,
+                  sum(decision = 'drop') as removed,
+                  round(avg(score), 4) as mean_score
+           from critic_scores group by critic, critic_version, item_table order by critic"""
+    )
+    if critics:
+        precision = {(c.name, c.version): c.estimated_precision() for c in critics}
+        for row in rows:
+            row["estimated_precision"] = precision.get((row["critic"], row["version"]))
+    return rows
+
+
+def _bar(enabled: bool, label: str, total: int | None):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="item", leave=False)
