@@ -1,0 +1,91 @@
+"""Reading and writing the curated commonsense tables (``events``, ``triples``).
+
+Ids are content hashes of normalised text, so adding the same event or triple twice is a
+no-op (insert-or-ignore) and a resumed pipeline never duplicates knowledge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Iterable, Sequence
+
+from symkd.store.db import Store, utcnow
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Lower-case, collapse whitespace, strip surrounding punctuation (for ids and dedupe)."""
+    return _SPACE.sub(" ", text.strip().lower()).strip(" .,;:!?\"'")
+
+
+def event_id(text: str) -> str:
+    return hashlib.sha1(normalize(text).encode("utf-8")).hexdigest()[:16]
+
+
+def triple_id(head: str, relation: str, tail: str) -> str:
+    key = "\t".join([normalize(head), relation, normalize(tail)])
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
+def add_events(store: Store, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert events (``text`` required; ``id`` derived); returns how many were new."""
+    now = utcnow()
+    prepared = []
+    for row in rows:
+        row = {"status": "kept", "kind": "event", "created_at": now, **row}
+        row.setdefault("id", event_id(row["text"]))
+        prepared.append(row)
+    with store.transaction() as db:
+        before = db["events"].count
+        db["events"].insert_all(prepared, pk="id", ignore=True, alter=False)
+        return db["events"].count - before
+
+
+def add_triples(store: Store, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert triples (``head``, ``relation``, ``tail`` required); returns how many were new."""
+    now = utcnow()
+    prepared = []
+    for row in rows:
+        row = {"source": "teacher", "round": 0, "created_at": now, **row}
+        row.setdefault("id", triple_id(row["head"], row["relation"], row["tail"]))
+        row.setdefault("head_id", event_id(row["head"]))
+        prepared.append(row)
+    with store.transaction() as db:
+        before = db["triples"].count
+        db["triples"].insert_all(prepared, pk="id", ignore=True, alter=False, batch_size=2000)
+        return db["triples"].count - before
+
+
+def curated_triples(
+    store: Store,
+    *,
+    critics: Sequence[str] = (),
+    min_score: float | None = None,
+    relations: Sequence[str] = (),
+    rounds: Sequence[int] = (),
+) -> list[dict[str, Any]]:
+    """Triples kept by every named critic (latest version of each), optionally filtered.
+
+    ``min_score`` applies to each named critic's score. A triple a named critic has not
+    scored yet is left out. With no critics named, every triple is returned.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name in critics:
+        cond = "s.decision = 'keep'" if min_score is None else "s.score >= ?"
+        clauses.append(
+            "exists (select 1 from critic_scores s where s.item_table = 'triples' and s.item_id = t.id "
+            f"and s.critic = ? and {cond} and s.critic_version = (select max(critic_version) from critic_scores "
+            "where critic = ?))"
+        )
+        params += [name, *([] if min_score is None else [min_score]), name]
+    if relations:
+        clauses.append(f"t.relation in ({','.join('?' * len(relations))})")
+        params += list(relations)
+    if rounds:
+        clauses.append(f"t.round in ({','.join('?' * len(rounds))})")
+        params += list(rounds)
+    where = f"where {' and '.join(clauses)}" if clauses else ""
+    return store.query(f"select t.* from triples t {where} order by t.rowid", params)
