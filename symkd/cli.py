@@ -146,6 +146,26 @@ def runs_cmd(
     _echo_table(rows, ["id", "kind", "status", "teacher", "items", "ok", "failed", "pending", "attempts", "created_at"])
 
 
+# Command groups that live in their own modules; each exposes register(app).
+_COMMAND_MODULES = ["symkd.cli_commonsense", "symkd.cli_critics", "symkd.cli_graphs"]
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:

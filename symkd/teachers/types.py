@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class GenerationParams(BaseModel):
-    """Sampling parameters. Every field takes part in the cache key."""
+    """Sampling parameters. Every field set to a non-default value takes part in the cache key
+    (defaults are left out, so adding a new optional field later keeps old caches valid)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,6 +26,10 @@ class GenerationParams(BaseModel):
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: bool = False
+    #: constrained decoding (I2D2): words/phrases the output must contain / must not contain.
+    #: Local backends constrain the search; API backends are post-filtered by the pipeline.
+    require_words: tuple[str, ...] = ()
+    forbid_words: tuple[str, ...] = ()
 
 
 class Message(BaseModel):
@@ -71,7 +76,7 @@ class Request(BaseModel):
             "model": model,
             "kind": self.kind,
             "input": self.input_payload(),
-            "params": self.params.model_dump(mode="json"),
+            "params": self.params.model_dump(mode="json", exclude_defaults=True),
             "sample_index": self.sample_index,
         }
         return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
