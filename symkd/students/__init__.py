@@ -1,0 +1,1 @@
+"""Students: white-box distillation losses and the COMET-ATOMIC2020 automatic evaluation."""
