@@ -342,3 +342,11 @@ def test_plugins_attach_to_the_critic_app(monkeypatch, tmp_path):
     with pytest.raises(ModuleNotFoundError, match="symkd_missing_dependency_xyz"):
         attach_plugins(target)  # a plugin that is there but broken is not hidden
     assert PLUGINS == ["symkd.critics.train_cli"]
+
+
+def test_missing_library_is_a_one_line_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasketch", None)
+    critic = DedupeCritic(db=None)
+    items = [{"id": i, "head": HEAD, "relation": "xWant", "tail": t} for i, t in (("a", "to rest"), ("b", "to sleep"))]
+    with pytest.warns(UserWarning), pytest.raises(UserError, match="method=minhash needs datasketch: pip install datasketch"):
+        critic.score(items)

@@ -18,6 +18,7 @@ reads the store it is bound to (:meth:`DedupeCritic.bind`, or the ``db`` option)
 
 from __future__ import annotations
 
+import importlib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -221,7 +222,7 @@ class DedupeCritic(Critic):
 
     # -- MinHash and embeddings -----------------------------------------------------------
     def _new_lsh(self) -> Any:
-        from datasketch import MinHashLSH
+        MinHashLSH = _need("datasketch", "MinHashLSH", "minhash")
 
         if self._lsh_params is None:  # the band/row optimisation is slow: do it once
             first = MinHashLSH(threshold=self.lsh_threshold, num_perm=self.num_perm)
@@ -230,7 +231,7 @@ class DedupeCritic(Critic):
         return MinHashLSH(threshold=self.lsh_threshold, num_perm=self.num_perm, params=self._lsh_params)
 
     def _minhash(self, shingle_set: set[str]) -> Any:
-        from datasketch import MinHash
+        MinHash = _need("datasketch", "MinHash", "minhash")
 
         if self._empty is None:  # permutations are drawn once, then shared
             self._empty = MinHash(num_perm=self.num_perm, seed=1)
@@ -240,7 +241,7 @@ class DedupeCritic(Critic):
 
     def _embed(self, texts: list[str]) -> Any:
         if self._encoder is None:
-            from sentence_transformers import SentenceTransformer
+            SentenceTransformer = _need("sentence_transformers", "SentenceTransformer", "embedding")
 
             from symkd.teachers.embedded import EMBEDDINGS, locate
 
@@ -252,6 +253,17 @@ class DedupeCritic(Critic):
                 raise UserError(f"critic 'dedupe': model {self.model_name!r} is neither {', '.join(EMBEDDINGS)} nor a folder")
             self._encoder = SentenceTransformer(str(path), device="cpu")
         return self._encoder.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+
+
+def _need(module: str, attr: str, method: str) -> Any:
+    """``module.attr``, or a one-line error saying what to install for this method."""
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        dist = module.replace("_", "-")
+        raise UserError(f"critic 'dedupe' with method={method} needs {dist}: pip install {dist}") from None
 
 
 def _duplicate(original: _Kept, kind: str, similarity: float) -> Verdict:
