@@ -8,6 +8,7 @@ failed rows keep their reason and are retried by the next run.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Iterable, Iterator, Sequence
 
@@ -107,6 +108,18 @@ class ResponseWriter:
         write_responses(self.store, rows)
 
 
+@functools.lru_cache(maxsize=8)
+def _upsert_sql(columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" * len(columns))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "key")
+    return f"insert into responses ({', '.join(columns)}) values ({marks}) on conflict(key) do update set {updates}"
+
+
 def write_responses(store: Store, rows: Iterable[dict]) -> None:
-    with store.transaction() as db:
-        db["responses"].upsert_all(rows, pk="key")
+    """Upsert response rows in one transaction with one prepared statement (the writer's hot path)."""
+    rows = list(rows)
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    with store.transaction():
+        store.conn.executemany(_upsert_sql(columns), [tuple(row[c] for c in columns) for row in rows])

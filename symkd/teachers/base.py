@@ -15,6 +15,7 @@ Neither base class knows about the store: :mod:`symkd.generation` puts the cache
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import re
 import time
@@ -25,6 +26,9 @@ from symkd.teachers.ratelimit import Cooldown, TokenBucket
 from symkd.teachers.types import Request, Response
 
 OnResponse = Callable[[Request, Response], Awaitable[None] | None]
+
+#: a deadline on the running task (3.11+): unlike wait_for it starts no extra task per try
+_deadline = getattr(asyncio, "timeout", None)
 
 _SECRET_PATTERNS = [
     re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-]{8,}"),
@@ -146,13 +150,18 @@ class APITeacher(Teacher):
         return random.uniform(cap / 2, cap)
 
     async def _one(self, request: Request, limits: "_Limits") -> Response:
+        """One request through limits, timeout and retries; always returns a Response."""
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             await limits.before_send(request)
             try:
-                response = await asyncio.wait_for(self.send(request), self.timeout)
+                if _deadline is not None:
+                    async with _deadline(self.timeout):
+                        response = await self.send(request)
+                else:  # Python 3.10
+                    response = await asyncio.wait_for(self.send(request), self.timeout)
                 response.attempts = attempt
                 response.latency_s = time.monotonic() - started
                 return response
@@ -162,6 +171,8 @@ class APITeacher(Teacher):
                 error = exc
             except FatalRequestError as exc:
                 return self._failure(str(exc), attempt, started)
+            except Exception as exc:  # a backend bug or an unmapped error: record it, never crash the run
+                return self._failure(f"unexpected error: {type(exc).__name__}: {exc}", attempt, started)
             if attempt > self.max_retries:
                 return self._failure(f"gave up after {attempt} attempts: {error.reason}", attempt, started)
             delay = self.backoff(attempt, error)
@@ -175,20 +186,15 @@ class APITeacher(Teacher):
         )
 
     async def agenerate(self, requests: Sequence[Request], on_response: OnResponse) -> None:
+        """``concurrency`` workers take requests in order; each answer goes to ``on_response``."""
         limits = _Limits(self.rpm, self.tpm)
-        queue: asyncio.Queue[Request] = asyncio.Queue()
-        for request in requests:
-            queue.put_nowait(request)
+        pending = iter(requests)  # shared by the workers; next() never yields to the loop
 
         async def worker() -> None:
-            while True:
-                try:
-                    request = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
+            for request in pending:
                 response = await self._one(request, limits)
                 result = on_response(request, response)
-                if asyncio.iscoroutine(result):
+                if result is not None and inspect.isawaitable(result):
                     await result
 
         workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(requests)))]
@@ -200,17 +206,25 @@ class APITeacher(Teacher):
 
 
 class _Limits:
+    """The RPM/TPM buckets and the 429 cooldown of one ``agenerate`` call."""
+
     def __init__(self, rpm: float | None, tpm: float | None):
         self.requests = TokenBucket(rpm) if rpm else None
         self.tokens = TokenBucket(tpm) if tpm else None
         self.cooldown = Cooldown()
 
     async def before_send(self, request: Request) -> None:
-        await self.cooldown.wait()
-        if self.requests:
-            await self.requests.acquire(1)
-        if self.tokens:
-            await self.tokens.acquire(estimate_tokens(request))
+        """Wait out any cooldown, then for this request's RPM and TPM slots."""
+        cooldown = self.cooldown
+        if cooldown.until and cooldown.remaining() > 0:  # (no clock read until a 429 happened)
+            await cooldown.wait()
+        if self.requests or self.tokens:
+            if self.requests:
+                await self.requests.acquire(1)
+            if self.tokens:
+                await self.tokens.acquire(estimate_tokens(request))
+            if cooldown.until and cooldown.remaining() > 0:  # a 429 arrived while this one waited
+                await cooldown.wait()
 
 
 def estimate_tokens(request: Request) -> int:

@@ -14,10 +14,15 @@ asked for inside the prompt text::
     #fault=truncatedx1 ... a 200 whose body is cut short, then the connection dropped
     #fault=emptyx1     ... a 200 with {} (no choices)
     #fault=400x1       ... a 400 (not retryable)
+    #fault=401x1       ... a 401 whose message echoes the Authorization header, as some
+                           servers do (so a test can prove the key is redacted)
     #fault=500xinf     ... always 500
+    #ignore-n          answer one choice whatever ``n`` asks (like llama.cpp and Ollama)
 
-``GET /stats`` returns how many times each distinct request body arrived, so a test can
-prove that a resumed run did not send finished work again.
+Tries are counted per distinct request body. ``GET /stats`` returns ``total`` (requests to
+the two completion endpoints), ``by_body`` (tries per body digest) and ``by_input`` (tries
+per input text: the prompt, or the chat messages' contents joined by newlines), so a test
+can prove that a resumed run did not send finished work again.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class FakeOpenAI:
         self.retry_after = retry_after
         self.hang_s = hang_s
         self.attempts: Counter[str] = Counter()
+        self.by_input: Counter[str] = Counter()
         self.total = 0
 
     def app(self) -> web.Application:
@@ -56,7 +62,7 @@ class FakeOpenAI:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "symkd"}]})
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response({"total": self.total, "by_body": dict(self.attempts)})
+        return web.json_response({"total": self.total, "by_body": dict(self.attempts), "by_input": dict(self.by_input)})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -70,6 +76,7 @@ class FakeOpenAI:
     async def _answer(self, request: web.Request, body: dict, text: str, *, chat: bool) -> web.StreamResponse:
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
         self.attempts[digest] += 1
+        self.by_input[text] += 1
         self.total += 1
         attempt = self.attempts[digest]
         if self.latency:
@@ -77,7 +84,7 @@ class FakeOpenAI:
         match = _FAULT.search(text)
         if match and (match.group(2) == "inf" or attempt <= int(match.group(2))):
             return await self._fault(request, match.group(1))
-        n = int(body.get("n") or 1)
+        n = 1 if "#ignore-n" in text else int(body.get("n") or 1)
         last_line = text.strip().splitlines()[-1] if text.strip() else ""
         choices = []
         for i in range(n):
@@ -117,6 +124,10 @@ class FakeOpenAI:
             headers = {"Retry-After": f"{self.retry_after:g}"} if kind == "429" else {}
             err = {"error": {"message": f"injected {kind}", "type": "injected", "code": kind}}
             return web.json_response(err, status=int(kind), headers=headers)
+        if kind == "401":
+            auth = request.headers.get("Authorization", "")
+            err = {"error": {"message": f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "code": "invalid_api_key"}}
+            return web.json_response(err, status=401)
         if kind == "hang":
             await asyncio.sleep(self.hang_s)
             return web.json_response({"error": {"message": "late"}}, status=504)
