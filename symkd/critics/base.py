@@ -35,6 +35,11 @@ class Critic(ABC):
 
     threshold: float = 0.5
 
+    def bind(self, store: Store, *, rescore: bool = False) -> None:
+        """The store a pass is about to score (called before reset): critics that read earlier
+        decisions (dedupe) or cache requests (judge) keep it; ``rescore`` says whether stored
+        decisions of this critic are about to be replaced."""
+
     def reset(self) -> None:
         """Forget state kept across batches (called before each pass over a store)."""
 
@@ -82,6 +87,7 @@ def apply_critic(
     progress: bool = False,
 ) -> dict[str, int]:
     """Score every (not yet scored) item; return counts {scored, kept, dropped}."""
+    critic.bind(store, rescore=rescore)
     critic.reset()
     counts = {"scored": 0, "kept": 0, "dropped": 0}
     total = store.scalar(f"select count(*) from {critic.item_table} t" + (f" where ({where})" if where else ""), list(params))
