@@ -1,0 +1,263 @@
+"""Symbolic commonsense distillation, end to end: events -> applicability -> tails -> critics.
+
+:func:`distill_commonsense` runs the stages of West et al. (2022) on one SQLite store.
+Every teacher call goes through :func:`symkd.generation.generate`, so a rerun of the same
+call is answered from the cache (no teacher call, no duplicated row) and a killed run
+resumes. ``seed`` drives every random choice (seed events per prompt, names, each request's
+sampling seed), so the same seed and inputs give the same requests and, with a seeded
+backend, the same knowledge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from symkd.commonsense import applicability, events, inferences
+from symkd.commonsense.constraints import check_words
+from symkd.commonsense.knowledge import add_events, event_id
+from symkd.commonsense.relations import PHYSICAL, parse_relations
+from symkd.commonsense.seeds import Seeds, clean, read_seeds
+from symkd.errors import UserError
+from symkd.generation import RunSummary, generate
+from symkd.store import cache
+from symkd.store.db import Store
+from symkd.teachers.base import Teacher
+from symkd.teachers.registry import backend_class, cache_identity, load_teacher, parse_spec
+from symkd.teachers.types import Request, Response
+
+DEFAULT_CRITICS = ("rules", "dedupe")
+SAMPLES_PER_RELATION = 2
+CONSTRAIN = ("all", "events", "inferences")
+
+
+@dataclass
+class Answers:
+    summary: RunSummary
+    responses: dict[str, Response]  # item id -> response (missing: not answered)
+    keys: dict[str, str]  # item id -> request key
+
+
+class TeacherSession:
+    """Sends each stage's requests through the cache; loads a local teacher at most once."""
+
+    def __init__(self, teacher: str | Teacher, store: Store, options: dict[str, Any], progress: bool):
+        self.heavy = is_heavy(teacher)
+        self.spec = teacher
+        self.store = store
+        self.options = {k: v for k, v in options.items() if v is not None}
+        self.progress = progress
+        self.loaded: Teacher | None = teacher if isinstance(teacher, Teacher) else None
+        self.owned = False
+        self.stages: dict[str, dict[str, float]] = {}
+
+    def _target(self, requests: Sequence[Request]) -> str | Teacher:
+        """The loaded teacher, or the spec when the cache has every answer (or for API teachers)."""
+        if self.loaded is not None or not self.heavy:
+            return self.loaded or self.spec
+        identity = cache_identity(self.spec)
+        if identity is not None:
+            keys = {r.cache_key(*identity) for r in requests}
+            if len(cache.answered_keys(self.store, list(keys))) == len(keys):
+                return self.spec
+        self.loaded, self.owned = load_teacher(self.spec, **self.options), True
+        return self.loaded
+
+    def ask(self, requests: Sequence[Request], *, kind: str, config: dict, stage: str) -> Answers:
+        if self.progress:
+            print(f"[{stage}] {len(requests)} requests", file=sys.stderr, flush=True)
+        summary = generate(
+            self._target(requests), requests, self.store, kind=kind, config=config, progress=self.progress, **self.options
+        )
+        items = self.store.query("select item_id, request_key from run_items where run_id = ?", (summary.run_id,))
+        keys = {row["item_id"]: row["request_key"] for row in items}
+        found = cache.get_responses(self.store, list(keys.values()))
+        responses = {item: found[key] for item, key in keys.items() if key in found}
+        totals = self.stages.setdefault(stage, {"requests": 0, "done": 0, "cached": 0, "failed": 0, "seconds": 0.0})
+        for name, value in (("requests", summary.total), ("done", summary.done), ("cached", summary.cached),
+                            ("failed", summary.failed), ("seconds", summary.seconds)):  # fmt: skip
+            totals[name] = round(totals[name] + value, 3)
+        return Answers(summary, responses, keys)
+
+    def close(self) -> None:
+        if self.owned and self.loaded is not None:
+            asyncio.run(self.loaded.aclose())
+            self.loaded = None
+
+
+def is_heavy(teacher: str | Teacher) -> bool:
+    """Whether the teacher runs in-process (load it once); a bad spec is a UserError here."""
+    if isinstance(teacher, Teacher):
+        return teacher.heavy
+    return backend_class(parse_spec(teacher)[0]).heavy
+
+
+def _seeds(seeds: str | Path | Sequence[str] | None) -> Seeds:
+    if seeds is None or isinstance(seeds, (str, Path)):
+        return read_seeds(seeds)
+    out = Seeds("<list>")
+    for text in dict.fromkeys(clean(str(s)) for s in seeds):
+        if text:
+            (out.events if "PersonX" in text else out.entities).append(text)
+    if not out.events and not out.entities:
+        raise UserError("seeds: the list is empty")
+    return out
+
+
+def _critics(specs: Sequence[str | Any], thresholds: dict[str, float] | None, teacher: str | Teacher) -> list[Any]:
+    """Build the critics (unknown name or option: UserError before any teacher call)."""
+    import inspect
+
+    from symkd.critics.registry import critic_class, load_critic, parse_critic_spec
+
+    built = []
+    for spec in specs:
+        if not isinstance(spec, str):
+            built.append(spec)
+            continue
+        name, options = parse_critic_spec(spec)
+        accepted = inspect.signature(critic_class(name).__init__).parameters
+        extra: dict[str, Any] = {}
+        if thresholds and name in thresholds and "threshold" not in options:
+            extra["threshold"] = thresholds[name]
+        if "teacher" in accepted and "teacher" not in options:
+            extra["teacher"] = teacher  # an LLM judge uses the run's teacher unless told otherwise
+        built.append(load_critic(spec, **extra))
+    unknown = set(thresholds or {}) - {c.name for c in built}
+    if unknown:
+        raise UserError(f"thresholds: {', '.join(sorted(unknown))} is not among the critics applied")
+    return built
+
+
+def _apply_critics(store: Store, critics: list[Any], head_ids: list[str], progress: bool) -> dict[str, Any]:
+    """Cascade: each critic scores the run's triples every earlier critic kept."""
+    from symkd.critics.base import apply_critic
+
+    keep = (
+        "exists (select 1 from critic_scores s where s.item_table = 'triples' and s.item_id = t.id "
+        "and s.critic = ? and s.critic_version = ? and s.decision = 'keep')"
+    )
+    scope, scope_params = "t.head_id in (select value from json_each(?))", [json.dumps(head_ids)]
+    where, params = [scope], list(scope_params)
+    rows = []
+    for critic in critics:
+        this_pass = apply_critic(store, critic, where=" and ".join(where), params=params, progress=progress)
+        scored = store.query(
+            "select count(*) as scored, coalesce(sum(s.decision = 'keep'), 0) as kept, "
+            "coalesce(sum(s.decision = 'drop'), 0) as removed from critic_scores s "
+            "join triples t on s.item_table = 'triples' and s.item_id = t.id "
+            f"where s.critic = ? and s.critic_version = ? and {' and '.join(where)}",
+            [critic.name, critic.version, *params],
+        )[0]
+        precision = critic.estimated_precision()
+        rows.append({"critic": critic.name, "version": critic.version, "threshold": getattr(critic, "threshold", None),
+                     **scored, "new_scores": this_pass["scored"], "estimated_precision": precision})  # fmt: skip
+        where.append(keep)
+        params += [critic.name, critic.version]
+    total = store.scalar(f"select count(*) from triples t where {scope}", scope_params)
+    kept = store.scalar(f"select count(*) from triples t where {' and '.join(where)}", params)
+    known = [r["estimated_precision"] for r in rows if r["estimated_precision"] is not None]
+    return {"critics": rows, "triples": total, "kept": kept, "estimated_precision": known[-1] if known else None}
+
+
+def distill_commonsense(
+    teacher: str | Teacher,
+    db: str | Path | Store,
+    *,
+    seeds: str | Path | Sequence[str] | None = None,
+    n_events: int = 50,
+    n_entities: int | None = None,
+    relations: str | Sequence[str] | None = "all",
+    samples_per_relation: int = SAMPLES_PER_RELATION,
+    seed: int = 0,
+    critics: Sequence[str | Any] = DEFAULT_CRITICS,
+    thresholds: dict[str, float] | None = None,
+    require_words: Sequence[str] = (),
+    forbid_words: Sequence[str] = (),
+    constrain: str = "all",
+    progress: bool = True,
+    teacher_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every stage into ``db``; return counts per stage and the critic report.
+
+    ``n_entities`` (default ``n_events // 5``, at least 1) caps the entity heads taken from the
+    events (kept ones first, then seed events), in addition to the seed file's entity lines. ``constrain`` says which outputs the
+    required/forbidden words apply to: "all", "events" or "inferences".
+    """
+    started = time.monotonic()
+    if n_events < 0:
+        raise UserError(f"n_events: must be 0 or more, not {n_events}")
+    if not 1 <= samples_per_relation <= 128:
+        raise UserError(f"samples_per_relation: must be 1..128, not {samples_per_relation}")
+    if constrain not in CONSTRAIN:
+        raise UserError(f"constrain: must be one of {', '.join(CONSTRAIN)}, not {constrain!r}")
+    rels = parse_relations(relations if relations is None or isinstance(relations, str) else list(relations))
+    require, forbid = check_words(require_words, "require"), check_words(forbid_words, "forbid")
+    both = {w.lower() for w in require} & {w.lower() for w in forbid}
+    if both:
+        raise UserError(f"{sorted(both)[0]!r} is both required and forbidden")
+    seed_set = _seeds(seeds)
+    if n_events and not seed_set.events:
+        raise UserError(f"{seed_set.path}: no PersonX events to prompt with (needed to generate events)")
+    n_entities = max(1, n_events // 5) if n_entities is None else n_entities
+    is_heavy(teacher)  # an unknown teacher or a missing backend fails before the store is touched
+    event_words = (require, forbid) if constrain in ("all", "events") else ((), ())
+    tail_words = (require, forbid) if constrain in ("all", "inferences") else ((), ())
+    config = {"pipeline": "commonsense", "seed": seed, "n_events": n_events, "relations": rels,
+              "samples": samples_per_relation, "require": list(require), "forbid": list(forbid), "constrain": constrain}  # fmt: skip
+
+    built = _critics(critics, thresholds, teacher)
+    store = db if isinstance(db, Store) else Store(db)
+    session = None
+    try:
+        session = TeacherSession(teacher, store, teacher_options or {}, progress)
+        ev = events.generate_events(session, store, seed_set.events, n_events, seed=seed,
+                                    require=event_words[0], forbid=event_words[1], config=config)  # fmt: skip
+        entities = _entity_heads(store, seed_set, ev.kept, n_entities) if set(rels) & set(PHYSICAL) else []
+        heads = ev.kept + [e for e in entities if e not in ev.kept]
+        app = applicability.decide(session, heads, rels, seed, config)
+        pairs = [(h, r) for r in rels for h in heads if app.verdicts.get((h, r)) == "applies"]
+        inf = inferences.generate_tails(session, store, pairs, seed=seed, samples=samples_per_relation,
+                                        require=tail_words[0], forbid=tail_words[1], config=config)  # fmt: skip
+        nones = {pair: app.provenance.get(pair, {}) for pair, v in app.verdicts.items() if v == "none"}
+        new_nones = inferences.store_none_rows(store, nones)
+        for head, relation in nones:
+            inf.per_relation.setdefault(relation, {"tails": 0, "none": 0})["none"] += 1
+        review = _apply_critics(store, built, [event_id(h) for h in heads], progress)
+    finally:
+        if session is not None:
+            session.close()
+        if not isinstance(db, Store):
+            store.close()
+    return {
+        "db": str(db if not isinstance(db, Store) else db.path),
+        "seed": seed,
+        "seeds": {"file": seed_set.path, "events": len(seed_set.events), "entities": len(seed_set.entities)},
+        "events": ev.counts,
+        "entities": {"heads": len(entities), "from_seeds": len([e for e in entities if e in seed_set.entities])},
+        "applicability": app.counts,
+        "inferences": {**inf.counts, "none_rows": len(nones), "new_none_rows": new_nones},
+        "relations": {r: inf.per_relation.get(r, {"tails": 0, "none": 0}) for r in rels},
+        "critics": review,
+        "stages": session.stages if session else {},
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _entity_heads(store: Store, seed_set: Seeds, kept_events: list[str], n_entities: int) -> list[str]:
+    """Seed-file entities plus up to ``n_entities`` nouns from the kept events, then from the
+    seed events when the kept ones mention too few (stored as ``events`` rows of kind entity)."""
+    extracted: list[str] = []
+    for texts in (kept_events, seed_set.events):
+        found = inferences.extract_entities(texts, n_entities + len(seed_set.entities) + len(extracted))
+        extracted += [e for e in found if e not in seed_set.entities and e not in extracted]
+    extracted = extracted[:n_entities]
+    rows = [{"text": e, "kind": "entity", "source": "seed"} for e in seed_set.entities]
+    rows += [{"text": e, "kind": "entity", "source": "extracted"} for e in extracted]
+    add_events(store, rows)
+    return [*seed_set.entities, *extracted]
