@@ -1,0 +1,121 @@
+"""``symkd export`` and ``symkd stats``: the curated knowledge graph as files and numbers.
+
+    symkd export --db run.db --format graphml --out graphs/kg.graphml --critic rules --min-score 0.5
+    symkd stats --db run.db --plot graphs/kg-stats.png
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from symkd.errors import UserError
+
+_DB = typer.Option(..., "--db", help="SQLite run database (read only; never created)")
+_CRITIC = typer.Option(None, "--critic", help="keep triples this critic kept (repeatable or comma list)")
+_MIN_SCORE = typer.Option(None, "--min-score", help="keep triples scored >= X by each --critic (instead of its decision)")
+_RELATIONS = typer.Option(None, "--relations", help="comma list of relations or groups (social, event, physical)")
+_INCLUDE_NONE = typer.Option(False, "--include-none", help='add "none" tails as edges to one node t:none')
+
+
+def selection(critic: Optional[List[str]], min_score: Optional[float], relations: Optional[str], include_none: bool):
+    """The CLI options as a :class:`symkd.graphs.Selection` (unknown relations fail here)."""
+    from symkd.commonsense.relations import parse_relations
+    from symkd.graphs import Selection
+
+    critics = tuple(dict.fromkeys(c.strip() for v in critic or [] for c in v.split(",") if c.strip()))
+    rels = tuple(parse_relations(relations)) if relations else ()
+    return Selection(critics=critics, min_score=min_score, relations=rels, include_none=include_none)
+
+
+def export_cmd(
+    db: Path = _DB,
+    fmt: str = typer.Option(..., "--format", "-f", help="graphml | gexf | json | tsv | neo4j | html"),
+    out: Path = typer.Option(..., "--out", "-o", help="file to write (a folder for neo4j)"),
+    critic: Optional[List[str]] = _CRITIC,
+    min_score: Optional[float] = _MIN_SCORE,
+    relations: Optional[str] = _RELATIONS,
+    include_none: bool = _INCLUDE_NONE,
+    sample: int = typer.Option(300, "--sample", help="nodes in the html preview (top hubs and neighbours)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Export the curated knowledge graph (written atomically)."""
+    from symkd.graphs import FORMATS, export, open_store
+    from symkd.graphs.export import check_out
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: unknown format; known: {', '.join(FORMATS)}")
+    check_out(FORMATS[fmt], out)
+    sel = selection(critic, min_score, relations, include_none)
+    with open_store(db) as store:
+        summary = export(store, fmt, out, sel, sample=sample, progress=not quiet)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    counts = ", ".join(f"{summary[k]} {k}" for k in ("nodes", "edges", "lines", "triples") if k in summary)
+    typer.echo(f"{fmt}: {counts} -> {', '.join(summary['files'])} ({summary['seconds']:.1f}s)")
+
+
+def stats_cmd(
+    db: Path = _DB,
+    critic: Optional[List[str]] = _CRITIC,
+    min_score: Optional[float] = _MIN_SCORE,
+    relations: Optional[str] = _RELATIONS,
+    include_none: bool = _INCLUDE_NONE,
+    top: int = typer.Option(20, "--top", help="hubs to list"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also write a PNG (relations bar chart, degree log-log)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the statistics as JSON"),
+) -> None:
+    """Counts per relation and critic decision, degree distribution, top hubs."""
+    from symkd.graphs import graph_stats, open_store, plot_stats
+
+    if plot is not None and not plot.parent.exists():
+        raise UserError(f"{plot}: folder {plot.parent} does not exist")
+    sel = selection(critic, min_score, relations, include_none)
+    with open_store(db) as store:
+        stats = graph_stats(store, sel, top=top, progress=not quiet)
+    if plot is not None:
+        plot_stats(stats, plot)
+    if as_json:
+        typer.echo(json.dumps(stats, ensure_ascii=False))
+        return
+    _print_stats(stats, plot)
+
+
+def _print_stats(stats: dict, plot: Optional[Path]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    deg = stats["degree"]
+    console.print(
+        f"{stats['triples']:,} triples ({stats['none_triples']:,} none) -> {stats['nodes']:,} nodes, {stats['edges']:,} edges; "
+        f"degree mean {deg['mean']}, median {deg['median']}, max {deg['max']}, isolated {deg['isolated']}; {escape(stats['selection'])}"
+    )
+    table = Table("relation", "triples", "none")
+    for rel, row in stats["relations"].items():
+        table.add_row(escape(rel), str(row["triples"]), str(row["none"]))
+    console.print(table)
+    if stats["critics"]:
+        table = Table("critic", "version", "keep", "drop", "unscored")
+        for name, row in stats["critics"].items():
+            table.add_row(escape(name), escape(str(row["version"])), str(row["keep"]), str(row["drop"]), str(row["unscored"]))
+        console.print(table)
+    table = Table("hub", "type", "degree", "out", "in", "id")
+    for hub in stats["hubs"]:
+        table.add_row(escape(hub["label"]), escape(str(hub["type"])), str(hub["degree"]), str(hub["out"]), str(hub["in"]), hub["id"])
+    console.print(table)
+    if plot is not None:
+        console.print(f"plot -> {escape(str(plot))}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the top-level ``export`` and ``stats`` commands."""
+    app.command("export")(export_cmd)
+    app.command("stats")(stats_cmd)

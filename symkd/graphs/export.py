@@ -1,0 +1,216 @@
+"""Exports of the curated knowledge graph: one function per format, registered in :data:`FORMATS`.
+
+Every file is written to a temporary name beside its target and renamed on success
+(:func:`symkd.jsonio.atomic_write`), so a crash never leaves a half-written export. Rows stream
+from SQLite; only the node table (one small entry per node) is held in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from symkd.commonsense.knowledge import event_id, normalize
+from symkd.commonsense.relations import RELATIONS
+from symkd.errors import UserError
+from symkd.graphs.build import IN, OUT, Selection, TripleSource, node_attrs, progress_bar, sample_nodes, snapshot
+from symkd.graphs.html import write_html
+from symkd.graphs.xmlout import write_gexf, write_graphml
+from symkd.jsonio import atomic_write
+from symkd.store.db import Store
+
+_BREAKS = re.compile(r"[\t\r\n]+")
+NEO4J_TYPES = {str: "", int: ":long", float: ":double"}
+NEO4J_LABELS = {"event": "Event", "entity": "Entity", "inference": "Inference", "none": "NoneTail"}
+NODE_COLUMNS = ("text", "type", "groups", "none_relations", "origin", "status")
+
+
+@dataclass(frozen=True)
+class Options:
+    progress: bool = False
+    #: nodes in the HTML preview
+    sample: int = 300
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    write: Callable[[TripleSource, Path, Options], dict[str, Any]]
+    description: str
+    #: True when --out names a folder (neo4j writes two files into it)
+    folder: bool = False
+
+
+def _graph_info(src: TripleSource) -> dict[str, str]:
+    return {"selection": src.sel.describe()}
+
+
+def _nodes(table: dict[str, list]):
+    return ((nid, node_attrs(entry)) for nid, entry in table.items())
+
+
+def export_graphml(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
+    """GraphML for yEd, Gephi, Cytoscape; streamed (see :mod:`symkd.graphs.xmlout`)."""
+    table = src.node_table(opts.progress)
+    with atomic_write(out) as fh:
+        edges = write_graphml(fh, _nodes(table), src.edges(progress=opts.progress), src.edge_schema(), _graph_info(src))
+    return {"nodes": len(table), "edges": edges}
+
+
+def export_gexf(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
+    """GEXF 1.2 for Gephi; streamed."""
+    table = src.node_table(opts.progress)
+    with atomic_write(out) as fh:
+        edges = write_gexf(fh, _nodes(table), src.edges(progress=opts.progress), src.edge_schema(), _graph_info(src))
+    return {"nodes": len(table), "edges": edges}
+
+
+def export_json(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
+    """networkx node-link JSON (``node_link_graph(data, edges="edges")`` reads it); streamed."""
+    table = src.node_table(opts.progress)
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    edges = 0
+    with atomic_write(out) as fh:
+        fh.write(f'{{"directed": true, "multigraph": true, "graph": {dumps(_graph_info(src))},\n"nodes": [\n')
+        for i, (nid, data) in enumerate(_nodes(table)):
+            fh.write((",\n" if i else "") + dumps({"id": nid, **data}))
+        fh.write('\n],\n"edges": [\n')
+        for u, v, key, data in src.edges(progress=opts.progress):
+            fh.write((",\n" if edges else "") + dumps({"source": u, "target": v, "key": key, **data}))
+            edges += 1
+        fh.write("\n]}\n")
+    return {"nodes": len(table), "edges": edges}
+
+
+def _flat(text: str) -> str:
+    """One-line text: tabs and line breaks become spaces."""
+    return _BREAKS.sub(" ", text).strip()
+
+
+def export_tsv(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
+    """ATOMIC2020 TSV, ``head @@ relation<TAB>tail1| tail2``, one line per (head, relation).
+
+    "none" tails are always written (ATOMIC marks inapplicable relations that way). A "|" inside
+    a tail becomes "/" so the tail list stays parseable; rows with a relation outside ATOMIC2020
+    or no head are skipped (and counted).
+    """
+    lines = triples = skipped = 0
+    current: tuple[str, str] | None = None
+    head_text, tails, seen = "", [], set()
+
+    def flush(fh) -> None:
+        nonlocal lines
+        if current is not None and tails and head_text:
+            fh.write(f"{head_text} @@ {current[1]}\t{'| '.join(tails)}\n")
+            lines += 1
+
+    total = src.count() if opts.progress else None
+    rows = src.rows(order="x.head_id, x.head, x.relation, x.tail")
+    with atomic_write(out) as fh:
+        for row in progress_bar(rows, opts.progress, "tsv", total):
+            if row["relation"] not in RELATIONS or not row["head"]:
+                skipped += 1
+                continue
+            key = (row["head_id"] or event_id(row["head"]), row["relation"])
+            if key != current:
+                flush(fh)
+                current, head_text, tails, seen = key, _flat(row["head"]), [], set()
+            tail = _flat(row["tail"] or "").replace("|", "/")
+            norm = normalize(tail)
+            if tail and norm not in seen:
+                seen.add(norm)
+                tails.append(tail)
+                triples += 1
+        flush(fh)
+    return {"lines": lines, "triples": triples, "skipped": skipped}
+
+
+def export_neo4j(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
+    """``nodes.csv`` + ``relationships.csv`` in ``out/`` for ``neo4j-admin database import full``."""
+    table = src.node_table(opts.progress)
+    schema = src.edge_schema()
+    rel_header = [":START_ID", ":END_ID", ":TYPE", "id"] + [f"{name}{NEO4J_TYPES[kind]}" for name, kind in schema if name != "relation"]
+    rel_names = [name for name, _ in schema if name != "relation"]
+    edges = 0
+    with atomic_write(out / "nodes.csv") as nf, atomic_write(out / "relationships.csv") as rf:
+        nodes_csv = csv.writer(nf, lineterminator="\n")
+        nodes_csv.writerow(["id:ID", *NODE_COLUMNS, ":LABEL"])
+        for nid, data in _nodes(table):
+            data["text"] = data.pop("label")
+            nodes_csv.writerow([nid, *(_flat(data.get(c, "")) for c in NODE_COLUMNS), f"Node;{NEO4J_LABELS[data['type']]}"])
+        rels_csv = csv.writer(rf, lineterminator="\n")
+        rels_csv.writerow(rel_header)
+        for u, v, key, data in src.edges(progress=opts.progress):
+            values = ["" if data.get(n) is None else (repr(data[n]) if isinstance(data[n], float) else _flat(str(data[n]))) for n in rel_names]
+            rels_csv.writerow([u, v, data["relation"], key, *values])
+            edges += 1
+    return {"nodes": len(table), "edges": edges, "files": [str(out / "nodes.csv"), str(out / "relationships.csv")]}
+
+
+def export_html(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
+    """Interactive preview of a sample: the top hubs and their best-connected neighbours."""
+    table = src.node_table(opts.progress)
+    keep = sample_nodes(src, table, opts.sample)
+    nodes = [(nid, node_attrs(e), e[OUT] + e[IN]) for nid, e in table.items() if nid in keep]
+    edges = list(src.edges(keep=keep))
+    heading = f"{len(nodes)} of {len(table)} nodes (top hubs and neighbours), {len(edges)} edges; {src.sel.describe()}"
+    with atomic_write(out) as fh:
+        shown_nodes, shown_edges = write_html(fh, nodes, edges, heading=heading)
+    return {"nodes": shown_nodes, "edges": shown_edges, "graph_nodes": len(table)}
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in [
+        Format("graphml", export_graphml, "GraphML (yEd, Gephi, Cytoscape)"),
+        Format("gexf", export_gexf, "GEXF 1.2 (Gephi)"),
+        Format("json", export_json, "networkx node-link JSON"),
+        Format("tsv", export_tsv, "ATOMIC2020 TSV: head @@ relation<TAB>tail1| tail2"),
+        Format("neo4j", export_neo4j, "nodes.csv + relationships.csv for neo4j-admin import", folder=True),
+        Format("html", export_html, "interactive preview of a sample (self-contained)"),
+    ]
+}
+
+
+def check_out(fmt: Format, out: Path) -> None:
+    """Fail before any work when ``out`` cannot be written."""
+    if not out.parent.exists():
+        raise UserError(f"{out}: folder {out.parent} does not exist")
+    if fmt.folder and out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file; the {fmt.name} export writes a folder of CSV files")
+    if not fmt.folder and out.is_dir():
+        raise UserError(f"{out}: is a folder; give a file path for the {fmt.name} export")
+
+
+def share(path: Path) -> None:
+    """Give a finished export the usual umask permissions (atomic_write's temp file is 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def export(store: Store, fmt: str, out: str | Path, sel: Selection = Selection(), *, sample: int = 300, progress: bool = False) -> dict[str, Any]:
+    """Write the selection in format ``fmt`` to ``out``; returns a summary (counts, files, seconds)."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+    spec, out = FORMATS[fmt], Path(out)
+    check_out(spec, out)
+    if fmt == "html" and sample < 1:
+        raise UserError(f"--sample must be at least 1 (got {sample})")
+    start = time.perf_counter()
+    with snapshot(store):  # both passes (nodes, then edges) see the same triples
+        src = TripleSource(store, sel)
+        if spec.folder:
+            out.mkdir(exist_ok=True)
+        summary = spec.write(src, out, Options(progress=progress, sample=sample))
+    summary.setdefault("files", [str(out)])
+    for path in summary["files"]:
+        share(Path(path))
+    return {"format": fmt, "out": str(out), **summary, "seconds": round(time.perf_counter() - start, 3)}
+
