@@ -16,7 +16,6 @@ from symkd.commonsense import knowledge
 from symkd.errors import UserError
 from symkd.graphs import NONE_NODE, Selection, TripleSource, build_graph, export, graph_stats, open_store
 from symkd.graphs import build as build_mod
-from symkd.graphs.bulk import bulk_add_triples
 from symkd.store.db import Store
 
 WEIRD = 'to say "hi", then | ride <it> & go'
@@ -41,21 +40,21 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as info:
         main(list(args))
         raise SystemExit(0)
-    out = capsys.readouterr()
-    return info.value.code or 0, out.out, out.err
+    return info.value.code or 0, *capsys.readouterr()
 
 
 def _scores(ids, critic, version, scores, threshold=0.5):
-    return [
-        {"item_table": "triples", "item_id": i, "critic": critic, "critic_version": version, "score": float(s),
-         "decision": "keep" if s >= threshold else "drop", "threshold": threshold}
-        for i, s in zip(ids, scores)
-    ]
+    return [{"item_table": "triples", "item_id": i, "critic": critic, "critic_version": version, "score": float(s),
+             "decision": "keep" if s >= threshold else "drop", "threshold": threshold} for i, s in zip(ids, scores)]
 
 
 @pytest.fixture
 def kg_db(tmp_path):
-    path = tmp_path / "kg.db"
+    return make_kg_db(tmp_path / "kg.db")
+
+
+def make_kg_db(path):
+    """A small store by hand: 4 events, the 8 TRIPLES, scores from rules v1 and classifier v1+v2."""
     with Store(path) as store:
         knowledge.add_events(store, [
             {"text": "PersonX goes jogging", "source": "seed"},
@@ -249,13 +248,10 @@ def test_neo4j_csvs(kg_db, tmp_path):
     col = rels[0].index("score_rules:double")
     assert {r[3]: float(r[col]) for r in rels[1:]}[IDS[1]] == 1.0
     assert {r[2] for r in rels[1:]} == {"xNeed", "xReact", "isAfter", "AtLocation", "xAttr"}
-
-
-def test_neo4j_quotes_commas_and_quotes(kg_db, tmp_path):
     with open_store(kg_db) as store:
-        export(store, "neo4j", tmp_path / "neo")
-    text = (tmp_path / "neo" / "nodes.csv").read_text()
-    assert '"to say ""hi"", then | ride <it> & go"' in text
+        export(store, "neo4j", out)  # everything: the tail with quotes and a comma is quoted CSV
+    assert '\n' + f't:{knowledge.event_id(WEIRD)},"to say ""hi"", then | ride <it> & go",' in (out / "nodes.csv").read_text()
+
 
 
 def test_html_preview_is_self_contained(kg_db, tmp_path):
@@ -391,46 +387,3 @@ def test_export_never_writes_the_database(kg_db, tmp_path):
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             store.conn.execute("delete from triples")
     assert kg_db.read_bytes() == before
-
-
-def test_bulk_add_triples_matches_add_triples(tmp_path):
-    rows = [{"head": f"PersonX does thing {i % 9}", "relation": ["xNeed", "xWant", "AtLocation"][i % 3], "tail": f"Tail {i % 13}.",
-             "run_id": "r", "sample": i, "logprob_sum": -0.5 * i} for i in range(200)]
-    rows.append({**rows[0], "tail": "tail 0", "sample": 999})  # same triple after normalisation: ignored
-    with Store(tmp_path / "a.db") as a, Store(tmp_path / "b.db") as b:
-        assert knowledge.add_triples(a, rows) == bulk_add_triples(b, rows) == 117
-        assert bulk_add_triples(b, rows) == 0  # insert-or-ignore on a rerun
-        cols = "id, head, relation, tail, head_id, source, round, run_id, sample, logprob_sum"
-        assert a.query(f"select {cols} from triples order by id") == b.query(f"select {cols} from triples order by id")
-        indexes = "select name, sql from sqlite_master where type = 'index' and tbl_name = 'triples' order by name"
-        assert a.query(indexes) == b.query(indexes)
-        with pytest.raises(UserError, match="triple 1: unknown field 'colour'"):
-            bulk_add_triples(b, [{"head": "x", "relation": "xNeed", "tail": "y", "colour": "red"}])
-        with pytest.raises(UserError, match="triple 2: field 'tail' must be a string"):
-            bulk_add_triples(b, [{"head": "x", "relation": "xNeed", "tail": "y"}, {"head": "x", "relation": "xNeed"}])
-
-
-@pytest.mark.parametrize("fmt", ["graphml", "neo4j"])
-def test_writer_between_passes_does_not_split_the_export(kg_db, tmp_path, monkeypatch, fmt):
-    original = build_mod.TripleSource.node_table
-
-    def node_table_then_write(self, progress=False):
-        table = original(self, progress)
-        with Store(kg_db) as other:  # another process adds a triple with a new tail meanwhile
-            knowledge.add_triples(other, [{"head": "PersonX goes jogging", "relation": "xWant", "tail": "a shower"}])
-        return table
-
-    monkeypatch.setattr(build_mod.TripleSource, "node_table", node_table_then_write)
-    out = tmp_path / ("neo" if fmt == "neo4j" else "kg.graphml")
-    with open_store(kg_db) as store:
-        summary = export(store, fmt, out)
-    assert summary["edges"] == 7  # the snapshot taken before the node pass
-    if fmt == "graphml":
-        back = nx.read_graphml(out, edge_key_type=str, force_multigraph=True)
-        assert back.number_of_nodes() == 8 and back.number_of_edges() == 7
-    else:
-        ids = {row[0] for row in csv.reader((out / "nodes.csv").read_text().splitlines())}
-        rels = list(csv.reader((out / "relationships.csv").read_text().splitlines()))[1:]
-        assert len(rels) == 7 and all(r[0] in ids and r[1] in ids for r in rels)
-    with open_store(kg_db) as store:
-        assert export(store, "json", tmp_path / "after.json")["edges"] == 8
