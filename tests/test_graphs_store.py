@@ -36,6 +36,10 @@ def test_bulk_add_triples_matches_add_triples(tmp_path):
             bulk_add_triples(b, [{"head": "x", "relation": "xNeed", "tail": "y", "colour": "red"}])
         with pytest.raises(UserError, match="triple 2: field 'tail' must be a string"):
             bulk_add_triples(b, [{"head": "x", "relation": "xNeed", "tail": "y"}, {"head": "x", "relation": "xNeed"}])
+        assert b.scalar("select count(*) from triples") == 117 and not b.conn.in_transaction  # nothing half-loaded
+        with b.transaction():  # inside the caller's transaction it joins it
+            assert bulk_add_triples(b, [{"head": "x", "relation": "xNeed", "tail": "y"}]) == 1
+        assert a.scalar("select count(*) from triples") + 1 == b.scalar("select count(*) from triples")
 
 
 @pytest.mark.parametrize("fmt", ["graphml", "neo4j"])

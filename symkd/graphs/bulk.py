@@ -1,12 +1,13 @@
 """Bulk loading of curated triples: :func:`knowledge.add_triples` semantics at graph scale.
 
-``add_triples`` goes through sqlite-utils, which binds at most ~70 rows per INSERT (the SQLite
-variable limit over 14 columns) and type-checks every value, and it inserts in arrival (hash)
-order into the ``id`` index. Here rows are staged in a TEMP table with plain ``executemany``
-(no index, no write lock held), then copied in one ``INSERT OR IGNORE ... SELECT ... ORDER BY
-id`` inside a short write transaction, so the primary-key index is filled in key order; when
-the load at least doubles the table, the two secondary indexes are dropped and rebuilt.
-Same defaults, same ids, same insert-or-ignore result as ``add_triples``.
+Why ``add_triples`` is slow at 1M rows (~40k/s): sqlite-utils binds at most ~70 rows per
+INSERT (SQLite's variable limit over 14 columns) and inspects every value, and rows reach the
+``id`` index in hash order, so each insert lands on a random page. Here rows are prepared with
+cached normalisation, staged in a TEMP table with plain ``executemany`` (one transaction on the
+temp database; the run database stays unlocked), then copied by one ``INSERT OR IGNORE ...
+SELECT ... ORDER BY id`` in a short write transaction, so the index fills in key order; when
+the load at least doubles the table the two secondary indexes are dropped and rebuilt.
+Same ids, defaults and first-wins insert-or-ignore result as ``add_triples``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from symkd.store.db import Store, utcnow
 
 REQUIRED = ("head", "relation", "tail")
 _STAGE = "symkd_bulk_triples"
+#: entries kept in each text -> normalised-form cache
+CACHE = 1_000_000
 
 
 def _sha16(text: str) -> str:
@@ -30,7 +33,10 @@ def _sha16(text: str) -> str:
 
 
 def bulk_add_triples(store: Store, rows: Iterable[dict[str, Any]], *, chunk: int = 50_000, progress: bool = False) -> int:
-    """Insert triples like ``knowledge.add_triples`` (ids derived, duplicates ignored); returns how many were new."""
+    """Insert triples like ``knowledge.add_triples`` (ids derived, duplicates ignored); returns how many were new.
+
+    Do not use ``store`` from another thread during the call.
+    """
     columns = [r[1] for r in store.conn.execute("pragma table_info(triples)")]
     col_list = ", ".join(f'"{c}"' for c in columns)
     conn = store.conn
@@ -42,7 +48,10 @@ def bulk_add_triples(store: Store, rows: Iterable[dict[str, Any]], *, chunk: int
         from tqdm import tqdm
 
         bar = tqdm(desc="stage triples", unit="triple", leave=False, mininterval=0.5)
+    outer = conn.in_transaction  # called inside the caller's transaction: join it
     try:
+        if not outer:
+            conn.execute("begin")  # touches only the TEMP database: main stays unlocked
         # One thread stages chunk k (sqlite releases the GIL while it steps) while this one
         # prepares chunk k+1; the connection is never used by both at once.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="symkd-bulk") as pool:
@@ -55,6 +64,8 @@ def bulk_add_triples(store: Store, rows: Iterable[dict[str, Any]], *, chunk: int
                     bar.update(len(prepared))
             if pending is not None:
                 pending.result()
+        if not outer:
+            conn.execute("commit")
         staged = conn.execute(f"select count(*) from temp.{_STAGE}").fetchone()[0]
         with store.transaction():
             # Rebuilding the secondary indexes (a sort) beats updating them row by row once
@@ -74,6 +85,8 @@ def bulk_add_triples(store: Store, rows: Iterable[dict[str, Any]], *, chunk: int
     finally:
         if bar is not None:
             bar.close()
+        if not outer and conn.in_transaction:
+            conn.execute("rollback")
         conn.execute(f"drop table if exists temp.{_STAGE}")
 
 
@@ -83,6 +96,7 @@ def _prepare(rows: Iterable[dict[str, Any]], columns: list[str], chunk: int) -> 
     defaults = {**dict.fromkeys(columns), "source": "teacher", "round": 0, "created_at": utcnow()}
     pick = operator.itemgetter(*columns)
     heads: dict[str, tuple[str, str]] = {}  # head text -> (normalised, head id)
+    tails: dict[str, str] = {}  # tail text -> normalised (tails repeat a lot)
     it, index = iter(rows), 0
     while True:
         batch = list(itertools.islice(it, chunk))
@@ -91,23 +105,30 @@ def _prepare(rows: Iterable[dict[str, Any]], columns: list[str], chunk: int) -> 
         prepared = []
         for row in batch:
             index += 1
+            try:
+                head, relation, tail = row["head"], row["relation"], row["tail"]
+                cached = heads.get(head)
+                if cached is None:
+                    norm = normalize(head)
+                    cached = heads[head] = (norm, _sha16(norm))
+                norm_tail = tails.get(tail)
+                if norm_tail is None:
+                    norm_tail = tails[tail] = normalize(tail)
+                if type(relation) is not str:
+                    raise TypeError
+            except (KeyError, AttributeError, TypeError):
+                missing = next(f for f in REQUIRED if not isinstance(row.get(f), str))
+                raise UserError(f"triple {index}: field {missing!r} must be a string") from None
             if not known.issuperset(row):
                 bad = sorted(set(row) - known)[0]
                 raise UserError(f"triple {index}: unknown field {bad!r} (not a column of the triples table)")
-            head = row.get("head")
-            if not isinstance(head, str) or not isinstance(row.get("relation"), str) or not isinstance(row.get("tail"), str):
-                missing = next(f for f in REQUIRED if not isinstance(row.get(f), str))
-                raise UserError(f"triple {index}: field {missing!r} must be a string")
-            cached = heads.get(head)
-            if cached is None:
-                if len(heads) > 1_000_000:
-                    heads.clear()
-                norm = normalize(head)
-                cached = heads[head] = (norm, _sha16(norm))
             values = {**defaults, **row}
             if "id" not in row:
-                values["id"] = _sha16(f"{cached[0]}\t{row['relation']}\t{normalize(row['tail'])}")
+                values["id"] = _sha16(f"{cached[0]}\t{relation}\t{norm_tail}")
             if "head_id" not in row:
                 values["head_id"] = cached[1]
             prepared.append(pick(values))
+        if len(heads) > CACHE or len(tails) > CACHE:
+            heads.clear()
+            tails.clear()
         yield prepared
