@@ -58,6 +58,34 @@ def add_triples(store: Store, rows: Iterable[dict[str, Any]]) -> int:
         return db["triples"].count - before
 
 
+def curated_sql(
+    *,
+    critics: Sequence[str] = (),
+    min_score: float | None = None,
+    relations: Sequence[str] = (),
+    rounds: Sequence[int] = (),
+) -> tuple[str, list[Any]]:
+    """The SQL (and parameters) behind :func:`curated_triples`, for callers that stream rows."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name in critics:
+        cond = "s.decision = 'keep'" if min_score is None else "s.score >= ?"
+        clauses.append(
+            "exists (select 1 from critic_scores s where s.item_table = 'triples' and s.item_id = t.id "
+            f"and s.critic = ? and {cond} and s.critic_version = (select max(critic_version) from critic_scores "
+            "where critic = ? and item_table = 'triples'))"
+        )
+        params += [name, *([] if min_score is None else [min_score]), name]
+    if relations:
+        clauses.append(f"t.relation in ({','.join('?' * len(relations))})")
+        params += list(relations)
+    if rounds:
+        clauses.append(f"t.round in ({','.join('?' * len(rounds))})")
+        params += list(rounds)
+    where = f"where {' and '.join(clauses)}" if clauses else ""
+    return f"select t.* from triples t {where} order by t.rowid", params
+
+
 def curated_triples(
     store: Store,
     *,
@@ -71,21 +99,4 @@ def curated_triples(
     ``min_score`` applies to each named critic's score. A triple a named critic has not
     scored yet is left out. With no critics named, every triple is returned.
     """
-    clauses: list[str] = []
-    params: list[Any] = []
-    for name in critics:
-        cond = "s.decision = 'keep'" if min_score is None else "s.score >= ?"
-        clauses.append(
-            "exists (select 1 from critic_scores s where s.item_table = 'triples' and s.item_id = t.id "
-            f"and s.critic = ? and {cond} and s.critic_version = (select max(critic_version) from critic_scores "
-            "where critic = ?))"
-        )
-        params += [name, *([] if min_score is None else [min_score]), name]
-    if relations:
-        clauses.append(f"t.relation in ({','.join('?' * len(relations))})")
-        params += list(relations)
-    if rounds:
-        clauses.append(f"t.round in ({','.join('?' * len(rounds))})")
-        params += list(rounds)
-    where = f"where {' and '.join(clauses)}" if clauses else ""
-    return store.query(f"select t.* from triples t {where} order by t.rowid", params)
+    return store.query(*curated_sql(critics=critics, min_score=min_score, relations=relations, rounds=rounds))

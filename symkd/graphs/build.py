@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from symkd.commonsense.knowledge import curated_triples, event_id, normalize
+from symkd.commonsense.knowledge import curated_sql, event_id, normalize
 from symkd.commonsense.relations import NONE_TAIL, RELATIONS, get_relation, head_kind
 from symkd.errors import UserError
 from symkd.store.db import Store
@@ -107,18 +107,8 @@ def snapshot(store: Store) -> Iterator[None]:
 
 
 def _captured_sql(sel: Selection) -> tuple[str, list[Any]]:
-    """The SQL ``curated_triples`` runs for ``sel`` (captured, so the filters stay one definition)."""
-    seen: list[tuple[str, list[Any]]] = []
-
-    class _Capture:
-        def query(self, sql: str, params: Any = ()) -> list:
-            seen.append((sql, list(params)))
-            return []
-
-    curated_triples(_Capture(), critics=sel.critics, min_score=sel.min_score, relations=sel.relations)  # type: ignore[arg-type]
-    if len(seen) != 1 or not seen[0][0].lstrip().lower().startswith("select"):
-        raise RuntimeError("curated_triples no longer runs one SELECT through store.query; update symkd.graphs.build")
-    return seen[0]
+    """The SQL ``curated_triples`` runs for ``sel`` (one definition of the filters)."""
+    return curated_sql(critics=sel.critics, min_score=sel.min_score, relations=sel.relations)
 
 
 class TripleSource:

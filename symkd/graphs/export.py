@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -188,13 +187,6 @@ def check_out(fmt: Format, out: Path) -> None:
         raise UserError(f"{out}: is a folder; give a file path for the {fmt.name} export")
 
 
-def share(path: Path) -> None:
-    """Give a finished export the usual umask permissions (atomic_write's temp file is 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def export(store: Store, fmt: str, out: str | Path, sel: Selection = Selection(), *, sample: int = 300, progress: bool = False) -> dict[str, Any]:
     """Write the selection in format ``fmt`` to ``out``; returns a summary (counts, files, seconds)."""
     if fmt not in FORMATS:
@@ -210,7 +202,5 @@ def export(store: Store, fmt: str, out: str | Path, sel: Selection = Selection()
             out.mkdir(exist_ok=True)
         summary = spec.write(src, out, Options(progress=progress, sample=sample))
     summary.setdefault("files", [str(out)])
-    for path in summary["files"]:
-        share(Path(path))
     return {"format": fmt, "out": str(out), **summary, "seconds": round(time.perf_counter() - start, 3)}
 

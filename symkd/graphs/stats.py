@@ -10,7 +10,6 @@ from typing import Any
 from symkd.commonsense.relations import RELATIONS
 from symkd.errors import UserError
 from symkd.graphs.build import IN, LABEL, OUT, TYPE, Selection, TripleSource, snapshot
-from symkd.graphs.export import share
 from symkd.jsonio import atomic_write
 from symkd.store.db import Store
 
@@ -93,5 +92,4 @@ def plot_stats(stats: dict[str, Any], out: str | Path) -> Path:
     dist.set_title(f"Degree distribution ({stats['nodes']:,} nodes)")
     with atomic_write(out, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100)
-    share(out)
     return out
