@@ -48,7 +48,7 @@ def record(name: str, result: dict, *, title: str, notes: str = "", write: bool 
     rows = "\n".join(f"| {k} | {v} |" for k, v in result.items())
     section = (
         f"<!-- bench:{name} -->\n## {title}\n\n"
-        f"`python bench/{name}.py {' '.join(sys.argv[1:])}`".rstrip() + "\n\n"
+        f"`python bench/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`".rstrip() + "\n\n"
         f"Measured {stamp} on {machine()}.\n\n| metric | value |\n|---|---|\n{rows}\n"
         + (f"\n{notes.strip()}\n" if notes.strip() else "")
         + f"<!-- /bench:{name} -->\n"

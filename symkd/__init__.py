@@ -1,13 +1,42 @@
 """symkd: agent-and-symbolic knowledge distillation.
 
 Teacher LLMs -> raw generations (cached in SQLite) -> critics -> curated tables -> graphs and
-strategy libraries -> students. The public API lives in :mod:`symkd.api`; importing this
-package stays light (no torch, no transformers).
+strategy libraries -> students. The public API lives in :mod:`symkd.api` and is loaded on
+first use, so ``import symkd`` (and every subprocess that imports a submodule) stays fast.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from symkd.api import *  # noqa: E402,F401,F403
-from symkd.api import __all__ as _api_all  # noqa: E402
+_API = [
+    "GenerationParams",
+    "Message",
+    "Request",
+    "RunSummary",
+    "agenerate",
+    "generate",
+    "get_template",
+    "list_backends",
+    "list_runs",
+    "list_templates",
+    "load_teacher",
+    "open_store",
+    "read_requests",
+    "run_results",
+]
 
-__all__ = ["__version__", *_api_all]
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module("symkd.api"), name)
+    raise AttributeError(f"module 'symkd' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

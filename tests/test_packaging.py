@@ -42,3 +42,11 @@ def test_wheel_contains_package_data(tmp_path):
     assert "symkd/_data/critics/README.md" in names
     assert "symkd/cli.py" in names and "symkd/teachers/openai_api.py" in names
     assert not any(n.startswith("tests/") for n in names)
+
+
+def test_lazy_top_level_api_matches_symkd_api():
+    import symkd
+    import symkd.api
+
+    assert set(symkd.__all__) - {"__version__"} == set(symkd.api.__all__)
+    assert all(callable(getattr(symkd, name)) for name in symkd.api.__all__)
