@@ -150,7 +150,12 @@ class APITeacher(Teacher):
         return random.uniform(cap / 2, cap)
 
     async def _one(self, request: Request, limits: "_Limits") -> Response:
-        """One request through limits, timeout and retries; always returns a Response."""
+        """One request through limits, timeout and retries; always returns a Response.
+
+        A plain loop rather than tenacity: the same policy written with tenacity's
+        AsyncRetrying measured 0.892 vs 0.910 efficiency at c=64 (bench/teacher_throughput.py,
+        median of 3 each, 2026-11-25), below the 0.90 target; this loop is the hot path.
+        """
         started = time.monotonic()
         attempt = 0
         while True:
