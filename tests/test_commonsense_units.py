@@ -101,6 +101,8 @@ def test_example_names_never_collide_with_head_names():
     [
         ("PersonX walks the dog", "stop", None),
         ("PersonX walks the", "length", "incomplete"),
+        ("PersonX is about to", "stop", "incomplete"),
+        ("PersonX walks the dog and", "stop", "incomplete"),
         ("He walks the dog", "stop", "no-personx"),
         ("PersonX walks the dog :)", "stop", "characters"),
         ("PersonX visits the café", "stop", "characters"),

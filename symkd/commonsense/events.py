@@ -2,7 +2,7 @@
 
 Each prompt lists ~10 random seed events as a numbered list and leaves the next number
 open; the teacher writes one more. A sample is kept only if it is complete (ended on the
-stop sequence), starts with "PersonX", has only ordinary characters, is at least 7
+stop sequence, and not on a dangling "to"/"the"/...), starts with "PersonX", has only ordinary characters, is at least 7
 characters long, meets the lexical constraints, is not a copy of a seed and not a duplicate;
 then the least likely 20 % (summed token log-probability) are dropped when the backend gives
 log-probabilities. Prompts are added in rounds until enough events survive; every sample is
@@ -36,12 +36,14 @@ EXPECTED_YIELD = 0.6
 #: at most this many prompts per wanted event, over all rounds
 MAX_PROMPTS_PER_EVENT = 8
 _ORDINARY = re.compile(r"^(?:[A-Za-z0-9 ,.'\-]|___)+$")
+#: a sample ending on one of these stopped mid-sentence even if it ended on the stop sequence
+_DANGLING = {"a", "an", "the", "to", "of", "and", "or", "but", "with", "for", "at", "in", "on", "his", "her", "their", "is", "was"}
 REASONS = ("incomplete", "no-personx", "characters", "short", "constraint", "seed-copy", "duplicate", "low-logprob", "surplus")
 
 
 def check(text: str, finish_reason: str | None, require: Sequence[str] = (), forbid: Sequence[str] = ()) -> str | None:
     """Why a cleaned sample is dropped by the filters, or None when it passes them."""
-    if finish_reason != "stop":
+    if finish_reason != "stop" or text.split()[-1:] and text.split()[-1].lower() in _DANGLING:
         return "incomplete"
     if not text.startswith("PersonX"):
         return "no-personx"

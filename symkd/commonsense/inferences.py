@@ -53,6 +53,7 @@ _STOP = {
     "last", "other", "same", "whole", "own", "new", "old", "good", "bad", "big", "little", "next", "few",
     "second", "third", "point", "side", "part", "place", "sense", "idea", "ordinary", "morning", "evening",
     "slack", "raise", "voice", "ambitions", "opinion", "name", "mistake", "problem", "question", "answer",
+    "only", "very", "most", "love", "world", "kind", "end", "rest", "top", "fact", "truth", "talent", "fun",
 }  # fmt: skip
 _ABSTRACT = re.compile(r"(?:tion|sion|ness|ment|ity|ship|ism|ance|ence|ledge)$")
 

@@ -24,7 +24,7 @@ from symkd.commonsense.knowledge import add_events, event_id
 from symkd.commonsense.relations import PHYSICAL, parse_relations
 from symkd.commonsense.seeds import Seeds, clean, read_seeds
 from symkd.errors import UserError
-from symkd.generation import RunSummary, generate
+from symkd.generation import RunSummary, agenerate
 from symkd.store import cache
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
@@ -44,7 +44,12 @@ class Answers:
 
 
 class TeacherSession:
-    """Sends each stage's requests through the cache; loads a local teacher at most once."""
+    """Sends each stage's requests through the cache; loads a local teacher at most once.
+
+    All stages run on one event loop, so an API teacher's connections (bound to the loop that
+    opened them) serve every stage; they are closed with the loop, so an API teacher instance
+    passed in is closed at the end too (a local one is left loaded for its owner).
+    """
 
     def __init__(self, teacher: str | Teacher, store: Store, options: dict[str, Any], progress: bool):
         self.heavy = is_heavy(teacher)
@@ -55,6 +60,7 @@ class TeacherSession:
         self.loaded: Teacher | None = teacher if isinstance(teacher, Teacher) else None
         self.owned = False
         self.stages: dict[str, dict[str, float]] = {}
+        self.loop = asyncio.new_event_loop()
 
     def _target(self, requests: Sequence[Request]) -> str | Teacher:
         """The loaded teacher, or the spec when the cache has every answer (or for API teachers)."""
@@ -71,8 +77,9 @@ class TeacherSession:
     def ask(self, requests: Sequence[Request], *, kind: str, config: dict, stage: str) -> Answers:
         if self.progress:
             print(f"[{stage}] {len(requests)} requests", file=sys.stderr, flush=True)
-        summary = generate(
-            self._target(requests), requests, self.store, kind=kind, config=config, progress=self.progress, **self.options
+        target = self._target(requests)
+        summary = self.loop.run_until_complete(
+            agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress, **self.options)
         )
         items = self.store.query("select item_id, request_key from run_items where run_id = ?", (summary.run_id,))
         keys = {row["item_id"]: row["request_key"] for row in items}
@@ -85,9 +92,12 @@ class TeacherSession:
         return Answers(summary, responses, keys)
 
     def close(self) -> None:
-        if self.owned and self.loaded is not None:
-            asyncio.run(self.loaded.aclose())
-            self.loaded = None
+        try:
+            if self.loaded is not None and (self.owned or not self.heavy):
+                self.loop.run_until_complete(self.loaded.aclose())
+                self.loaded = None
+        finally:
+            self.loop.close()
 
 
 def is_heavy(teacher: str | Teacher) -> bool:
@@ -203,7 +213,7 @@ def distill_commonsense(
         raise UserError(f"{sorted(both)[0]!r} is both required and forbidden")
     seed_set = _seeds(seeds)
     if n_events and not seed_set.events:
-        raise UserError(f"{seed_set.path}: no PersonX events to prompt with (needed to generate events)")
+        raise UserError(f"{seed_set.path}: no PersonX events to prompt with (for entity heads only: n_events 0)")
     n_entities = max(1, n_events // 5) if n_entities is None else n_entities
     is_heavy(teacher)  # an unknown teacher or a missing backend fails before the store is touched
     event_words = (require, forbid) if constrain in ("all", "events") else ((), ())

@@ -246,9 +246,13 @@ class HFTeacher(LocalTeacher):
     def _generation_kwargs(self, params: GenerationParams) -> dict[str, Any]:
         """Keyword arguments for ``model.generate`` beyond inputs and the picker.
 
-        The single place where decoding constraints (e.g. I2D2's ``force_words`` /
-        ``bad_words``) are to be added; processors they add run before the picker.
+        The single place where decoding constraints go (I2D2's NeuroLogic, lite; see
+        :mod:`symkd.commonsense.constraints`): ``forbid_words`` become ``bad_words_ids``, and
+        ``require_words`` a processor that forces a missing phrase in while there is room for
+        it. Processors returned under ``logits_processor`` run before the picker.
         """
+        from symkd.commonsense.constraints import generation_config_updates, hf_processors
+
         config = GenerationConfig(
             max_new_tokens=params.max_tokens,
             do_sample=False,
@@ -262,10 +266,14 @@ class HFTeacher(LocalTeacher):
             pad_token_id=self._tokenizer.pad_token_id,
             stop_strings=list(params.stop) or None,
             return_dict_in_generate=True,
+            **generation_config_updates(self._tokenizer, params),
         )
         kwargs: dict[str, Any] = {"generation_config": config}
         if params.stop:
             kwargs["tokenizer"] = self._tokenizer
+        processors = hf_processors(self._tokenizer, params, self._eos_ids)
+        if processors:
+            kwargs["logits_processor"] = processors
         return kwargs
 
     def _generate_group(self, requests: list[Request], prompts: list[list[int]]) -> list[Response]:
@@ -278,12 +286,13 @@ class HFTeacher(LocalTeacher):
         mask = torch.tensor([[0] * (width - len(prompts[r])) + [1] * len(prompts[r]) for r, _ in rows])
         seeds = [sample_seed(requests[r].params.seed, j) for r, j in rows]
         picker = _Picker(params.temperature, params.top_p, seeds, params.logprobs)
+        kwargs = self._generation_kwargs(params)
         with torch.inference_mode():
             result = self._model.generate(
                 input_ids=input_ids.to(self._device),
                 attention_mask=mask.to(self._device),
-                logits_processor=LogitsProcessorList([picker]),
-                **self._generation_kwargs(params),
+                logits_processor=LogitsProcessorList([*kwargs.pop("logits_processor", []), picker]),
+                **kwargs,
             )
         generated = result.sequences[:, width:].tolist()
         logprobs = torch.stack(picker.logprobs, 1).tolist() if picker.logprobs else None
