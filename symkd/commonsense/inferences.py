@@ -4,14 +4,16 @@ One versioned template per relation (``prompts/commonsense/relations/<relation>.
 relation-specific question, 5 worked examples, then the open stem ("Before this, Riley
 needed"). People appear by sampled first names, mapped back to PersonX/PersonY/PersonZ in the
 output. Each request asks for several samples; a tail is cleaned, its first letter
-lower-cased (unless it names a person), fragments of 2 characters or fewer are dropped, and
-tails are deduplicated per (head, relation).
+lower-cased (unless it names a person); fragments of 2 characters or fewer and tails naming
+a person the head does not have (copied from the examples) are dropped, and tails are
+deduplicated per (head, relation).
 
 Entity heads: ATOMIC2020's physical relations take objects ("chain"), not PersonX events.
 They come from the seed file's lines without PersonX, then from nouns the kept events
-mention after a determiner or possessive ("PersonX decorates his house" -> "house"); see
-:func:`extract_entities`. Whether each physical relation applies to them is asked (see
-:mod:`symkd.commonsense.applicability`).
+mention after a determiner or possessive ("PersonX decorates his house" -> "house"; the seed
+events' nouns when the kept ones have too few); see :func:`extract_entities`. A rule, not the
+teacher: cheap, deterministic and testable. Whether each physical relation applies to them
+is asked (see :mod:`symkd.commonsense.applicability`).
 """
 
 from __future__ import annotations
