@@ -18,6 +18,7 @@ _API = [
     "Request",
     "RunSummary",
     "agenerate",
+    "distill_commonsense",
     "generate",
     "get_template",
     "list_backends",

@@ -19,6 +19,13 @@ from symkd.teachers.registry import list_backends, load_teacher
 from symkd.teachers.types import GenerationParams, Message, Request
 
 
+def distill_commonsense(*args, **kwargs):  # noqa: ANN002, ANN003
+    """Symbolic commonsense distillation; see :func:`symkd.commonsense.pipeline.distill_commonsense`."""
+    from symkd.commonsense.pipeline import distill_commonsense as run
+
+    return run(*args, **kwargs)
+
+
 def open_store(path: str | Path, *, create: bool = True) -> Store:
     """Open (and migrate) a run database."""
     return Store(path, create=create)
@@ -40,6 +47,7 @@ __all__ = [
     "Request",
     "RunSummary",
     "agenerate",
+    "distill_commonsense",
     "generate",
     "get_template",
     "list_backends",

@@ -19,24 +19,10 @@ distill_app = typer.Typer(help="Distill a teacher into symbolic knowledge.", no_
 
 
 def split_critics(value: str) -> list[str]:
-    """``"rules,classifier:threshold=0.7,dedupe"`` -> one spec per critic; "none" -> [].
+    """``"rules,classifier:threshold=0.7,dedupe"`` -> one spec per critic; "none" -> []."""
+    from symkd.critics.registry import split_critic_specs
 
-    A comma piece ``key=value`` (no ``:`` before its ``=``) continues the previous critic's options.
-    """
-    if value.strip().lower() in ("", "none"):
-        return []
-    specs: list[str] = []
-    for piece in (p.strip() for p in value.split(",")):
-        if not piece:
-            continue
-        key, eq, _ = piece.partition("=")
-        if eq and ":" not in key:
-            if not specs:
-                raise UserError(f"--critics {value!r}: option {piece!r} comes before any critic name")
-            specs[-1] += ("," if ":" in specs[-1] else ":") + piece
-        else:
-            specs.append(piece)
-    return specs
+    return [] if value.strip().lower() in ("", "none") else split_critic_specs(value)
 
 
 def _table(title: str, rows: list[dict], columns: list[str]) -> None:
@@ -90,7 +76,7 @@ def commonsense(
     relations: str = typer.Option("all", "--relations", "-r", help="all | social | event | physical | comma list"),
     samples: int = typer.Option(2, "--samples", help="samples per (head, relation)"),
     seed: int = typer.Option(0, "--seed", help="makes the run reproducible"),
-    critics: str = typer.Option("rules,dedupe", "--critics", help="comma list of critic specs, or none"),
+    critics: str = typer.Option("rules,dedupe,classifier", "--critics", help="comma list of critic specs, or none"),
     require: Optional[List[str]] = typer.Option(None, "--require", help="word/phrase every output must contain (repeatable)"),
     forbid: Optional[List[str]] = typer.Option(None, "--forbid", help="word/phrase no output may contain (repeatable)"),
     constrain: str = typer.Option("all", "--constrain", help="what --require/--forbid apply to: all | events | inferences"),

@@ -18,6 +18,7 @@ from typing import Any, List, Optional, Sequence
 
 import typer
 
+from symkd.critics.registry import split_critic_specs
 from symkd.errors import UserError
 
 critic_app = typer.Typer(
@@ -33,22 +34,8 @@ _KEEP = (
 
 
 def split_specs(values: Sequence[str]) -> list[str]:
-    """``["rules,dedupe:threshold=0.8,method=embedding"]`` -> one spec per critic.
-
-    A comma piece that is ``key=value`` (no ``:`` before its ``=``) continues the previous spec.
-    """
-    specs: list[str] = []
-    for value in values:
-        for piece in (p.strip() for p in value.split(",")):
-            if not piece:
-                continue
-            key, eq, _ = piece.partition("=")
-            if eq and ":" not in key:
-                if not specs:
-                    raise UserError(f"--critics {value!r}: option {piece!r} comes before any critic name")
-                specs[-1] += ("," if ":" in specs[-1] else ":") + piece
-            else:
-                specs.append(piece)
+    """``["rules,dedupe:threshold=0.8,method=embedding"]`` -> one spec per critic."""
+    specs = [spec for value in values for spec in split_critic_specs(value)]
     if not specs:
         raise UserError("--critics: no critic named (e.g. --critics rules,dedupe)")
     return specs

@@ -31,7 +31,7 @@ from symkd.teachers.base import Teacher
 from symkd.teachers.registry import backend_class, cache_identity, load_teacher, parse_spec
 from symkd.teachers.types import Request, Response
 
-DEFAULT_CRITICS = ("rules", "dedupe")
+DEFAULT_CRITICS = ("rules", "dedupe", "classifier")
 SAMPLES_PER_RELATION = 2
 CONSTRAIN = ("all", "events", "inferences")
 

@@ -50,6 +50,25 @@ def parse_critic_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), options
 
 
+def split_critic_specs(value: str) -> list[str]:
+    """``"rules,classifier:threshold=0.7,dedupe:method=embedding,threshold=0.9"`` -> one spec per critic.
+
+    A comma piece ``key=value`` (no ``:`` before its ``=``) continues the previous critic's options.
+    """
+    specs: list[str] = []
+    for piece in (p.strip() for p in value.split(",")):
+        if not piece:
+            continue
+        key, eq, _ = piece.partition("=")
+        if eq and ":" not in key:
+            if not specs:
+                raise UserError(f"--critics {value!r}: option {piece!r} comes before any critic name")
+            specs[-1] += ("," if ":" in specs[-1] else ":") + piece
+        else:
+            specs.append(piece)
+    return specs
+
+
 def load_critic(spec: str | Critic, **options: Any) -> Critic:
     """Build a critic; unknown options are a clear error naming the critic."""
     if isinstance(spec, Critic):

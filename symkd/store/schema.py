@@ -101,14 +101,14 @@ def _v2_commonsense(db: sqlite_utils.Database) -> None:
             "id": str,  # sha1 of the normalised text, 16 hex chars
             "text": str,
             "kind": str,  # event | entity
-            "source": str,  # seed | generated | user
+            "source": str,  # seed | generated | extracted | user
             "run_id": str,
             "response_key": str,  # the response it was parsed from (null for seeds)
             "template_id": str,
             "template_version": str,
             "logprob_sum": float,
             "status": str,  # kept | dropped
-            "reason": str,  # why dropped: incomplete, no-personx, characters, short, duplicate, low-logprob
+            "reason": str,  # why dropped: incomplete, no-personx, characters, short, duplicate, seed-copy, constraint, low-logprob, surplus
             "created_at": str,
         },
         pk="id",
