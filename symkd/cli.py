@@ -146,20 +146,11 @@ def runs_cmd(
     _echo_table(rows, ["id", "kind", "status", "teacher", "items", "ok", "failed", "pending", "attempts", "created_at"])
 
 
-# Command groups that live in their own modules; each exposes register(app).
-_COMMAND_MODULES = ["symkd.cli_commonsense", "symkd.cli_critics", "symkd.cli_graphs"]
-
-
 def _register_commands() -> None:
-    import importlib
+    """Command groups that live in their own modules; each exposes register(app)."""
+    from symkd import cli_commonsense, cli_critics, cli_graphs
 
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in (cli_commonsense, cli_critics, cli_graphs):
         module.register(app)
 
 

@@ -13,7 +13,6 @@ from typing import Any, List, Optional
 
 import typer
 
-from symkd.errors import UserError
 
 distill_app = typer.Typer(help="Distill a teacher into symbolic knowledge.", no_args_is_help=True)
 

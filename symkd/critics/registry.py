@@ -13,6 +13,7 @@ from typing import Any
 
 from symkd.critics.base import Critic
 from symkd.errors import UserError
+from symkd.specs import parse_spec
 
 CRITICS: dict[str, str] = {
     "rules": "symkd.critics.rules:RulesCritic",
@@ -29,25 +30,9 @@ def critic_class(name: str) -> type[Critic]:
     return getattr(importlib.import_module(module), cls)
 
 
-def _coerce(value: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
-
-
 def parse_critic_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``name`` or ``name:key=value,key=value`` -> (name, options)."""
-    name, _, rest = spec.partition(":")
-    options: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise UserError(f"critic spec {spec!r}: expected key=value, got {part!r}")
-        options[key.strip().replace("-", "_")] = _coerce(value.strip())
-    return name.strip(), options
+    return parse_spec(spec, "critic")
 
 
 def split_critic_specs(value: str) -> list[str]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from symkd.commonsense.knowledge import normalize
-from symkd.commonsense.relations import NONE_TAIL, RELATIONS
+from symkd.commonsense.relations import NONE_TAIL
 from symkd.critics.base import Critic, Verdict
 from symkd.errors import UserError
 

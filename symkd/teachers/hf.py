@@ -35,6 +35,7 @@ from transformers.utils import logging as hf_logging
 
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import LocalTeacher
+from symkd.teachers.decoding import first_stop, tokens_covering
 from symkd.teachers.types import Completion, GenerationParams, Request, Response, Usage
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -45,29 +46,6 @@ def sample_seed(seed: int | None, index: int) -> int:
     if seed is None:
         return random.SystemRandom().getrandbits(63)
     return (seed + index) % (2**63)
-
-
-def first_stop(text: str, stops: Sequence[str]) -> tuple[int, int] | None:
-    """(start, end) of the earliest stop string in ``text``, or None."""
-    hits = [(text.find(s), s) for s in stops if s and s in text]
-    if not hits:
-        return None
-    start, stop = min(hits, key=lambda h: (h[0], -len(h[1])))
-    return start, start + len(stop)
-
-
-def tokens_covering(decode: Any, tokens: Sequence[int], n_chars: int) -> int:
-    """Fewest leading tokens whose decoded text is at least ``n_chars`` long."""
-    if n_chars <= 0:
-        return 0
-    lo, hi = 1, len(tokens)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if len(decode(tokens[:mid])) >= n_chars:
-            hi = mid
-        else:
-            lo = mid + 1
-    return hi
 
 
 class _Picker(LogitsProcessor):

@@ -37,32 +37,13 @@ import numpy as np
 
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import LocalTeacher
+from symkd.teachers.decoding import first_stop, tokens_covering
 from symkd.teachers.types import Completion, GenerationParams, Request, Response
 
 
 def sample_seed(seed: int | None, index: int) -> int | None:
     """The seed of sample ``index``: ``seed + index`` wrapped to 63 bits (None stays random)."""
     return None if seed is None else (seed + index) % (2**63)
-
-
-def first_stop(text: str, stops: Sequence[str]) -> int | None:
-    """Where the earliest stop string starts in ``text``, or None."""
-    starts = [text.find(s) for s in stops if s and s in text]
-    return min(starts) if starts else None
-
-
-def tokens_covering(decode: Any, tokens: Sequence[int], n_chars: int) -> int:
-    """Fewest leading tokens whose decoded text is at least ``n_chars`` long."""
-    if n_chars <= 0:
-        return 0
-    lo, hi = 1, len(tokens)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if len(decode(tokens[:mid])) >= n_chars:
-            hi = mid
-        else:
-            lo = mid + 1
-    return hi
 
 
 def default_threads() -> int:
@@ -225,7 +206,7 @@ class LlamaCppTeacher(LocalTeacher):
         body = tokens[:-1] if tokens and llama_cpp.llama_vocab_is_eog(vocab, tokens[-1]) else tokens
         stop = first_stop(text, params.stop)
         if stop is not None:
-            text, reason = text[:stop], "stop"
+            text, reason = text[: stop[0]], "stop"
         logprobs = None
         if params.logprobs:
 

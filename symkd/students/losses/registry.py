@@ -13,6 +13,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from symkd.errors import UserError
+from symkd.specs import parse_spec
 
 if TYPE_CHECKING:
     from symkd.students.losses.base import KDLoss
@@ -57,24 +58,9 @@ def loss_class(name: str) -> type[KDLoss]:
     return getattr(importlib.import_module(module), cls)
 
 
-def _coerce(value: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
-
-
 def parse_loss_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``name`` or ``name:key=value,key=value`` -> (canonical name, options)."""
-    name, _, rest = spec.partition(":")
-    options: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise UserError(f"KD loss spec {spec!r}: expected key=value, got {part!r}")
-        options[key.strip().replace("-", "_")] = _coerce(value.strip())
+    name, options = parse_spec(spec, "KD loss")
     return canonical_name(name), options
 
 
