@@ -21,6 +21,7 @@ reverse KL infinite, so the loss stays finite. No NaN reaches values or gradient
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -31,7 +32,7 @@ from symkd.errors import UserError
 IGNORE_INDEX = -100
 
 
-class KDLoss(torch.nn.Module):
+class KDLoss(torch.nn.Module, ABC):
     """Base class: input checks, masking, float32, temperature, token mean."""
 
     #: registry name (set by each subclass)
@@ -49,12 +50,12 @@ class KDLoss(torch.nn.Module):
         self.ignore_index = int(ignore_index)
 
     # -- the part each loss defines -------------------------------------------------------
+    @abstractmethod
     def divergence(self, student: Tensor, teacher: Tensor, keep: Tensor) -> Tensor:
         """Per-token divergence ``[N]`` from float32 tempered logits ``[N, V]`` (teacher detached).
 
         ``keep`` ``[N, V]`` is False for vocabulary entries that are ``-inf`` on either side.
         """
-        raise NotImplementedError
 
     # -- the shared part --------------------------------------------------------------------
     def forward(
