@@ -148,9 +148,9 @@ def runs_cmd(
 
 def _register_commands() -> None:
     """Command groups that live in their own modules; each exposes register(app)."""
-    from symkd import cli_commonsense, cli_critics, cli_graphs
+    from symkd import cli_commonsense, cli_critics, cli_graphs, cli_students
 
-    for module in (cli_commonsense, cli_critics, cli_graphs):
+    for module in (cli_commonsense, cli_critics, cli_graphs, cli_students):
         module.register(app)
 
 
@@ -170,12 +170,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        # typer >= 0.26 vendors click (typer._click); match click's exception API, not its module
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
+        if type(exc).__name__ == "Abort":
             sys.exit(1)
         raise
     if isinstance(rc, int) and rc:

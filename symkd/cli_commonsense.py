@@ -57,6 +57,10 @@ def print_report(report: dict[str, Any]) -> None:
     review = report["critics"]
     if review["critics"]:
         _table("critics (cascade)", review["critics"], ["critic", "version", "threshold", "scored", "kept", "removed", "estimated_precision"])
+    if report.get("rounds"):
+        rows = [{**r, **{m: (f"{r['scores'][m]:.4f}" if m in r.get("scores", {}) else "") for m in ("bleu1", "rougeL", "cider")}}
+                for r in report["rounds"]]  # fmt: skip
+        _table("self-imitation rounds", rows, ["round", "generator", "generated", "kept", "train_examples", "bleu1", "rougeL", "cider", "student"])
     precision = review["estimated_precision"]
     typer.echo(
         f"kept by every critic: {review['kept']} of {review['triples']} triples"
@@ -84,10 +88,22 @@ def commonsense(
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="requests in flight (API)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="batch size (local models)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (llama.cpp)"),
+    rounds: int = typer.Option(0, "--rounds", help="students to train: 1 = on the teacher's kept triples; k > 1 adds k-1 self-imitation rounds"),
+    student_dir: Optional[Path] = typer.Option(None, "--student-dir", help="folder for the students (round-1, round-2, ...)"),
+    student_base: str = typer.Option("smollm2", "--student-base", help="base model of the students"),
+    student_epochs: float = typer.Option(3.0, "--student-epochs", help="epochs per student"),
+    student_max_steps: Optional[int] = typer.Option(None, "--student-max-steps", help="optimizer steps per student (overrides epochs)"),
+    student_batch_size: int = typer.Option(16, "--student-batch-size", help="training batch size"),
+    student_lr: Optional[float] = typer.Option(None, "--student-lr", help="learning rate (default 5e-5; 2e-4 with LoRA)"),
+    student_lora: bool = typer.Option(False, "--student-lora", help="train students with LoRA"),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="ATOMIC TSV to score every student on"),
+    eval_split: str = typer.Option("eval", "--eval-split", help="all | eval | critic part of --eval-data"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
-    """Generate events, decide applicability, generate tails for ATOMIC2020 relations, apply critics."""
+    """Generate events, decide applicability, generate tails for ATOMIC2020 relations, apply critics.
+
+    With --rounds, train students on the kept triples and run I2D2 self-imitation rounds."""
     from symkd.commonsense.pipeline import distill_commonsense
 
     report = distill_commonsense(
@@ -106,6 +122,12 @@ def commonsense(
         progress=not quiet,
         teacher_options={"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
                          "batch_size": batch_size, "n_threads": threads},  # fmt: skip
+        rounds=rounds,
+        student_dir=student_dir,
+        train_options={"base_model": student_base, "epochs": student_epochs, "max_steps": student_max_steps,
+                       "batch_size": student_batch_size, "lr": student_lr, "lora": student_lora},  # fmt: skip
+        eval_data=eval_data,
+        eval_split=eval_split,
     )
     if as_json:
         typer.echo(json.dumps(report))

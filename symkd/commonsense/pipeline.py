@@ -192,6 +192,11 @@ def distill_commonsense(
     constrain: str = "all",
     progress: bool = True,
     teacher_options: dict[str, Any] | None = None,
+    rounds: int = 0,
+    student_dir: str | Path | None = None,
+    train_options: dict[str, Any] | None = None,
+    eval_data: str | Path | None = None,
+    eval_split: str = "eval",
 ) -> dict[str, Any]:
     """Run every stage into ``db``; return counts per stage and the critic report.
 
@@ -204,6 +209,8 @@ def distill_commonsense(
         raise UserError(f"n_events: must be 0 or more, not {n_events}")
     if not 1 <= samples_per_relation <= 128:
         raise UserError(f"samples_per_relation: must be 1..128, not {samples_per_relation}")
+    if rounds < 0 or (rounds and student_dir is None):
+        raise UserError("rounds: must be 0 or more, and rounds > 0 needs a student folder (--student-dir)")
     if constrain not in CONSTRAIN:
         raise UserError(f"constrain: must be one of {', '.join(CONSTRAIN)}, not {constrain!r}")
     rels = parse_relations(relations if relations is None or isinstance(relations, str) else list(relations))
@@ -238,7 +245,19 @@ def distill_commonsense(
         new_nones = inferences.store_none_rows(store, nones)
         for head, relation in nones:
             inf.per_relation.setdefault(relation, {"tails": 0, "none": 0})["none"] += 1
-        review = _apply_critics(store, built, [event_id(h) for h in heads], progress)
+        head_ids = [event_id(h) for h in heads]
+        review = _apply_critics(store, built, head_ids, progress)
+        student_rounds = []
+        if rounds:
+            from symkd.commonsense.self_imitation import run_rounds
+
+            student_rounds = run_rounds(
+                store, rounds=rounds, critic_names=[c.name for c in built], pairs=pairs,
+                apply_critics=lambda s: _apply_critics(s, built, head_ids, progress),
+                student_dir=student_dir, train_options=train_options or {}, eval_data=eval_data,  # type: ignore[arg-type]
+                eval_split=eval_split, samples=samples_per_relation, seed=seed, progress=progress,
+            )  # fmt: skip
+            review = _apply_critics(store, built, head_ids, False)  # totals now include the students' triples
     finally:
         if session is not None:
             session.close()
@@ -254,6 +273,7 @@ def distill_commonsense(
         "inferences": {**inf.counts, "none_rows": len(nones), "new_none_rows": new_nones},
         "relations": {r: inf.per_relation.get(r, {"tails": 0, "none": 0}) for r in rels},
         "critics": review,
+        "rounds": student_rounds,
         "stages": session.stages if session else {},
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -12,6 +12,8 @@ Tables (all browsable as is with ``sqlite3`` or Datasette; ``*_json`` hints are 
 - ``events`` / ``triples``: curated commonsense knowledge with provenance (run, template
   id+version, response key, sample index); ``critic_scores``: one row per item and critic
   name+version with its score and keep/drop decision.
+- ``training_runs`` / ``evaluations`` / ``self_imitation_rounds``: students trained from the
+  store, their ATOMIC2020 scores, and the per-round counts of ``--rounds``.
 """
 
 from __future__ import annotations
@@ -155,7 +157,64 @@ def _v2_commonsense(db: sqlite_utils.Database) -> None:
     db["critic_scores"].create_index(["critic", "decision"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_commonsense]
+def _v3_students(db: sqlite_utils.Database) -> None:
+    """Students trained from the store, their evaluations, and self-imitation rounds."""
+    db["training_runs"].create(
+        {
+            "id": str,  # the config+data fingerprint (a resumed run keeps its id)
+            "out_dir": str,
+            "base_model": str,
+            "round": int,  # self-imitation round (null outside --rounds)
+            "config": str,  # JSON
+            "data": str,  # JSON: source, filters, counts
+            "steps": int,
+            "train_loss": float,
+            "eval_loss": float,
+            "tokens_per_s": float,
+            "hardware": str,
+            "created_at": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db["evaluations"].create(
+        {
+            "id": str,  # hash of model/teacher, data part and decoding
+            "kind": str,  # commonsense
+            "model": str,  # student folder or teacher spec (redacted)
+            "data": str,  # JSON: file, split, counts
+            "decoding": str,  # JSON
+            "round": int,
+            "bleu1": float,
+            "bleu2": float,
+            "bleu3": float,
+            "bleu4": float,
+            "rougeL": float,
+            "cider": float,
+            "scores": str,  # JSON: the full report, per relation included
+            "created_at": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db["self_imitation_rounds"].create(
+        {
+            "round": int,  # k: the k-th student (round 1 trains on the teacher's kept triples)
+            "generator": str,  # who produced the triples it added: teacher or the previous student
+            "generated": int,  # new triples that generator added to the store
+            "kept": int,  # of those, kept by every critic
+            "train_examples": int,  # the union the round's student was trained on
+            "student": str,  # its folder
+            "training_run": str,
+            "evaluation": str,
+            "created_at": str,
+        },
+        pk="round",
+        if_not_exists=True,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_commonsense, _v3_students]
 
 
 def migrate(store: "Store") -> int:

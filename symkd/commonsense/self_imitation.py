@@ -1,0 +1,156 @@
+"""I2D2 self-imitation: the student trained on the critics' picks becomes the next generator.
+
+Round ``k`` (1-based) trains student ``k`` on every triple the critics kept from rounds
+``0..k-1`` (round 0 is the teacher), evaluates it when evaluation data is given, and -- unless
+it is the last round -- lets it sample new tails for the same (head, relation) pairs. Its
+triples are stored with ``source = 'student'`` and ``round = k``, go through the same critics,
+and join the union the next student learns from. Counts per round go to
+``self_imitation_rounds``, scores to ``evaluations``, training summaries to ``training_runs``.
+
+Student generations go through the request cache like a teacher's (backend ``hf``, the
+student folder as model); each request's sampling seed is derived from the student's
+training fingerprint, so a retrained student never reuses an older student's answers, and a
+killed round resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from symkd.commonsense.knowledge import add_triples, curated_triples, event_id
+from symkd.commonsense.names import derive_seed
+from symkd.errors import UserError
+from symkd.store.db import Store, utcnow
+from symkd.teachers.types import GenerationParams, Request
+
+STUDENT_SAMPLING = {"temperature": 0.9, "top_p": 0.95, "max_tokens": 24, "stop": ["\n"]}
+
+
+def student_requests(pairs: Sequence[tuple[str, str]], fingerprint: str, samples: int, seed: int) -> list[Request]:
+    from symkd.students.data import comet_prompt
+
+    requests = []
+    for head, relation in pairs:
+        params = GenerationParams(n=samples, seed=derive_seed(seed, "student", fingerprint, head, relation), **STUDENT_SAMPLING)
+        requests.append(Request(id=f"student:{relation}:{head}", prompt=comet_prompt(head, relation), params=params))
+    return requests
+
+
+def generate_round(store: Store, student_dir: Path, fingerprint: str, pairs: Sequence[tuple[str, str]], *,
+                   round: int, samples: int, seed: int, progress: bool, batch_size: int = 16) -> dict[str, int]:  # fmt: skip
+    """The student samples tails for ``pairs``; new triples are stored for round ``round``."""
+    from symkd.commonsense.inferences import parse_tail
+    from symkd.generation import generate
+    from symkd.store import cache
+    from symkd.students.generate import clean_output
+
+    requests = student_requests(pairs, fingerprint, samples, seed)
+    if not requests:
+        return {"requests": 0, "samples": 0, "tails": 0, "new": 0}
+    summary = generate(f"hf:{student_dir}", requests, store, kind=f"self-imitation-round-{round}",
+                       config={"round": round, "student": fingerprint}, progress=progress, batch_size=batch_size)  # fmt: skip
+    items = store.query("select item_id, request_key from run_items where run_id = ?", (summary.run_id,))
+    keys = {row["item_id"]: row["request_key"] for row in items}
+    found = cache.get_responses(store, list(keys.values()))
+    rows, n_samples = [], 0
+    for request, (head, relation) in zip(requests, pairs):
+        key = keys.get(request.id)
+        response = found.get(key or "")
+        for index, completion in enumerate(response.completions if response else []):
+            n_samples += 1
+            tail, _ = parse_tail(clean_output(completion.text), {})
+            if tail:
+                rows.append({"head": head, "relation": relation, "tail": tail, "head_id": event_id(head),
+                             "source": "student", "round": round, "run_id": summary.run_id,
+                             "response_key": key, "sample": index})  # fmt: skip
+    new = add_triples(store, rows)
+    return {"requests": len(requests), "samples": n_samples, "tails": len(rows), "new": new, "failed": summary.failed}
+
+
+def run_rounds(
+    store: Store,
+    *,
+    rounds: int,
+    critic_names: Sequence[str],
+    apply_critics: Any,  # callable(store) -> None: the run's critics over the run's heads
+    pairs: Sequence[tuple[str, str]],
+    student_dir: str | Path,
+    train_options: dict[str, Any],
+    eval_data: str | Path | None,
+    eval_split: str,
+    samples: int,
+    seed: int,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Train ``rounds`` students, each on the union kept so far; return one row per round."""
+    from symkd.students.data import from_triples
+    from symkd.students.evaluate.commonsense import evaluate_commonsense
+    from symkd.students.records import record_training
+    from symkd.students.train import TrainConfig, train
+
+    root = Path(student_dir)
+    if not root.parent.exists():
+        raise UserError(f"{root}: folder {root.parent} does not exist")
+    root.mkdir(exist_ok=True)
+    out_rows: list[dict[str, Any]] = []
+    teacher_rows = store.scalar("select count(*) from triples where round = 0")
+    generated: dict[str, Any] = {"generator": "teacher", "new": teacher_rows}
+    for k in range(1, rounds + 1):
+        union = curated_triples(store, critics=critic_names, rounds=list(range(k)))
+        if not union:
+            raise UserError(f"round {k}: the critics kept no triples to train a student on")
+        data = from_triples(union, {"kind": "db", "path": str(store.path), "critics": list(critic_names),
+                                    "rounds": list(range(k)), "rows": len(union)})  # fmt: skip
+        out = root / f"round-{k}"
+        _log(progress, f"[round {k}] training a student on {len(union)} kept triples -> {out}")
+        config = TrainConfig.model_validate({**train_options, "out": out, "seed": seed})
+        summary = train(data, config, progress=progress)
+        run_id = record_training(store, summary, out, round=k)
+        evaluation = None
+        scores: dict[str, Any] = {}
+        if eval_data is not None:
+            _log(progress, f"[round {k}] evaluating on {eval_data} ({eval_split})")
+            report = evaluate_commonsense(eval_data, model=out, split=eval_split, progress=progress, db=store, round=k)
+            scores = {m: report[m] for m in ("bleu1", "bleu2", "rougeL", "cider")}
+            evaluation = _latest_eval(store, str(out), k)
+        kept_new = _kept(store, critic_names, k - 1)
+        row = {"round": k, "generator": generated["generator"], "generated": generated["new"],
+               "kept": kept_new, "train_examples": summary["data"]["train_examples"], "student": str(out),
+               "training_run": run_id, "evaluation": evaluation, "created_at": utcnow()}  # fmt: skip
+        with store.transaction() as db:
+            db["self_imitation_rounds"].upsert(row, pk="round")
+        out_rows.append({**row, "scores": scores})
+        if k < rounds:
+            _log(progress, f"[round {k}] student {k} generates tails for {len(pairs)} (head, relation) pairs")
+            counts = generate_round(store, out, summary["fingerprint"], pairs, round=k, samples=samples, seed=seed, progress=progress)
+            if counts.get("failed"):
+                raise UserError(f"round {k}: {counts['failed']} student request(s) failed; rerun to retry")
+            apply_critics(store)
+            generated = {"generator": f"student round {k}", "new": counts["new"]}
+    return out_rows
+
+
+def _kept(store: Store, critic_names: Sequence[str], round: int) -> int:
+    return len(curated_triples(store, critics=critic_names, rounds=[round]))
+
+
+def _latest_eval(store: Store, model: str, round: int) -> str | None:
+    row = store.query("select id from evaluations where model = ? and round = ? order by created_at desc limit 1", (model, round))
+    return row[0]["id"] if row else None
+
+
+def _log(progress: bool, text: str) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def rounds_table(store: Store) -> list[dict[str, Any]]:
+    """The ``self_imitation_rounds`` rows joined with their evaluation scores."""
+    rows = store.query(
+        "select r.*, e.bleu1, e.rougeL, e.cider from self_imitation_rounds r "
+        "left join evaluations e on e.id = r.evaluation order by r.round"
+    )
+    return [json.loads(json.dumps(r)) for r in rows]

@@ -1,0 +1,172 @@
+"""``symkd eval commonsense``: a student (or a teacher, few-shot) on an ATOMIC-format TSV.
+
+The COMET-ATOMIC2020 protocol: one generation per (head, relation) line, scored against every
+reference of that line (:mod:`.metrics`). A student answers the COMET prompt of
+:func:`symkd.students.data.comet_prompt` greedily (or with beams); a teacher answers the same
+few-shot per-relation prompt it distils with, at temperature 0, through the request cache
+(``db``), and an answer with no usable tail counts as ``"none"``.
+
+``split`` picks a part of the file by head: ``eval`` / ``critic`` are the two halves of
+:func:`symkd.commonsense.atomic.dev_split` (the bundled critic was trained on ``critic``, so
+report on ``eval``); ``all`` takes every line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from symkd.commonsense.atomic import AtomicLine, describe_lines, dev_split, read_atomic_tsv
+from symkd.errors import UserError
+from symkd.students.data import comet_prompt
+from symkd.students.evaluate.metrics import METRICS, score_by_relation
+
+SPLITS = ("all", "eval", "critic")
+
+
+def select_lines(data: str | Path, split: str = "all") -> list[AtomicLine]:
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    lines = read_atomic_tsv(data)
+    if split == "all":
+        return lines
+    critic, evaluation = dev_split(lines)
+    return evaluation if split == "eval" else critic
+
+
+def student_predictions(model_dir: str | Path, lines: Sequence[AtomicLine], *, num_beams: int = 1,
+                        max_new_tokens: int = 24, batch_size: int = 32, device: str = "auto",
+                        progress: bool = True) -> list[str]:  # fmt: skip
+    from symkd.students.generate import generate_texts
+    from symkd.students.modeling import load_causal_lm, pick_device
+
+    path = Path(model_dir)
+    if not path.exists():
+        raise UserError(f"{path}: no such model folder")
+    if path.is_dir() and not (path / "config.json").exists():
+        raise UserError(f"{path}: not a model folder (no config.json; is training finished?)")
+    dev, dtype, _ = pick_device(device)
+    loaded = load_causal_lm(str(path), device=dev, dtype=dtype, train=False)
+    prompts = [comet_prompt(ln.head, ln.relation) for ln in lines]
+    return generate_texts(loaded.model, loaded.tokenizer, prompts, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                          batch_size=batch_size, progress=progress, desc="student")  # fmt: skip
+
+
+def teacher_predictions(teacher: str, lines: Sequence[AtomicLine], store: Any, *, progress: bool = True,
+                        teacher_options: dict[str, Any] | None = None) -> list[str]:  # fmt: skip
+    from symkd.commonsense.inferences import parse_tail, tail_request
+    from symkd.generation import generate
+    from symkd.store import cache
+
+    requests, names = [], []
+    for i, ln in enumerate(lines):
+        request, used = tail_request(ln.head, ln.relation, seed=0, samples=1)
+        params = request.params.model_copy(update={"temperature": 0.0, "n": 1, "seed": 0})
+        requests.append(request.model_copy(update={"id": f"eval:{i}:{ln.relation}:{ln.head}", "params": params}))
+        names.append(used)
+    options = {k: v for k, v in (teacher_options or {}).items() if v is not None}
+    summary = generate(teacher, requests, store, kind="eval-commonsense", progress=progress, **options)
+    if summary.failed:
+        raise UserError(f"{summary.failed} teacher request(s) failed; rerun to retry (answers so far are cached)")
+    rows = store.query("select item_id, request_key from run_items where run_id = ?", (summary.run_id,))
+    keys = {r["item_id"]: r["request_key"] for r in rows}
+    found = cache.get_responses(store, list(keys.values()))
+    out = []
+    for request, used in zip(requests, names):
+        response = found.get(keys.get(request.id, ""))
+        text = response.completions[0].text if response is not None and response.completions else ""
+        tail, _ = parse_tail(text, used) if text.strip() else (None, "empty")
+        out.append(tail or "none")
+    return out
+
+
+def evaluate_commonsense(
+    data: str | Path,
+    *,
+    model: str | Path | None = None,
+    teacher: str | None = None,
+    split: str = "all",
+    num_beams: int = 1,
+    max_new_tokens: int = 24,
+    batch_size: int = 32,
+    device: str = "auto",
+    lowercase: bool = False,
+    db: str | Path | None = None,
+    out: str | Path | None = None,
+    save_generations: str | Path | None = None,
+    round: int | None = None,
+    progress: bool = True,
+    teacher_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score a student folder (``model``) or a teacher spec (``teacher``); return the report.
+
+    ``out`` gets the report as JSON, ``save_generations`` one ``{head, relation, prediction}``
+    object per line (both written atomically); with ``db`` the scores are also recorded in its
+    ``evaluations`` table (and a teacher's answers are cached there).
+    """
+    from symkd.jsonio import atomic_write, write_jsonl
+    from symkd.store.db import Store
+
+    if (model is None) == (teacher is None):
+        raise UserError("evaluate either a student (--model DIR) or a teacher (--teacher SPEC)")
+    if num_beams < 1 or max_new_tokens < 1 or batch_size < 1:
+        raise UserError("beams, max new tokens and batch size must be 1 or more")
+    for target in (out, save_generations):
+        if target is not None and not Path(target).parent.exists():
+            raise UserError(f"{target}: folder {Path(target).parent} does not exist")
+    lines = select_lines(data, split)
+    if model is not None:
+        preds = student_predictions(model, lines, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                    batch_size=batch_size, device=device, progress=progress)  # fmt: skip
+        who, decoding = str(model), {"num_beams": num_beams, "max_new_tokens": max_new_tokens}
+    else:
+        tmp = None if db is not None else tempfile.TemporaryDirectory(prefix="symkd-eval-")
+        store = Store(db if db is not None else Path(tmp.name) / "cache.db")  # type: ignore[union-attr]
+        try:
+            preds = teacher_predictions(teacher, lines, store, progress=progress, teacher_options=teacher_options)  # type: ignore[arg-type]
+        finally:
+            store.close()
+            if tmp is not None:
+                tmp.cleanup()
+        who, decoding = str(teacher), {"few_shot": True, "temperature": 0.0}  # specs hold no keys (those come from env vars)
+    rows = [{"head": ln.head, "relation": ln.relation, "prediction": p, "references": list(ln.tails)}
+            for ln, p in zip(lines, preds)]  # fmt: skip
+    scored = score_by_relation(rows, lowercase=lowercase)
+    report = {
+        **scored["overall"],
+        "per_relation": scored["per_relation"],
+        "counts": scored["counts"],
+        "model": who,
+        "kind": "student" if model is not None else "teacher",
+        "data": {"file": str(data), "split": split, **describe_lines(lines)},
+        "decoding": {**decoding, "lowercase": lowercase},
+    }
+    if save_generations is not None:
+        write_jsonl(save_generations, ({"head": r["head"], "relation": r["relation"], "prediction": r["prediction"]} for r in rows))
+    if out is not None:
+        with atomic_write(out) as fh:
+            json.dump(report, fh, indent=2)
+    if db is not None:
+        record_evaluation(db, report, round)
+    return report
+
+
+def record_evaluation(db: str | Path | Any, report: dict[str, Any], round: int | None = None) -> str:
+    from symkd.store.db import Store, utcnow
+
+    key = json.dumps([report["model"], report["data"]["file"], report["data"]["split"], report["decoding"], round], sort_keys=True)
+    eval_id = hashlib.sha256(key.encode()).hexdigest()[:16]
+    row = {"id": eval_id, "kind": "commonsense", "model": report["model"], "data": json.dumps(report["data"]),
+           "decoding": json.dumps(report["decoding"]), "round": round, **{m: report[m] for m in METRICS},
+           "scores": json.dumps(report), "created_at": utcnow()}  # fmt: skip
+    store = db if isinstance(db, Store) else Store(db)
+    try:
+        with store.transaction() as conn:
+            conn["evaluations"].upsert(row, pk="id")
+    finally:
+        if not isinstance(db, Store):
+            store.close()
+    return eval_id

@@ -1,0 +1,41 @@
+"""Rows the students leave in a run DB: ``training_runs`` (one per trained folder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from symkd.store.db import Store, utcnow
+
+
+def record_training(db: str | Path | Store, summary: dict[str, Any], out: str | Path, round: int | None = None) -> str:
+    """Upsert the training summary (history left out: it is in ``OUT/training.json``)."""
+    from symkd.students.train import TrainConfig
+
+    config = summary["config"]
+    run_id = TrainConfig.model_validate({k: v for k, v in config.items() if k in TrainConfig.model_fields}).fingerprint(
+        json.dumps(summary["data"]["source"], sort_keys=True)
+    )
+    row = {
+        "id": run_id,
+        "out_dir": str(Path(out).resolve()),
+        "base_model": config["base_model"],
+        "round": round,
+        "config": json.dumps(config),
+        "data": json.dumps({k: v for k, v in summary["data"].items() if not k.startswith("example_")}),
+        "steps": summary["steps"],
+        "train_loss": summary["final"]["train_loss"],
+        "eval_loss": summary["final"]["eval_loss"],
+        "tokens_per_s": summary["throughput"]["tokens_per_s"],
+        "hardware": summary["hardware"]["description"],
+        "created_at": utcnow(),
+    }
+    store = db if isinstance(db, Store) else Store(db)
+    try:
+        with store.transaction() as conn:
+            conn["training_runs"].upsert(row, pk="id")
+    finally:
+        if not isinstance(db, Store):
+            store.close()
+    return run_id
