@@ -9,6 +9,7 @@ import pytest
 
 from tests.fixtures.fake_openai import fake_openai, slow_openai  # noqa: F401
 from tests.fixtures.llama_server import llama_server  # noqa: F401
+from tests.fixtures.tiny_lm import tiny_lm  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
