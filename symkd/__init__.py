@@ -19,6 +19,7 @@ _API = [
     "RunSummary",
     "agenerate",
     "distill_commonsense",
+    "evaluate_commonsense",
     "generate",
     "get_template",
     "list_backends",
@@ -28,6 +29,7 @@ _API = [
     "open_store",
     "read_requests",
     "run_results",
+    "train_student",
 ]
 
 __all__ = ["__version__", *_API]

@@ -26,6 +26,29 @@ def distill_commonsense(*args, **kwargs):  # noqa: ANN002, ANN003
     return run(*args, **kwargs)
 
 
+def train_student(data, config=None, **options):  # noqa: ANN001, ANN003, ANN201
+    """Fine-tune a student; ``data`` is a path (run DB, .tsv, .jsonl) or TrainingData.
+
+    ``options`` are :class:`symkd.students.train.TrainConfig` fields (``out`` is required)
+    plus, for a run DB, ``critics``/``min_score``/``rounds``/``relations``/``limit``.
+    """
+    from symkd.students.data import TrainingData, load_data
+    from symkd.students.train import TrainConfig, train
+
+    db_keys = {"critics", "min_score", "rounds", "relations", "limit"}
+    filters = {k: options.pop(k) for k in list(options) if k in db_keys}
+    progress = options.pop("progress", True)
+    corpus = data if isinstance(data, TrainingData) else load_data(data, **filters)
+    return train(corpus, config or TrainConfig(**options), progress=progress)
+
+
+def evaluate_commonsense(data, **options):  # noqa: ANN001, ANN003, ANN201
+    """ATOMIC2020 scores of a student or teacher; see :func:`symkd.students.evaluate.commonsense.evaluate_commonsense`."""
+    from symkd.students.evaluate.commonsense import evaluate_commonsense as run
+
+    return run(data, **options)
+
+
 def open_store(path: str | Path, *, create: bool = True) -> Store:
     """Open (and migrate) a run database."""
     return Store(path, create=create)
@@ -48,6 +71,7 @@ __all__ = [
     "RunSummary",
     "agenerate",
     "distill_commonsense",
+    "evaluate_commonsense",
     "generate",
     "get_template",
     "list_backends",
@@ -57,4 +81,5 @@ __all__ = [
     "open_store",
     "read_requests",
     "run_results",
+    "train_student",
 ]
