@@ -310,3 +310,24 @@ def test_an_api_teacher_instance_serves_every_stage(fake_openai, db_path, monkey
     teacher = load_teacher("openai:fake", base_url=fake_openai.base_url)
     report = distill_commonsense(teacher, db_path, seeds=SEEDS, n_events=1, relations="physical", critics=(), progress=False)
     assert all(s["done"] > 0 and s["failed"] == 0 for s in report["stages"].values())
+
+
+def test_rounds_train_students_and_self_imitate(tmp_path, tiny_lm):
+    db = tmp_path / "run.db"
+    report = _run(db, critics=("rules", "dedupe"), relations="xWant,xReact", rounds=2, student_dir=tmp_path / "students",
+                  train_options={"base_model": str(tiny_lm), "max_steps": 2, "batch_size": 4, "device": "cpu"})  # fmt: skip
+    rounds = report["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert (tmp_path / "students" / "round-1" / "training.json").is_file()
+    assert (tmp_path / "students" / "round-2" / "training.json").is_file()
+    assert _rows(db, "select round, generator from self_imitation_rounds order by round") == [(1, "teacher"), (2, "student round 1")]
+    generated = _rows(db, "select count(*) from triples where source = 'student' and round = 1")[0][0]
+    assert rounds[1]["generated"] == generated
+    # round 2 trained on the union: teacher's kept triples plus the student's kept ones
+    kept0 = _rows(db, "select count(*) from triples t where t.round = 0 and exists (select 1 from critic_scores s "
+                      "where s.item_id = t.id and s.critic = 'dedupe' and s.decision = 'keep') and exists (select 1 "
+                      "from critic_scores s where s.item_id = t.id and s.critic = 'rules' and s.decision = 'keep')")[0][0]  # fmt: skip
+    assert rounds[1]["train_examples"] >= rounds[0]["train_examples"]
+    assert rounds[0]["kept"] == kept0
+    with pytest.raises(UserError, match="needs a student folder"):
+        _run(tmp_path / "other.db", rounds=1)
