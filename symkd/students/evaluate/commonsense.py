@@ -68,7 +68,9 @@ def teacher_predictions(teacher: str, lines: Sequence[AtomicLine], store: Any, *
         requests.append(request.model_copy(update={"id": f"eval:{i}:{ln.relation}:{ln.head}", "params": params}))
         names.append(used)
     options = {k: v for k, v in (teacher_options or {}).items() if v is not None}
-    summary = generate(teacher, requests, store, kind="eval-commonsense", progress=progress, **options)
+    # grouped by relation: consecutive requests share a template, so a local teacher reuses the prompt prefix
+    by_relation = sorted(requests, key=lambda r: r.template_id or "")
+    summary = generate(teacher, by_relation, store, kind="eval-commonsense", progress=progress, **options)
     if summary.failed:
         raise UserError(f"{summary.failed} teacher request(s) failed; rerun to retry (answers so far are cached)")
     rows = store.query("select item_id, request_key from run_items where run_id = ?", (summary.run_id,))
