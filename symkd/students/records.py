@@ -1,4 +1,4 @@
-"""Rows the students leave in a run DB: ``training_runs`` (one per trained folder)."""
+"""Rows the students leave in a run DB: ``training_runs`` (one per trained folder), ``evaluations``."""
 
 from __future__ import annotations
 
@@ -31,11 +31,16 @@ def record_training(db: str | Path | Store, summary: dict[str, Any], out: str | 
         "hardware": summary["hardware"]["description"],
         "created_at": utcnow(),
     }
+    upsert_row(db, "training_runs", row)
+    return run_id
+
+
+def upsert_row(db: str | Path | Store, table: str, row: dict[str, Any], pk: str = "id") -> None:
+    """Insert or replace one row in a store given as a path or an open Store."""
     store = db if isinstance(db, Store) else Store(db)
     try:
         with store.transaction() as conn:
-            conn["training_runs"].upsert(row, pk="id")
+            conn[table].upsert(row, pk=pk)
     finally:
         if not isinstance(db, Store):
             store.close()
-    return run_id

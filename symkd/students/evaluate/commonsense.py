@@ -157,18 +157,13 @@ def evaluate_commonsense(
 
 
 def record_evaluation(db: str | Path | Any, report: dict[str, Any], round: int | None = None) -> str:
-    from symkd.store.db import Store, utcnow
+    from symkd.store.db import utcnow
+    from symkd.students.records import upsert_row
 
     key = json.dumps([report["model"], report["data"]["file"], report["data"]["split"], report["decoding"], round], sort_keys=True)
     eval_id = hashlib.sha256(key.encode()).hexdigest()[:16]
     row = {"id": eval_id, "kind": "commonsense", "model": report["model"], "data": json.dumps(report["data"]),
            "decoding": json.dumps(report["decoding"]), "round": round, **{m: report[m] for m in METRICS},
            "scores": json.dumps(report), "created_at": utcnow()}  # fmt: skip
-    store = db if isinstance(db, Store) else Store(db)
-    try:
-        with store.transaction() as conn:
-            conn["evaluations"].upsert(row, pk="id")
-    finally:
-        if not isinstance(db, Store):
-            store.close()
+    upsert_row(db, "evaluations", row)
     return eval_id
