@@ -113,7 +113,7 @@ def main() -> None:
     built = _critics(CRITICS, None, args.teacher)
     heads = sorted({event_id(h) for h, _ in pairs})
     timed("critics on student triples", lambda: _apply_critics(store, built, heads, False))
-    new_rows = [r for r in curated_triples(store, rounds=[1])]
+    new_rows = curated_triples(store, rounds=[1])
     new_kept = curated_triples(store, critics=CRITICS, rounds=[1])
     union = filtered + [r for r in new_kept if r["id"] not in {f["id"] for f in filtered}]
     student("self_imitation", union, {"kind": "db", "critics": CRITICS, "rounds": [0, 1], "rows": len(union)})

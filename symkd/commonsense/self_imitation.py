@@ -15,7 +15,6 @@ killed round resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -149,8 +148,7 @@ def _log(progress: bool, text: str) -> None:
 
 def rounds_table(store: Store) -> list[dict[str, Any]]:
     """The ``self_imitation_rounds`` rows joined with their evaluation scores."""
-    rows = store.query(
+    return store.query(
         "select r.*, e.bleu1, e.rougeL, e.cider from self_imitation_rounds r "
         "left join evaluations e on e.id = r.evaluation order by r.round"
     )
-    return [json.loads(json.dumps(r)) for r in rows]

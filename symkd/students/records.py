@@ -11,12 +11,8 @@ from symkd.store.db import Store, utcnow
 
 def record_training(db: str | Path | Store, summary: dict[str, Any], out: str | Path, round: int | None = None) -> str:
     """Upsert the training summary (history left out: it is in ``OUT/training.json``)."""
-    from symkd.students.train import TrainConfig
-
     config = summary["config"]
-    run_id = TrainConfig.model_validate({k: v for k, v in config.items() if k in TrainConfig.model_fields}).fingerprint(
-        json.dumps(summary["data"]["source"], sort_keys=True)
-    )
+    run_id = summary["fingerprint"]  # config + data: a resumed or repeated run keeps its row
     row = {
         "id": run_id,
         "out_dir": str(Path(out).resolve()),
