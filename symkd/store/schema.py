@@ -161,7 +161,7 @@ def _v3_students(db: sqlite_utils.Database) -> None:
     """Students trained from the store, their evaluations, and self-imitation rounds."""
     db["training_runs"].create(
         {
-            "id": str,  # the config+data fingerprint (a resumed run keeps its id)
+            "id": str,  # hash of the config+data fingerprint, folder and round (a resumed run keeps its id)
             "out_dir": str,
             "base_model": str,
             "round": int,  # self-imitation round (null outside --rounds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,13 @@ from symkd.store.db import Store, utcnow
 def record_training(db: str | Path | Store, summary: dict[str, Any], out: str | Path, round: int | None = None) -> str:
     """Upsert the training summary (history left out: it is in ``OUT/training.json``)."""
     config = summary["config"]
-    run_id = summary["fingerprint"]  # config + data: a resumed or repeated run keeps its row
+    out_dir = str(Path(out).resolve())
+    # config + data + folder + round: a resumed or repeated run keeps its row, another folder or round gets its own
+    key = json.dumps([summary["fingerprint"], out_dir, round])
+    run_id = hashlib.sha256(key.encode()).hexdigest()[:16]
     row = {
         "id": run_id,
-        "out_dir": str(Path(out).resolve()),
+        "out_dir": out_dir,
         "base_model": config["base_model"],
         "round": round,
         "config": json.dumps(config),
