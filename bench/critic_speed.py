@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _record import record  # noqa: E402
 
-from symkd.commonsense.relations import RELATIONS  # noqa: E402
+from symkd.knowledge.relations import RELATIONS  # noqa: E402
 
 
 def dev_triples(n: int) -> list[tuple[str, str, str]] | None:
-    from symkd.commonsense.atomic import default_dev_path, read_atomic_tsv
+    from symkd.knowledge.atomic import default_dev_path, read_atomic_tsv
 
     path = default_dev_path()
     if path is None or not path.is_file():
@@ -59,7 +59,7 @@ def main() -> None:
 
     import torch
 
-    from symkd.critics.classifier import ClassifierCritic
+    from symkd.pipelines.commonsense.critics.classifier import ClassifierCritic
 
     torch.set_num_threads(args.threads)
     triples = None if args.synthetic else dev_triples(args.n + 512)

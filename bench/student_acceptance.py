@@ -48,13 +48,13 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
-    from symkd.commonsense.atomic import default_dev_path
-    from symkd.commonsense.knowledge import curated_triples, event_id
-    from symkd.commonsense.pipeline import _apply_critics, _critics
-    from symkd.commonsense.self_imitation import generate_round
+    from symkd.knowledge.atomic import default_dev_path
+    from symkd.knowledge.triples import curated_triples, event_id
+    from symkd.pipelines.commonsense.pipeline import _apply_critics, _critics
+    from symkd.pipelines.commonsense.self_imitation import generate_round
     from symkd.store.db import Store
     from symkd.students.data import from_triples
-    from symkd.students.evaluate.commonsense import evaluate_commonsense
+    from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
     from symkd.students.train import TrainConfig, train
 
     dev = Path(args.dev) if args.dev else default_dev_path()

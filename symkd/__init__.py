@@ -13,6 +13,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = [
+    "DistillResult",
+    "EvaluationResult",
+    "GenerationResult",
+    "TeacherOptions",
+    "TeacherSession",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingData",
+    "to_dataset",
     "GenerationParams",
     "Message",
     "Request",

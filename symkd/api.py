@@ -2,51 +2,88 @@
 
 >>> import symkd
 >>> reqs = symkd.read_requests("prompts/examples/quickstart.jsonl", max_tokens=32)
->>> summary = symkd.generate("smollm2", reqs, "demo.db")
->>> rows = symkd.run_results("demo.db", summary.run_id)
+>>> result = symkd.generate("smollm2", reqs, "demo.db")    # works inside Jupyter too
+>>> for item_id, request, response in result: ...
+>>> rows = symkd.run_results("demo.db", result.run_id)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Sequence
 
-from symkd.generation import RunSummary, agenerate, generate, run_results
+from symkd.errors import UserError
+from symkd.generation import GenerationResult, RunSummary, agenerate, generate, run_results
+from symkd.pipelines.commonsense import DistillResult, EvaluationResult
+from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
+from symkd.pipelines.commonsense.pipeline import distill_commonsense
 from symkd.prompts import get_template, list_templates
 from symkd.requests_file import read_requests
 from symkd.store import runs as _runs
 from symkd.store.db import Store
 from symkd.teachers.registry import list_backends, load_teacher
+from symkd.results import TrainResult
+from symkd.session import TeacherSession
+from symkd.students.data import TrainingData
+from symkd.students.train import TrainConfig
+from symkd.teachers.options import TeacherOptions
 from symkd.teachers.types import GenerationParams, Message, Request
 
 
-def distill_commonsense(*args, **kwargs):  # noqa: ANN002, ANN003
-    """Symbolic commonsense distillation; see :func:`symkd.commonsense.pipeline.distill_commonsense`."""
-    from symkd.commonsense.pipeline import distill_commonsense as run
+def train_student(
+    data: str | Path | TrainingData,
+    out: str | Path | None = None,
+    *,
+    config: TrainConfig | None = None,
+    critics: Sequence[str] = (),
+    min_score: float | None = None,
+    rounds: Sequence[int] = (),
+    relations: Sequence[str] = (),
+    limit: int | None = None,
+    progress: bool = True,
+    **train_options: Any,
+) -> TrainResult:
+    """Fine-tune a student; ``data`` is a run DB, ATOMIC .tsv, .jsonl or :class:`TrainingData`.
 
-    return run(*args, **kwargs)
-
-
-def train_student(data, config=None, **options):  # noqa: ANN001, ANN003, ANN201
-    """Fine-tune a student; ``data`` is a path (run DB, .tsv, .jsonl) or TrainingData.
-
-    ``options`` are :class:`symkd.students.train.TrainConfig` fields (``out`` is required)
-    plus, for a run DB, ``critics``/``min_score``/``rounds``/``relations``/``limit``.
+    Give either ``config`` or ``out`` plus any :class:`~symkd.students.train.TrainConfig`
+    fields as keywords (``base_model``, ``epochs``, ``lora``, ``kd_loss``, ...). ``critics``,
+    ``min_score``, ``rounds``, ``relations`` and ``limit`` select a run DB's triples.
     """
-    from symkd.students.data import TrainingData, load_data
-    from symkd.students.train import TrainConfig, train
+    from symkd.commandline import build
+    from symkd.students.data import load_data
+    from symkd.students.train import train
 
-    db_keys = {"critics", "min_score", "rounds", "relations", "limit"}
-    filters = {k: options.pop(k) for k in list(options) if k in db_keys}
-    progress = options.pop("progress", True)
-    corpus = data if isinstance(data, TrainingData) else load_data(data, **filters)
-    return train(corpus, config or TrainConfig(**options), progress=progress)
+    if config is None:
+        if out is None:
+            raise UserError("train_student: give out= (the model folder) or config=")
+        config = build(TrainConfig, {**train_options, "out": out}, prefix="")
+    elif train_options or out is not None:
+        raise UserError("train_student: give config= or out= with options, not both")
+    filters = {"critics": list(critics), "min_score": min_score, "rounds": list(rounds), "relations": list(relations),
+               "limit": limit}  # fmt: skip
+    if isinstance(data, TrainingData):
+        corpus = data
+    elif Path(data).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+        corpus = load_data(data, **filters)
+    else:
+        if any((critics, min_score is not None, rounds, relations, limit)):
+            raise UserError(f"{data}: critics/min_score/rounds/relations/limit apply to a run DB only")
+        corpus = load_data(data)
+    return TrainResult.from_dict(train(corpus, config, progress=progress))
 
 
-def evaluate_commonsense(data, **options):  # noqa: ANN001, ANN003, ANN201
-    """ATOMIC2020 scores of a student or teacher; see :func:`symkd.students.evaluate.commonsense.evaluate_commonsense`."""
-    from symkd.students.evaluate.commonsense import evaluate_commonsense as run
+def to_dataset(
+    db: str | Path | Store,
+    *,
+    critics: Sequence[str] = (),
+    min_score: float | None = None,
+    relations: Sequence[str] = (),
+    include_none: bool = False,
+) -> Any:
+    """Curated triples with scores and provenance as a Hugging Face ``datasets.Dataset``."""
+    from symkd.knowledge.datasets import to_dataset as build_dataset
 
-    return run(data, **options)
+    return build_dataset(db, critics=critics, min_score=min_score, relations=relations, include_none=include_none)
 
 
 def open_store(path: str | Path, *, create: bool = True) -> Store:
@@ -65,6 +102,15 @@ def list_runs(db: str | Path | Store) -> list[dict]:
 
 
 __all__ = [
+    "DistillResult",
+    "EvaluationResult",
+    "GenerationResult",
+    "TeacherOptions",
+    "TeacherSession",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingData",
+    "to_dataset",
     "GenerationParams",
     "Message",
     "Request",

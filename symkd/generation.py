@@ -9,12 +9,12 @@ hash of its configuration.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+from symkd.aio import run_sync
 from symkd.errors import UserError
 from symkd.store import cache, runs
 from symkd.store.db import Store
@@ -33,7 +33,46 @@ class RunSummary:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+@dataclass
+class GenerationResult(RunSummary):
+    """A run's summary that also iterates ``(item id, request, response)`` in request order.
+
+    ``response`` is None for an item that has no stored answer (a failed send is a Response
+    with ``ok`` False). Responses are read from the store in chunks as the loop advances, so a
+    run of millions of items does not have to fit in memory.
+    """
+
+    _requests: Sequence[Request] = field(default=(), repr=False)
+    _keys: Sequence[str] = field(default=(), repr=False)
+    _db: Any = field(default=None, repr=False)
+
+    CHUNK = 500
+
+    def __iter__(self) -> Iterator[tuple[str, Request, Response | None]]:
+        store = self._db if isinstance(self._db, Store) else Store(self._db, create=False)
+        try:
+            for start in range(0, len(self._requests), self.CHUNK):
+                keys = list(self._keys[start : start + self.CHUNK])
+                found = cache.get_responses(store, keys)
+                for request, key in zip(self._requests[start : start + self.CHUNK], keys):
+                    yield request.id, request, found.get(key)
+        finally:
+            if store is not self._db:
+                store.close()
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def responses(self) -> dict[str, Response]:
+        """Item id -> stored response (items without one are left out)."""
+        return {item: resp for item, _, resp in self if resp is not None}
+
+    def keys(self) -> dict[str, str]:
+        """Item id -> request key (the cache key)."""
+        return {r.id: k for r, k in zip(self._requests, self._keys)}
 
 
 def _open_store(db: str | Path | Store) -> Store:
@@ -49,11 +88,9 @@ def generate(
     config: dict[str, Any] | None = None,
     progress: bool = True,
     **teacher_options: Any,
-) -> RunSummary:
-    """Blocking wrapper around :func:`agenerate`."""
-    return asyncio.run(
-        agenerate(teacher, requests, db, kind=kind, config=config, progress=progress, **teacher_options)
-    )
+) -> GenerationResult:
+    """Blocking form of :func:`agenerate`; works inside a running event loop (Jupyter) too."""
+    return run_sync(agenerate(teacher, requests, db, kind=kind, config=config, progress=progress, **teacher_options))
 
 
 async def agenerate(
@@ -65,18 +102,22 @@ async def agenerate(
     config: dict[str, Any] | None = None,
     progress: bool = True,
     **teacher_options: Any,
-) -> RunSummary:
-    """Answer ``requests`` through the cache in ``db``; load the teacher only if work is left."""
+) -> GenerationResult:
+    """Answer ``requests`` through the cache in ``db``; load the teacher only if work is left.
+
+    The result carries the run's counts and iterates ``(item id, request, response)``.
+    ``teacher_options`` are :class:`symkd.teachers.options.TeacherOptions` fields.
+    """
     started = time.monotonic()
     _check_ids(requests)
     if not requests:
         raise UserError("nothing to generate: no requests")
     owned = not isinstance(teacher, Teacher)
     loaded: Teacher | None = None if owned else teacher  # type: ignore[assignment]
-    identity = cache_identity(teacher) if owned else (teacher.backend, teacher.model_id)  # type: ignore[union-attr]
+    identity = cache_identity(teacher, **teacher_options) if owned else teacher.cache_identity()  # type: ignore[union-attr]
     if identity is None:  # e.g. a LangChain factory: its identity is known once built
         loaded = load_teacher(teacher, **teacher_options)
-        identity = (loaded.backend, loaded.model_id)
+        identity = loaded.cache_identity()
     backend, model_id = identity
     keys = [r.cache_key(backend, model_id) for r in requests]
     store = db if isinstance(db, Store) else (Store(db) if Path(db).exists() else None)
@@ -89,7 +130,8 @@ async def agenerate(
         if store is None:
             store = Store(db)
         describe = loaded.describe() if loaded else {"backend": backend, "model": model_id}
-        return await _run(loaded, describe, requests, keys, answered, store, kind, config, progress, started)
+        return await _run(loaded, describe, requests, keys, answered, store, kind, config, progress, started,
+                          caller_store=isinstance(db, Store))
     finally:
         if owned and loaded is not None:
             await loaded.aclose()
@@ -108,7 +150,9 @@ async def _run(
     config: dict[str, Any] | None,
     progress: bool,
     started: float,
-) -> RunSummary:
+    *,
+    caller_store: bool,
+) -> GenerationResult:
     config = dict(config or {})
     run_id = runs.run_fingerprint(kind, describe, config, keys)
     templates = sorted({(r.template_id, r.template_version or "") for r in requests if r.template_id})
@@ -154,13 +198,16 @@ async def _run(
     finally:
         writer.flush()
         runs.finish_run(store, run_id, status)
-    return RunSummary(
+    return GenerationResult(
         run_id=run_id,
         total=len(requests),
         done=counts["done"],
         cached=cached,
         failed=counts["failed"],
         seconds=round(time.monotonic() - started, 3),
+        _requests=list(requests),
+        _keys=keys,
+        _db=store if caller_store else store.path,
     )
 
 
@@ -233,36 +280,29 @@ def run_results(db: str | Path | Store, run_id: str) -> list[dict[str, Any]]:
 
 
 class _Progress:
-    """A rich progress bar on stderr (quiet when disabled)."""
+    """A tqdm bar on stderr with the failed count (quiet when disabled)."""
 
     def __init__(self, total: int, completed: int, *, enabled: bool, label: str):
         self.enabled = enabled
         self.failed = 0
+        self.bar: Any = None
         if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from tqdm import tqdm
 
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("failed {task.fields[failed]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.task = self.progress.add_task(label, total=total, completed=completed, failed=0)
+            self.bar = tqdm(total=total, initial=completed, desc=label, unit="item", dynamic_ncols=True,
+                            postfix={"failed": 0}, delay=0.5)  # fmt: skip
 
     def advance(self, n: int, *, failed: bool) -> None:
         if failed:
             self.failed += n
-        if self.enabled:
-            self.progress.update(self.task, advance=n, failed=self.failed)
+        if self.bar is not None:
+            if failed:
+                self.bar.set_postfix(failed=self.failed, refresh=False)
+            self.bar.update(n)
 
     def __enter__(self) -> "_Progress":
-        if self.enabled:
-            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
+        if self.bar is not None:
+            self.bar.close()

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from symkd.commonsense.constraints import satisfies
-from symkd.commonsense.names import NAMES
-from symkd.commonsense.pipeline import distill_commonsense
-from symkd.commonsense.relations import RELATIONS
+from symkd.teachers.constraints import satisfies
+from symkd.pipelines.commonsense.names import NAMES
+from symkd.pipelines.commonsense.pipeline import distill_commonsense
+from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
 from symkd.teachers.base import Teacher
 from symkd.teachers.types import Completion, Response
@@ -287,7 +287,7 @@ def test_hf_constrained_decoding_holds_on_the_real_model():
 
 
 def inferences_request():
-    from symkd.commonsense.inferences import tail_request
+    from symkd.pipelines.commonsense.inferences import tail_request
 
     return tail_request("PersonX goes jogging", "xWant", seed=0, samples=3)
 

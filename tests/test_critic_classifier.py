@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from symkd.commonsense import atomic
-from symkd.commonsense.knowledge import add_triples, normalize
-from symkd.critics import training
+from symkd.knowledge import atomic
+from symkd.knowledge.triples import add_triples, normalize
+from symkd.pipelines.commonsense.critics import training
 from symkd.errors import UserError
 from tests.conftest import SHARED_DATA
 
@@ -140,7 +140,7 @@ def test_threshold_selection_for_recall_and_precision():
 
 
 def test_train_command_rejects_bad_targets(tmp_path):
-    from symkd.critics.train_cli import train
+    from symkd.pipelines.commonsense.critics.cli import train
 
     with pytest.raises(UserError, match="give one, not both"):
         train(data=None, rejects=None, out=None, target_recall=0.5, target_precision=0.7, dev_split=None,
@@ -155,7 +155,7 @@ def test_train_command_rejects_bad_targets(tmp_path):
 
 @pytest.fixture(scope="module")
 def bundled():
-    from symkd.critics.classifier import ClassifierCritic
+    from symkd.pipelines.commonsense.critics.classifier import ClassifierCritic
 
     return ClassifierCritic(device="cpu")
 
@@ -163,8 +163,8 @@ def bundled():
 @pytest.mark.slow
 @needs_dev
 def test_training_on_a_small_slice_writes_an_artifact(tmp_path):
-    from symkd.critics.artifact import train_critic
-    from symkd.critics.classifier import ClassifierCritic
+    from symkd.pipelines.commonsense.critics.artifact import train_critic
+    from symkd.pipelines.commonsense.critics.classifier import ClassifierCritic
 
     critic_lines, _ = atomic.dev_split(DEV)
     heads = list(dict.fromkeys(normalize(ln.head) for ln in critic_lines))[:80]
@@ -221,7 +221,7 @@ def test_apply_critic_records_name_version_and_threshold(db_path, bundled):
 
 @pytest.mark.slow
 def test_threshold_names_and_errors(bundled):
-    from symkd.critics.classifier import ClassifierCritic
+    from symkd.pipelines.commonsense.critics.classifier import ClassifierCritic
     from symkd.critics.registry import load_critic
 
     thresholds = bundled.card["thresholds"]

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from symkd.cli import main
-from symkd.commonsense.knowledge import add_triples, triple_id
+from symkd.knowledge.triples import add_triples, triple_id
 from symkd.critics.base import apply_critic, critic_report
 from symkd.critics.judge import LLMJudgeCritic, parse_rating, statement
 from symkd.critics.registry import load_critic

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 from collections import defaultdict
 
 import pytest
-import typer
 
 from symkd.cli import main
-from symkd.cli_critics import PLUGINS, attach_plugins, split_specs
-from symkd.commonsense.knowledge import add_triples, triple_id
-from symkd.commonsense.relations import RELATIONS
+from symkd.cli.critics import split_specs
+from symkd.knowledge.triples import add_triples, triple_id
+from symkd.knowledge.relations import RELATIONS
 from symkd.critics.base import apply_critic
 from symkd.critics.dedupe import DedupeCritic, shingles, tail_key
 from symkd.critics.registry import load_critic
-from symkd.critics.rules import RulesCritic
+from symkd.pipelines.commonsense.critics.rules import RulesCritic
 from symkd.errors import UserError
 from symkd.store.db import Store
 from tests.conftest import SHARED_DATA
@@ -317,31 +315,13 @@ def test_cli_apply_cascades_resumes_and_reports(capsys, db_path):
 def test_cli_errors_are_one_line(capsys, tmp_path, db_path):
     Store(db_path).close()
     code, _, err = run_cli(capsys, "critic", "apply", "--db", str(db_path), "--critics", "rules,nosuch")
-    assert code == 2 and err.strip() == "symkd: error: unknown critic 'nosuch'; known: rules, dedupe, classifier, judge"
+    assert code == 2 and err.strip() == "symkd: error: unknown critic 'nosuch'; known: dedupe, judge, rules, classifier"
     code, _, err = run_cli(capsys, "critic", "apply", "--db", str(tmp_path / "absent.db"), "--critics", "rules")
     assert code == 2 and "no such database" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(capsys, "critic", "apply", "--db", str(db_path), "--critics", "dedupe:method=fuzzy")
     assert code == 2 and "method 'fuzzy'" in err
     code, out, _ = run_cli(capsys, "critic", "report", "--db", str(db_path))
     assert code == 0 and "no critic scores yet" in out
-
-
-def test_plugins_attach_to_the_critic_app(monkeypatch, tmp_path):
-    seen = []
-    plugin = types.ModuleType("symkd_test_critic_plugin")
-    plugin.register = lambda app: seen.append(app)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, plugin.__name__, plugin)
-    monkeypatch.setattr("symkd.cli_critics.PLUGINS", [plugin.__name__, "symkd_no_such_plugin_module"])
-    target = typer.Typer()
-    assert attach_plugins(target) == [plugin.__name__] and seen == [target]
-    monkeypatch.setattr("symkd.cli_critics.PLUGINS", ["symkd_no_such_plugin_module"])
-    assert attach_plugins(target) == []  # a plugin that is not installed is tolerated
-    (tmp_path / "symkd_test_broken_plugin.py").write_text("import symkd_missing_dependency_xyz\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("symkd.cli_critics.PLUGINS", ["symkd_test_broken_plugin"])
-    with pytest.raises(ModuleNotFoundError, match="symkd_missing_dependency_xyz"):
-        attach_plugins(target)  # a plugin that is there but broken is not hidden
-    assert PLUGINS == ["symkd.critics.train_cli"]
 
 
 def test_missing_library_is_a_one_line_error(monkeypatch):

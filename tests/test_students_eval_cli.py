@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from symkd.commonsense.knowledge import add_events, add_triples
+from symkd.knowledge.triples import add_events, add_triples
 from symkd.errors import UserError
 from symkd.store.db import Store
-from symkd.students.evaluate.commonsense import evaluate_commonsense, select_lines
+from symkd.pipelines.commonsense.evaluate import evaluate_commonsense, select_lines
 from symkd.students.evaluate.metrics import METRICS
 from tests.conftest import SHARED_DATA
 
@@ -109,7 +109,7 @@ def test_dev_split_parts_are_disjoint_by_head() -> None:
 
 
 def test_self_imitation_round_records_counts_and_scores(tmp_path: Path, tiny_lm: Path) -> None:
-    from symkd.commonsense.self_imitation import rounds_table, run_rounds
+    from symkd.pipelines.commonsense.self_imitation import rounds_table, run_rounds
     from symkd.critics.base import apply_critic
     from symkd.critics.registry import load_critic
 

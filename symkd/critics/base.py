@@ -43,6 +43,10 @@ class Critic(ABC):
     def reset(self) -> None:
         """Forget state kept across batches (called before each pass over a store)."""
 
+    def prepare(self, items: Sequence[dict[str, Any]]) -> None:
+        """Every item this pass will score, before the first batch: a critic that asks a
+        teacher (judge) sends all its requests here, as one cached run on one session."""
+
     @abstractmethod
     def score(self, items: Sequence[dict[str, Any]]) -> list[Verdict]:
         """One verdict per item, same order. Items come in a stable order (rowid)."""
@@ -93,7 +97,9 @@ def apply_critic(
     total = store.scalar(f"select count(*) from {critic.item_table} t" + (f" where ({where})" if where else ""), list(params))
     bar = _bar(progress, f"critic {critic.name}", total)
     # Materialise the batches first: scoring writes to the same table we read from.
-    for batch in list(_items(store, critic, rescore=rescore, where=where, params=params)):
+    batches = list(_items(store, critic, rescore=rescore, where=where, params=params))
+    critic.prepare([item for batch in batches for item in batch])
+    for batch in batches:
         verdicts = critic.score(batch)
         if len(verdicts) != len(batch):
             raise RuntimeError(f"critic {critic.name} returned {len(verdicts)} verdicts for {len(batch)} items")

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.commonsense.knowledge import normalize
+from symkd.knowledge.triples import normalize
 from symkd.critics.base import Critic, Verdict
-from symkd.critics.rules import is_none
+from symkd.knowledge.triples import is_none
 from symkd.errors import UserError
 from symkd.store.db import Store
 

@@ -21,12 +21,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.commonsense.relations import RELATIONS
+from symkd.knowledge.relations import RELATIONS
 from symkd.critics.base import Critic, Verdict
-from symkd.critics.rules import is_none
+from symkd.knowledge.triples import is_none
 from symkd.errors import UserError
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
+from symkd.teachers.options import as_options
 
 #: a batch this large where every rating is the same gets a warning
 DEGENERATE_MIN = 20
@@ -105,15 +106,10 @@ class LLMJudgeCritic(Critic):
         #: recorded next to the scores, so in score units (rating / 5)
         self.threshold = self.min_rating / 5
         self.on_unparsed = on_unparsed
-        self.teacher_options = {
-            "base_url": base_url,
-            "api_key_env": api_key_env,
-            "concurrency": concurrency,
-            "timeout": timeout,
-            "max_retries": max_retries,
-            "rpm": rpm,
-        }
+        self.teacher_options = as_options({"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
+                                           "timeout": timeout, "max_retries": max_retries, "rpm": rpm})  # fmt: skip
         self._store = cache_db
+        self._answers: dict[str, Any] = {}
 
     def describe(self) -> dict[str, Any]:
         teacher = self.teacher if isinstance(self.teacher, str) else f"{self.teacher.backend}:{self.teacher.model_id}"
@@ -139,31 +135,35 @@ class LLMJudgeCritic(Critic):
             out.append(self.template.request(item["id"], {k: variables[k] for k in self.template.variables}))
         return out
 
-    def score(self, items: Sequence[dict[str, Any]]) -> list[Verdict]:
-        from symkd.generation import generate, run_results
+    def reset(self) -> None:
+        self._answers = {}
+
+    def prepare(self, items: Sequence[dict[str, Any]]) -> None:
+        """Ask the teacher about every item at once: one session (a local teacher loads once),
+        one cached run; a rerun after a kill is answered from the cache."""
+        from symkd.session import TeacherSession
 
         if self._store is None:
             raise UserError("critic 'judge' needs a store for its cache: pass cache_db=... or bind(store)")
-        todo = [i for i in items if not is_none(i.get("tail") or "")]
-        answers: dict[str, dict[str, Any]] = {}
-        if todo:
-            summary = generate(
-                self.teacher,
-                self.requests(todo),
-                self._store,
-                kind="critic-judge",
-                config={"critic": self.name, "version": self.version, "template": self.template.ref},
-                progress=False,
-                **self.teacher_options,
+        todo = [i for i in items if not is_none(i.get("tail") or "") and i["id"] not in self._answers]
+        if not todo:
+            return
+        config = {"critic": self.name, "version": self.version, "template": self.template.ref}
+        with TeacherSession(self.teacher, self._store, self.teacher_options, progress=False) as session:
+            result = session.ask(self.requests(todo), kind="critic-judge", config=config, stage="judge")
+        answers = result.responses()
+        failed = [r for r in answers.values() if not r.ok]
+        if failed or len(answers) < len(todo):
+            first = failed[0].error if failed else "no answer stored"
+            raise UserError(
+                f"critic 'judge': {len(failed) or len(todo) - len(answers)} of {len(todo)} requests failed "
+                f"(first: {first}); rerun to retry, answers so far are cached"
             )
-            answers = {r["id"]: r for r in run_results(self._store, summary.run_id)}
-            failed = [r for r in answers.values() if r["status"] != "ok"]
-            if failed:
-                raise UserError(
-                    f"critic 'judge': {len(failed)} of {len(todo)} requests failed "
-                    f"(first: {failed[0]['error']}); rerun to retry, answers so far are cached"
-                )
-        verdicts = [self._verdict(item, answers.get(item["id"])) for item in items]
+        self._answers.update(answers)
+
+    def score(self, items: Sequence[dict[str, Any]]) -> list[Verdict]:
+        self.prepare(items)  # a no-op for items prepared already
+        verdicts = [self._verdict(item, self._answers.get(item["id"])) for item in items]
         ratings = {v.details["rating"] for v in verdicts if v.details.get("rating") is not None}
         rated = sum(v.details.get("rating") is not None for v in verdicts)
         if rated >= DEGENERATE_MIN and len(ratings) == 1:
@@ -174,10 +174,10 @@ class LLMJudgeCritic(Critic):
             )
         return verdicts
 
-    def _verdict(self, item: dict[str, Any], answer: dict[str, Any] | None) -> Verdict:
+    def _verdict(self, item: dict[str, Any], answer: Any) -> Verdict:
         if answer is None:  # a "none" tail: nothing to judge
             return Verdict(math.nan, True, {"rating": None, "skipped": "none tail"})
-        text = answer["completions"][0] if answer["completions"] else ""
+        text = answer.completions[0].text if answer.completions else ""
         rating = parse_rating(text)
         if rating is None:
             return Verdict(math.nan, self.on_unparsed == "keep", {"rating": None, "answer": text, "unparsed": True})

@@ -1,4 +1,4 @@
-"""Critic names -> classes. The one place a new critic is registered.
+"""Critic names -> classes, through :class:`symkd.plugins.Registry` (built-ins + entry points).
 
 Critics are imported only when used (the classifier pulls in torch). A critic is built from
 a name and keyword options: ``load_critic("dedupe", threshold=0.8)``, or from a CLI spec
@@ -7,27 +7,32 @@ a name and keyword options: ``load_critic("dedupe", threshold=0.8)``, or from a 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 from symkd.critics.base import Critic
 from symkd.errors import UserError
+from symkd.plugins import Registry
 from symkd.specs import parse_spec
 
-CRITICS: dict[str, str] = {
-    "rules": "symkd.critics.rules:RulesCritic",
-    "dedupe": "symkd.critics.dedupe:DedupeCritic",
-    "classifier": "symkd.critics.classifier:ClassifierCritic",
-    "judge": "symkd.critics.judge:LLMJudgeCritic",
-}
+#: the generic critics; pipelines register their domain critics (``rules``, ``classifier``
+#: for commonsense) through the ``symkd.critics`` entry-point group, as users do
+REGISTRY = Registry(
+    "symkd.critics",
+    "critic",
+    {"dedupe": "symkd.critics.dedupe:DedupeCritic", "judge": "symkd.critics.judge:LLMJudgeCritic"},
+)
+
+
+def critic_names() -> list[str]:
+    return REGISTRY.names()
 
 
 def critic_class(name: str) -> type[Critic]:
-    if name not in CRITICS:
-        raise UserError(f"unknown critic {name!r}; known: {', '.join(CRITICS)}")
-    module, _, cls = CRITICS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    cls = REGISTRY.load(name)
+    if not (isinstance(cls, type) and issubclass(cls, Critic)):
+        raise UserError(f"critic {name!r}: {REGISTRY.target(name)!r} is not a symkd Critic class")
+    return cls
 
 
 def parse_critic_spec(spec: str) -> tuple[str, dict[str, Any]]:

@@ -4,7 +4,7 @@ Node ids are stable for a given store: ``e:<events.id>`` for a head (and for a t
 normalised text is also a head somewhere in the store, which links inferences back into
 events), ``t:<sha1(normalised tail)[:16]>`` for any other tail, ``t:none`` for the "none" tail.
 A tail text shared by several heads is one node. Edge key = ``triples.id``. The selection
-(critics, min score, relations) is :func:`symkd.commonsense.knowledge.curated_triples`'s own
+(critics, min score, relations) is :func:`symkd.knowledge.triples.curated_triples`'s own
 SQL, captured and wrapped, so rows stream from SQLite instead of being listed in memory.
 """
 
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from symkd.commonsense.knowledge import curated_sql, event_id, normalize
-from symkd.commonsense.relations import NONE_TAIL, RELATIONS, get_relation, head_kind
+from symkd.knowledge.triples import curated_sql, event_id, normalize
+from symkd.knowledge.relations import NONE_TAIL, RELATIONS, get_relation, head_kind
 from symkd.errors import UserError
-from symkd.store.db import Store
+from symkd.store.db import Store, latest_version
 
 NONE_NODE = "t:none"
 #: tail text -> node id entries kept between scans (bounds memory on huge graphs)
@@ -121,10 +121,12 @@ class TripleSource:
         if sel.min_score is not None and not sel.critics:
             raise UserError("--min-score needs --critic NAME (the critic whose score is compared)")
         rows = store.conn.execute(
-            "select critic, max(critic_version) from critic_scores where item_table = 'triples' group by critic order by critic"
+            "select distinct critic, critic_version from critic_scores where item_table = 'triples' order by critic"
         ).fetchall()
         #: every critic that scored triples -> its latest version (each becomes edge attributes)
-        self.critics: dict[str, str] = {name: version for name, version in rows}
+        self.critics: dict[str, str] = {}
+        for name, version in rows:
+            self.critics[name] = latest_version([v for n, v in rows if n == name])  # type: ignore[assignment]
         for name in sel.critics:
             if name not in self.critics:
                 known = ", ".join(self.critics) or "none scored yet"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from symkd.commonsense.knowledge import event_id, normalize
-from symkd.commonsense.relations import RELATIONS
+from symkd.knowledge.triples import event_id, normalize
+from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
 from symkd.graphs.build import IN, OUT, Selection, TripleSource, node_attrs, progress_bar, sample_nodes, snapshot
 from symkd.graphs.html import write_html

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from symkd.commonsense.relations import RELATIONS
+from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
 from symkd.graphs.build import IN, LABEL, OUT, TYPE, Selection, TripleSource, snapshot
 from symkd.jsonio import atomic_write

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -48,6 +49,7 @@ class Store:
                 check_same_thread=False,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.create_function("version_key", 1, version_key, deterministic=True)
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -127,6 +129,17 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def version_key(version: str | None) -> str:
+    """A text that sorts like the version: ``"9" < "10"``, ``"1.2" < "1.10"`` (SQL: ``version_key(x)``)."""
+    parts = re.split(r"[.\-+_]", str(version or ""))
+    return ".".join(p.zfill(12) if p.isdigit() else p for p in parts)
+
+
+def latest_version(versions: Any) -> str | None:
+    """The highest of some version strings (None when there are none)."""
+    return max(versions, key=version_key, default=None)
 
 
 def to_json(obj: Any) -> str:

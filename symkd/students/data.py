@@ -5,7 +5,7 @@ Commonsense triples use the COMET-style format of :func:`comet_prompt`::
 
     "PersonX goes jogging as a result, PersonX feels [GEN]"  ->  " tired<eos>"
 
-(the relation's natural-language phrase from :mod:`symkd.commonsense.relations`, so the
+(the relation's natural-language phrase from :mod:`symkd.knowledge.relations`, so the
 format reads as a sentence for a pretrained LM and needs no new tokens). Sources:
 
 * a run DB: curated triples, optionally only those every named critic kept (or scored at
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.commonsense.knowledge import normalize
-from symkd.commonsense.relations import RELATIONS
+from symkd.knowledge.triples import normalize
+from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
 
 GEN = "[GEN]"
@@ -81,8 +81,8 @@ def from_db(
     limit: int | None = None,
     seed: int = 0,
 ) -> TrainingData:
-    """Curated triples of a run DB (see :func:`symkd.commonsense.knowledge.curated_triples`)."""
-    from symkd.commonsense.knowledge import curated_triples
+    """Curated triples of a run DB (see :func:`symkd.knowledge.triples.curated_triples`)."""
+    from symkd.knowledge.triples import curated_triples
     from symkd.store.db import Store
 
     path = Path(db)
@@ -108,7 +108,7 @@ def from_db(
 
 
 def from_tsv(path: str | Path) -> TrainingData:
-    from symkd.commonsense.atomic import read_atomic_tsv
+    from symkd.knowledge.atomic import read_atomic_tsv
 
     lines = read_atomic_tsv(path)
     examples = [triple_example(ln.head, ln.relation, tail) for ln in lines for tail in ln.tails]

@@ -64,6 +64,10 @@ class Teacher(ABC):
     def spec(self) -> str:
         return f"{self.backend}:{self.model_id}"
 
+    def cache_identity(self) -> tuple[str, str]:
+        """(backend, model) that cache keys use; API backends add the server they talk to."""
+        return self.backend, self.model_id
+
     def describe(self) -> dict[str, Any]:
         """Settings worth recording with a run. Must never include a secret."""
         return {"backend": self.backend, "model": self.model_id}

@@ -225,11 +225,11 @@ class HFTeacher(LocalTeacher):
         """Keyword arguments for ``model.generate`` beyond inputs and the picker.
 
         The single place where decoding constraints go (I2D2's NeuroLogic, lite; see
-        :mod:`symkd.commonsense.constraints`): ``forbid_words`` become ``bad_words_ids``, and
+        :mod:`symkd.teachers.constraints`): ``forbid_words`` become ``bad_words_ids``, and
         ``require_words`` a processor that forces a missing phrase in while there is room for
         it. Processors returned under ``logits_processor`` run before the picker.
         """
-        from symkd.commonsense.constraints import generation_config_updates, hf_processors
+        from symkd.teachers.constraints import generation_config_updates, hf_processors
 
         config = GenerationConfig(
             max_new_tokens=params.max_tokens,

@@ -21,31 +21,16 @@ import importlib
 import os
 import time
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import openai
 
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import APITeacher, FatalRequestError, RetryableError, redact
 from symkd.teachers.types import Completion, Request, Response, Usage
+from symkd.teachers.urls import netloc, model_at, safe_url
 
 _RETRY_STATUS = {408, 409, 425, 429}
-
-
-def safe_url(url: str | None) -> str | None:
-    """The URL without credentials or query string (safe to record)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, _netloc(parts), parts.path, "", ""))
-
-
-def _netloc(parts: SplitResult) -> str:
-    """host[:port] without any user:password@ (IPv6 hosts keep their brackets)."""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{parts.port}" if parts.port else host
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -132,6 +117,10 @@ class OpenAITeacher(APITeacher):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "base_url": safe_url(self.base_url), "endpoint": self.endpoint}
+
+    def cache_identity(self) -> tuple[str, str]:
+        """Answers are keyed by the server too: two servers may serve different models under one name."""
+        return self.backend, model_at(self.model_id, self.base_url)
 
     async def preflight(self) -> None:
         """Fail fast with one clear line when the server cannot be reached or refuses the key."""
@@ -235,7 +224,7 @@ def _split_credentials(url: str | None) -> tuple[str | None, dict[str, str] | No
         return url, None
     plain = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
     header = {"Authorization": "Basic " + base64.b64encode(plain.encode()).decode()}
-    return urlunsplit((parts.scheme, _netloc(parts), parts.path, parts.query, parts.fragment)), header
+    return urlunsplit((parts.scheme, netloc(parts), parts.path, parts.query, parts.fragment)), header
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

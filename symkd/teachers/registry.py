@@ -3,7 +3,9 @@
 A spec is a plain string: ``BACKEND:MODEL`` (``openai:gpt-4o-mini``,
 ``hf:HuggingFaceTB/SmolLM2-135M-Instruct``, ``llamacpp:/path/model.gguf``,
 ``langchain:my_pkg.module:make_chat_model``) or the name of an embedded model (``smollm2``).
-Backend modules are imported only when used, so API teachers never import torch.
+Backend modules are imported only when used, so API teachers never import torch. Backends
+of other packages come from the ``symkd.teachers`` entry-point group (``name = "pkg.mod:Class"``,
+a :class:`~symkd.teachers.base.Teacher` subclass).
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from symkd.errors import UserError
+from symkd.plugins import Registry
 from symkd.teachers.base import Teacher
+from symkd.teachers.options import as_options, fields
+from symkd.teachers.urls import model_at
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,20 @@ BACKENDS: dict[str, BackendInfo] = {
 }
 
 
+#: backends of other packages (entry points), looked up only for names not built in
+PLUGINS = Registry("symkd.teachers", "teacher backend")
+
+
+def backends() -> dict[str, BackendInfo]:
+    """Built-in backends plus those installed through entry points."""
+    extra = {
+        name: BackendInfo(name, target, (), "", f"plugin backend ({target})")
+        for name, target in PLUGINS.targets().items()
+        if name not in BACKENDS and isinstance(target, str)
+    }
+    return {**BACKENDS, **extra}
+
+
 def installed(info: BackendInfo) -> bool:
     return all(importlib.util.find_spec(mod) is not None for mod in info.requires)
 
@@ -76,8 +96,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if spec in embedded.EMBEDDED:
         return embedded.resolve(spec)
     backend, sep, model = spec.partition(":")
-    if not sep or backend not in BACKENDS:
-        known = ", ".join([*BACKENDS, *embedded.EMBEDDED])
+    if not sep or backend not in backends():
+        known = ", ".join([*backends(), *embedded.EMBEDDED])
         raise UserError(f"unknown teacher spec {spec!r}: use BACKEND:MODEL with BACKEND one of {known}")
     if not model:
         raise UserError(f"teacher spec {spec!r} names no model")
@@ -85,38 +105,54 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def backend_class(name: str) -> type[Teacher]:
-    info = BACKENDS[name]
+    info = backends()[name]
     missing = [mod for mod in info.requires if importlib.util.find_spec(mod) is None]
     if missing:
         hint = f"pip install 'symkd[{info.extra}]'" if info.extra else "pip install symkd"
         raise UserError(f"teacher backend {name!r} needs {', '.join(missing)}: {hint}")
     module_name, _, cls_name = info.target.partition(":")
-    return getattr(importlib.import_module(module_name), cls_name)
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    if not (isinstance(cls, type) and issubclass(cls, Teacher)):
+        raise UserError(f"teacher backend {name!r}: {info.target} is not a symkd Teacher class")
+    return cls
 
 
 def load_teacher(spec: str | Teacher, **options: Any) -> Teacher:
-    """Build a teacher from a spec. Options a backend does not take are ignored; None = default."""
+    """Build a teacher from a spec and :class:`~symkd.teachers.options.TeacherOptions` fields.
+
+    None means the backend's default; an option the backend does not take is left out; a name
+    that is neither a teacher option nor one of the backend's own is a UserError naming it.
+    """
     if isinstance(spec, Teacher):
         return spec
     backend, model = parse_spec(spec)
     cls = backend_class(backend)
-    accepted = inspect.signature(cls.__init__).parameters
-    kwargs = {k: v for k, v in options.items() if v is not None and k in accepted}
-    return cls(model, **kwargs)
+    accepted = {k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "model")}
+    own = frozenset(accepted - set(fields()))
+    unknown = sorted(k for k in options if k not in fields() and k not in own)
+    if unknown:
+        names = ", ".join(sorted({*fields(), *own}))
+        raise UserError(f"unknown teacher option {unknown[0]!r}; accepted: {names}")
+    given = {**as_options(options, extra_ok=own).given(), **{k: v for k, v in options.items() if k in own and v is not None}}
+    return cls(model, **{k: v for k, v in given.items() if k in accepted})
 
 
-def cache_identity(spec: str | Teacher) -> tuple[str, str] | None:
-    """(backend, model id) that cache keys use, without loading the model; None if unknown.
+def cache_identity(spec: str | Teacher, **options: Any) -> tuple[str, str] | None:
+    """(backend, model) that cache keys use, without loading the model; None if unknown.
 
-    Lets a fully cached run be replayed without importing SDKs or loading weights.
+    Lets a fully cached run be replayed without importing SDKs or loading weights. For the
+    OpenAI backend the model part names the server too (key scheme v2, see README).
     """
     if isinstance(spec, Teacher):
-        return spec.backend, spec.model_id
+        return spec.cache_identity()
     from symkd.teachers.embedded import model_id
 
     backend, model = parse_spec(spec)
-    if backend == "langchain":  # identity comes from the built chat model
+    if backend not in BACKENDS or backend == "langchain":  # identity comes from the built teacher
         return None
+    if backend == "openai":
+        base_url = options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+        return backend, model_at(model_id(model), base_url)
     return backend, model_id(model)
 
 
@@ -125,7 +161,7 @@ def list_backends() -> list[dict[str, Any]]:
 
     rows = [
         {"name": b.name, "installed": installed(b), "extra": b.extra, "summary": b.summary}
-        for b in BACKENDS.values()
+        for b in backends().values()
     ]
     for name, entry in embedded.EMBEDDED.items():
         path = embedded.locate(name, required=False)

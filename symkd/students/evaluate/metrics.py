@@ -25,7 +25,7 @@ import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from symkd.commonsense.relations import RELATIONS
+from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
 
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL", "cider")

@@ -8,17 +8,18 @@ it reaches only losses that need it (TAID).
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import TYPE_CHECKING, Any
 
 from symkd.errors import UserError
+from symkd.plugins import Registry
 from symkd.specs import parse_spec
 
 if TYPE_CHECKING:
     from symkd.students.losses.base import KDLoss
 
-LOSSES: dict[str, str] = {
+#: built-in losses; users add theirs through the ``symkd.losses`` entry-point group
+BUILTIN_LOSSES: dict[str, str] = {
     "forward_kl": "symkd.students.losses.forward_kl:ForwardKL",
     "reverse_kl": "symkd.students.losses.reverse_kl:ReverseKL",
     "skew_forward_kl": "symkd.students.losses.skew_kl:SkewForwardKL",
@@ -26,6 +27,23 @@ LOSSES: dict[str, str] = {
     "jsd": "symkd.students.losses.jsd:GeneralizedJSD",
     "taid": "symkd.students.losses.taid:TAID",
 }
+REGISTRY = Registry("symkd.losses", "KD loss", BUILTIN_LOSSES)
+
+
+class _Losses:
+    """Read-only view of the registry's names (``for name in LOSSES``, ``name in LOSSES``)."""
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(REGISTRY.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in REGISTRY
+
+    def __len__(self) -> int:
+        return len(REGISTRY.names())
+
+
+LOSSES = _Losses()
 
 #: short names used by DistiLLM / TAID scripts
 ALIASES: dict[str, str] = {
@@ -41,21 +59,20 @@ ALIASES: dict[str, str] = {
 
 def loss_names() -> list[str]:
     """Registered loss names, in registry order."""
-    return list(LOSSES)
+    return REGISTRY.names()
 
 
 def canonical_name(name: str) -> str:
     """``"Skew-Forward-KL"`` -> ``"skew_forward_kl"``; a UserError listing known names otherwise."""
     key = name.strip().lower().replace("-", "_")
     key = ALIASES.get(key, key)
-    if key not in LOSSES:
-        raise UserError(f"unknown KD loss {name!r}; known: {', '.join(LOSSES)}")
+    if key not in REGISTRY:
+        raise UserError(f"unknown KD loss {name!r}; known: {', '.join(REGISTRY.names())}")
     return key
 
 
 def loss_class(name: str) -> type[KDLoss]:
-    module, _, cls = LOSSES[canonical_name(name)].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return REGISTRY.load(canonical_name(name))
 
 
 def parse_loss_spec(spec: str) -> tuple[str, dict[str, Any]]:

@@ -21,8 +21,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from symkd.commonsense.atomic import AtomicLine
-from symkd.commonsense.knowledge import normalize
+from symkd.knowledge.atomic import AtomicLine
+from symkd.knowledge.triples import normalize
 from symkd.errors import UserError
 
 VAL_SALT = "symkd-critic-val-v1"
@@ -166,7 +166,7 @@ def train_head(x_train, r_train, y_train, cfg: TrainConfig, log: Callable[[str],
     """L2 logistic regression with balanced class weights, full-batch L-BFGS from zeros (no sampling)."""
     import torch
 
-    from symkd.critics.classifier import FEATURES, RELATION_ORDER, build_head
+    from symkd.pipelines.commonsense.critics.classifier import FEATURES, RELATION_ORDER, build_head
 
     if cfg.epochs < 1 or cfg.c <= 0:
         raise UserError(f"epochs must be >= 1 and C > 0 (got {cfg.epochs}, {cfg.c})")
@@ -256,7 +256,7 @@ def fit(
     """Build examples, embed them, train the head, evaluate: everything an artifact needs."""
     import torch
 
-    from symkd.critics.classifier import get_encoder
+    from symkd.pipelines.commonsense.critics.classifier import get_encoder
 
     cfg = cfg or TrainConfig()
     started = time.monotonic()

@@ -32,10 +32,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from symkd.commonsense.knowledge import normalize
-from symkd.commonsense.relations import NONE_TAIL
 from symkd.critics.base import Critic, Verdict
 from symkd.errors import UserError
+from symkd.knowledge.triples import is_none
 
 CHECKS = ("format", "length", "banned", "form", "echo")
 HARD = {"format", "banned"}
@@ -126,10 +125,6 @@ def _phrase_pattern(text: str) -> re.Pattern:
 def words(text: str) -> list[str]:
     """Lower-cased words (letters, apostrophes, hyphens)."""
     return [w.lower() for w in _WORD.findall(text)]
-
-
-def is_none(tail: str) -> bool:
-    return normalize(tail or "") == NONE_TAIL
 
 
 class RulesCritic(Critic):

@@ -5,13 +5,12 @@
 
 Critics run in the order given; by default each later critic only scores the triples every
 earlier one kept (``--no-cascade`` scores all). Reruns score only what is not scored yet
-(``--rescore`` scores again). Other modules attach commands to :data:`critic_app`
-(``symkd.critics.train_cli`` adds ``critic train``).
+(``--rescore`` scores again). Pipelines attach their own commands to :data:`critic_app` (the commonsense pipeline adds
+``critic train`` for its MiniLM classifier).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
@@ -25,12 +24,6 @@ critic_app = typer.Typer(
     help="Score stored triples with critics (rules, dedupe, judge, classifier) and report.",
     no_args_is_help=True,
 )
-#: modules that add commands to critic_app through their own register(critic_app)
-PLUGINS = ["symkd.critics.train_cli"]
-_KEEP = (
-    "exists (select 1 from critic_scores s where s.item_table = 'triples' and s.item_id = t.id "
-    "and s.critic = ? and s.critic_version = ? and s.decision = 'keep')"
-)
 
 
 def split_specs(values: Sequence[str]) -> list[str]:
@@ -41,38 +34,10 @@ def split_specs(values: Sequence[str]) -> list[str]:
     return specs
 
 
-def report_rows(store: Any, *, run: str | None = None, critics: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    """Per critic name+version: scored, kept, removed, mean score, estimated precision."""
-    where, params = ("where t.run_id = ?", [run]) if run else ("", [])
-    rows = store.query(
-        "select s.critic, s.critic_version as version, count(*) as scored, "
-        "sum(s.decision = 'keep') as kept, sum(s.decision = 'drop') as removed, "
-        "round(avg(s.score), 4) as mean_score from critic_scores s "
-        f"join triples t on s.item_table = 'triples' and t.id = s.item_id {where} "
-        "group by s.critic, s.critic_version order by min(s.rowid)",
-        params,
-    )
-    precision = {(c.name, c.version): c.estimated_precision() for c in critics}
-    for row in rows:
-        row["estimated_precision"] = precision.get((row["critic"], row["version"]))
-    return rows
-
-
-def kept_by_all(store: Any, critics: Sequence[Any], run: str | None = None) -> tuple[int, int]:
-    """(triples every critic kept, triples in scope)."""
-    where, params = (["t.run_id = ?"], [run]) if run else ([], [])
-    total = store.scalar(f"select count(*) from triples t {'where ' + where[0] if where else ''}", params)
-    for c in critics:
-        where.append(_KEEP)
-        params += [c.name, c.version]
-    kept = store.scalar(f"select count(*) from triples t where {' and '.join(where) or '1'}", params)
-    return kept, total
-
-
 def _critics_in_store(store: Any) -> list[Any]:
     """Registered critics the store has scores of, built with defaults and set to the
     threshold of their latest score (what their estimated precision depends on)."""
-    from symkd.critics.registry import CRITICS, critic_class
+    from symkd.critics.registry import critic_class, critic_names
 
     latest = {
         (r["critic"], r["critic_version"]): r["threshold"]
@@ -82,7 +47,7 @@ def _critics_in_store(store: Any) -> list[Any]:
         )
     }
     out = []
-    for name in CRITICS:
+    for name in critic_names():
         if not any(n == name for n, _ in latest):
             continue
         try:
@@ -109,7 +74,7 @@ def _table(rows: list[dict], columns: list[str], as_json: bool) -> None:
     Console().print(table)
 
 
-COLUMNS = ["critic", "version", "scored", "kept", "removed", "mean_score", "estimated_precision"]
+COLUMNS = ["critic", "version", "scored", "kept", "removed", "new_scores", "mean_score", "estimated_precision"]
 
 
 @critic_app.command("apply")
@@ -123,46 +88,22 @@ def apply_cmd(
     as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
 ) -> None:
     """Apply critics in order to the triples in DB; print what each scored, kept and removed."""
-    from symkd.critics.base import apply_critic
+    from symkd.critics.cascade import apply_cascade, report_rows
     from symkd.critics.registry import load_critic
     from symkd.store.db import Store
 
     built = [load_critic(spec) for spec in split_specs(critics)]
     with Store(db, create=False) as store:
-        done: list[Any] = []
-        passes: list[dict[str, Any]] = []
-        for critic in built:
-            where = ["t.run_id = ?"] if run else []
-            params: list[Any] = [run] if run else []
-            if cascade:
-                for prev in done:
-                    where.append(_KEEP)
-                    params += [prev.name, prev.version]
-            bind = getattr(critic, "bind", None)
-            if bind is not None:
-                bind(store, rescore=rescore)
-            counts = apply_critic(
-                store,
-                critic,
-                run_id=run,
-                rescore=rescore,
-                where=" and ".join(where) or None,
-                params=params,
-                progress=not quiet,
-            )
-            passes.append({"critic": critic.name, "version": critic.version, **counts})
-            done.append(critic)
-        rows = report_rows(store, run=run, critics=built)
-        applied = {(c.name, c.version) for c in built}
-        rows = [r for r in rows if (r["critic"], r["version"]) in applied]
-        kept, total = kept_by_all(store, built, run)
+        result = apply_cascade(store, built, where="t.run_id = ?" if run else None, params=[run] if run else [],
+                               cascade=cascade, rescore=rescore, run_id=run, progress=not quiet)  # fmt: skip
+        rows = {(r["critic"], r["version"]): r for r in report_rows(store, run=run, critics=built)}
+    table = [{**row, "mean_score": rows.get((row["critic"], row["version"]), {}).get("mean_score")} for row in result["critics"]]
     if as_json:
-        _table(rows, COLUMNS, True)
-        typer.echo(json.dumps({"this_pass": passes, "kept_by_all": kept, "triples": total}))
+        _table(table, COLUMNS, True)
+        typer.echo(json.dumps({"kept_by_all": result["kept"], "triples": result["triples"]}))
         return
-    _table(rows, COLUMNS, False)
-    typer.echo("this pass: " + "; ".join(f"{p['critic']} scored {p['scored']}, removed {p['dropped']}" for p in passes))
-    typer.echo(f"kept by all of {', '.join(c.name for c in built)}: {kept} of {total} triples")
+    _table(table, COLUMNS, False)
+    typer.echo(f"kept by all of {', '.join(c.name for c in built)}: {result['kept']} of {result['triples']} triples")
 
 
 @critic_app.command("report")
@@ -172,6 +113,7 @@ def report_cmd(
     as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
 ) -> None:
     """Per critic: triples scored, kept, removed, mean score and estimated precision."""
+    from symkd.critics.cascade import report_rows
     from symkd.store.db import Store
 
     with Store(db, create=False) as store:
@@ -182,28 +124,6 @@ def report_cmd(
     _table(rows, COLUMNS, as_json)
 
 
-def attach_plugins(target: typer.Typer) -> list[str]:
-    """Call ``register(target)`` of each plugin module that exists; return their names."""
-    attached = []
-    for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(target)
-        attached.append(name)
-    return attached
-
-
-_attached = False
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``critic`` (and the commands plugins attach to it) to the main app."""
-    global _attached
-    if not _attached:
-        attach_plugins(critic_app)
-        _attached = True
+    """Add ``critic`` to the main app; pipelines add their own critic commands to :data:`critic_app`."""
     app.add_typer(critic_app, name="critic")

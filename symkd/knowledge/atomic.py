@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.commonsense.knowledge import normalize
-from symkd.commonsense.relations import get_relation
+from symkd.knowledge.triples import normalize
+from symkd.knowledge.relations import get_relation
 from symkd.errors import UserError
 
 SPLIT_SALT = "symkd-dev-split-v1"

@@ -1,6 +1,6 @@
 """``symkd critic train``: train the classifier critic and print its validation metrics.
 
-``register(critic_app)`` adds the command to the ``critic`` sub-app (symkd/cli_critics.py).
+``register(critic_app)`` adds the command to the ``critic`` sub-app (symkd/cli/critics.py).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Train the MiniLM classifier critic (human triples vs corrupted ones) and save it with its card."""
-    from symkd.critics.artifact import train_critic
-    from symkd.critics.training import TrainConfig
+    from symkd.pipelines.commonsense.critics.artifact import train_critic
+    from symkd.pipelines.commonsense.critics.training import TrainConfig
 
     if target_recall is not None and target_precision is not None:
         raise UserError("--target-recall and --target-precision: give one, not both")

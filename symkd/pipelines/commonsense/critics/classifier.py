@@ -5,7 +5,7 @@ all-MiniLM-L6-v2 (mean pooling, L2-normalised) giving ``u`` and ``w``; the relat
 a one-hot ``r``. The head (a logistic regression) sees ``[u, w, u*w, |u-w|, r (x) w]`` (the
 outer product lets each relation weigh the tail differently) and outputs the probability
 that the triple is valid. Artifacts (``symkd critic train``) hold only the head's weights,
-a card and the validation scores; see :mod:`symkd.critics.training`.
+a card and the validation scores; see :mod:`symkd.pipelines.commonsense.critics.training`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from symkd.commonsense.atomic import dev_split  # noqa: F401  (re-exported for students)
-from symkd.commonsense.relations import RELATIONS
+from symkd.knowledge.atomic import dev_split  # noqa: F401  (re-exported for students)
+from symkd.knowledge.relations import RELATIONS
 from symkd.critics.base import Critic, Verdict
 from symkd.errors import UserError
 from symkd.paths import data_dir

@@ -25,13 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from symkd.commonsense.names import name_examples, people, rng_for, sample_names, to_names
-from symkd.commonsense.relations import RELATIONS, head_kind
+from symkd.pipelines.commonsense.names import name_examples, people, rng_for, sample_names, to_names
+from symkd.knowledge.relations import RELATIONS, head_kind
 from symkd.prompts import PromptTemplate, get_template
 from symkd.teachers.types import Request
 
 if TYPE_CHECKING:
-    from symkd.commonsense.pipeline import TeacherSession
+    from symkd.session import TeacherSession
 
 TEMPLATE = "commonsense/applicability"
 #: relation -> question key of the applicability template (relations sharing a key share a call)
@@ -135,9 +135,10 @@ def decide(session: "TeacherSession", heads: list[str], relations: list[str], se
     ordered = sorted(pending, key=lambda pair: list(NONE_WHEN).index(pair[1]))  # same question together
     requests = {pair: question_request(pair[0], pair[1], seed, template) for pair in ordered}
     answers = session.ask(list(requests.values()), kind="commonsense-applicability", config=config, stage="applicability")
+    responses, keys = answers.responses(), answers.keys()
     counts["calls"] = len(requests)
     for (head, key), request in requests.items():
-        response = answers.responses.get(request.id)
+        response = responses.get(request.id)
         if response is None or not response.ok or not response.completions:
             counts["failed"] += len(pending[(head, key)])  # decided by the next run
             continue
@@ -149,9 +150,9 @@ def decide(session: "TeacherSession", heads: list[str], relations: list[str], se
             verdicts[(head, relation)] = "applies" if applies else "none"
             if not applies:
                 provenance[(head, relation)] = {
-                    "run_id": answers.summary.run_id,
-                    "response_key": answers.keys[request.id],
+                    "run_id": answers.run_id,
+                    "response_key": keys[request.id],
                     "template_id": template.id,
                     "template_version": template.version,
                 }
-    return Applicability(verdicts, provenance, counts, answers.summary.as_dict())
+    return Applicability(verdicts, provenance, counts, answers.as_dict())

@@ -13,8 +13,9 @@ from typing import Any, List, Optional
 
 import typer
 
-
-distill_app = typer.Typer(help="Distill a teacher into symbolic knowledge.", no_args_is_help=True)
+from symkd.commandline import model_options
+from symkd.students.train import TrainConfig
+from symkd.teachers.options import TeacherOptions
 
 
 def split_critics(value: str) -> list[str]:
@@ -69,7 +70,9 @@ def print_report(report: dict[str, Any]) -> None:
     )
 
 
-@distill_app.command("commonsense")
+@model_options(TrainConfig, "train_options", prefix="student-", exclude=("out", "kd_loss", "teacher_model", "kd_weight"),
+               aliases={"base_model": ["--student-base"]})  # fmt: skip
+@model_options(TeacherOptions, "teacher_options")
 def commonsense(
     teacher: str = typer.Option("smollm2", "--teacher", "-t", help="teacher spec: smollm2, openai:MODEL, hf:ID, ..."),
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
@@ -83,28 +86,20 @@ def commonsense(
     require: Optional[List[str]] = typer.Option(None, "--require", help="word/phrase every output must contain (repeatable)"),
     forbid: Optional[List[str]] = typer.Option(None, "--forbid", help="word/phrase no output may contain (repeatable)"),
     constrain: str = typer.Option("all", "--constrain", help="what --require/--forbid apply to: all | events | inferences"),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL"),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="env var holding the API key"),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="requests in flight (API)"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="batch size (local models)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (llama.cpp)"),
     rounds: int = typer.Option(0, "--rounds", help="students to train: 1 = on the teacher's kept triples; k > 1 adds k-1 self-imitation rounds"),
     student_dir: Optional[Path] = typer.Option(None, "--student-dir", help="folder for the students (round-1, round-2, ...)"),
-    student_base: str = typer.Option("smollm2", "--student-base", help="base model of the students"),
-    student_epochs: float = typer.Option(3.0, "--student-epochs", help="epochs per student"),
-    student_max_steps: Optional[int] = typer.Option(None, "--student-max-steps", help="optimizer steps per student (overrides epochs)"),
-    student_batch_size: int = typer.Option(16, "--student-batch-size", help="training batch size"),
-    student_lr: Optional[float] = typer.Option(None, "--student-lr", help="learning rate (default 5e-5; 2e-4 with LoRA)"),
-    student_lora: bool = typer.Option(False, "--student-lora", help="train students with LoRA"),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="ATOMIC TSV to score every student on"),
     eval_split: str = typer.Option("eval", "--eval-split", help="all | eval | critic part of --eval-data"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    teacher_options: Any = None,
+    train_options: Any = None,
 ) -> None:
     """Generate events, decide applicability, generate tails for ATOMIC2020 relations, apply critics.
 
     With --rounds, train students on the kept triples and run I2D2 self-imitation rounds."""
-    from symkd.commonsense.pipeline import distill_commonsense
+    from symkd.pipelines.commonsense.pipeline import distill_commonsense
+    from symkd.teachers.options import as_options
 
     report = distill_commonsense(
         teacher,
@@ -120,17 +115,15 @@ def commonsense(
         forbid_words=tuple(forbid or ()),
         constrain=constrain,
         progress=not quiet,
-        teacher_options={"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
-                         "batch_size": batch_size, "n_threads": threads},  # fmt: skip
+        teacher_options=as_options(teacher_options),
         rounds=rounds,
         student_dir=student_dir,
-        train_options={"base_model": student_base, "epochs": student_epochs, "max_steps": student_max_steps,
-                       "batch_size": student_batch_size, "lr": student_lr, "lora": student_lora},  # fmt: skip
+        train_options=train_options,
         eval_data=eval_data,
         eval_split=eval_split,
     )
     if as_json:
-        typer.echo(json.dumps(report))
+        typer.echo(json.dumps(report.as_dict()))
     else:
         print_report(report)
     failed = sum(int(stage["failed"]) for stage in report["stages"].values())
@@ -139,5 +132,60 @@ def commonsense(
         raise typer.Exit(1)
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(distill_app, name="distill")
+@model_options(TeacherOptions, "teacher_options", exclude=("batch_size", "device"))
+def eval_commonsense(
+    data: Path = typer.Option(..., "--data", help="ATOMIC-format TSV: head @@ relation<TAB>tail1| tail2"),
+    model: Optional[Path] = typer.Option(None, "--model", help="student folder (from symkd train)"),
+    teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="evaluate a teacher few-shot instead: smollm2, openai:MODEL, ..."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the scores as JSON"),
+    split: str = typer.Option("all", "--split", help="all | eval | critic (halves of the dev split by head)"),
+    save_generations: Optional[Path] = typer.Option(None, "--save-generations", help="JSONL of {head, relation, prediction}"),
+    beams: int = typer.Option(1, "--beams", help="1 = greedy; N = beam search"),
+    max_new_tokens: int = typer.Option(24, "--max-new-tokens"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    lowercase: bool = typer.Option(False, "--lowercase", help="lowercase both sides (COMET's earlier script)"),
+    db: Optional[Path] = typer.Option(None, "--db", help="record the scores here (and cache a teacher's answers)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    teacher_options: Any = None,
+) -> None:
+    """COMET-ATOMIC2020 scores (BLEU-1..4, ROUGE-L, CIDEr), overall and per relation."""
+    from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
+
+    report = evaluate_commonsense(
+        data, model=model, teacher=teacher, split=split, num_beams=beams, max_new_tokens=max_new_tokens,
+        batch_size=batch_size, device=device, lowercase=lowercase, db=db, out=out,
+        save_generations=save_generations, progress=not quiet,
+        teacher_options={**teacher_options, "batch_size": batch_size},
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+        return
+    print_scores(report)
+    if out is not None:
+        typer.echo(f"-> {out}")
+
+
+def print_scores(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from symkd.students.evaluate.metrics import METRICS
+
+    table = Table("relation", "lines", *METRICS, title=f"{report['model']} on {report['data']['file']} ({report['data']['split']})",
+                  title_justify="left")  # fmt: skip
+    counts = report["counts"]["per_relation"]
+    for relation, scores in report["per_relation"].items():
+        table.add_row(relation, str(counts[relation]), *(f"{scores[m]:.4f}" for m in METRICS))
+    table.add_row("[bold]overall", f"[bold]{report['counts']['total']}", *(f"[bold]{report[m]:.4f}" for m in METRICS))
+    Console().print(table)
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    """``distill commonsense``, ``eval commonsense`` and ``critic train`` (the MiniLM pair critic)."""
+    from symkd.pipelines.commonsense.critics.cli import train as train_critic
+
+    groups["distill"].command("commonsense")(commonsense)
+    groups["eval"].command("commonsense")(eval_commonsense)
+    groups["critic"].command("train")(train_critic)

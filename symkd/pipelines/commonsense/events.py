@@ -16,16 +16,16 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
-from symkd.commonsense.constraints import satisfies
-from symkd.commonsense.knowledge import add_events, event_id, normalize
-from symkd.commonsense.names import derive_seed, rng_for
-from symkd.commonsense.seeds import clean
+from symkd.teachers.constraints import satisfies
+from symkd.knowledge.triples import add_events, event_id, normalize
+from symkd.pipelines.commonsense.names import derive_seed, rng_for
+from symkd.pipelines.commonsense.seeds import clean
 from symkd.prompts import PromptTemplate, get_template
 from symkd.store.db import Store
 from symkd.teachers.types import Request
 
 if TYPE_CHECKING:
-    from symkd.commonsense.pipeline import TeacherSession
+    from symkd.session import TeacherSession
 
 TEMPLATE = "commonsense/events"
 SHOTS = 10
@@ -112,17 +112,18 @@ def generate_events(
         start = counts["prompts"]
         requests = [prompt_request(i, seed_events, seed, template) for i in range(start, start + batch)]
         answers = session.ask(requests, kind="commonsense-events", config={**(config or {}), "round_start": start}, stage="events")
-        summaries.append(answers.summary.as_dict())
+        responses, keys = answers.responses(), answers.keys()
+        summaries.append(answers.as_dict())
         counts["prompts"] += batch
         for request in requests:
-            response = answers.responses.get(request.id)
+            response = responses.get(request.id)
             if response is None or not response.ok:
                 counts["failed"] += 1
                 continue
             for completion in response.completions:
                 counts["generated"] += 1
                 text = clean(completion.text.split("\n")[0])
-                cand = Candidate(text, completion.logprob_sum, answers.summary.run_id, answers.keys[request.id])
+                cand = Candidate(text, completion.logprob_sum, answers.run_id, keys[request.id])
                 cand.reason = check(text, completion.finish_reason, require, forbid)
                 if cand.reason is None and normalize(text) in seen_seeds:
                     cand.reason = "seed-copy"

@@ -23,7 +23,7 @@ _INCLUDE_NONE = typer.Option(False, "--include-none", help='add "none" tails as 
 
 def selection(critic: Optional[List[str]], min_score: Optional[float], relations: Optional[str], include_none: bool):
     """The CLI options as a :class:`symkd.graphs.Selection` (unknown relations fail here)."""
-    from symkd.commonsense.relations import parse_relations
+    from symkd.knowledge.relations import parse_relations
     from symkd.graphs import Selection
 
     critics = tuple(dict.fromkeys(c.strip() for v in critic or [] for c in v.split(",") if c.strip()))
@@ -33,7 +33,7 @@ def selection(critic: Optional[List[str]], min_score: Optional[float], relations
 
 def export_cmd(
     db: Path = _DB,
-    fmt: str = typer.Option(..., "--format", "-f", help="graphml | gexf | json | tsv | neo4j | html"),
+    fmt: str = typer.Option(..., "--format", "-f", help="graphml | gexf | json | tsv | neo4j | html | parquet | chat-jsonl"),
     out: Path = typer.Option(..., "--out", "-o", help="file to write (a folder for neo4j)"),
     critic: Optional[List[str]] = _CRITIC,
     min_score: Optional[float] = _MIN_SCORE,
@@ -43,16 +43,26 @@ def export_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Export the curated knowledge graph (written atomically)."""
+    """Export the curated knowledge graph, or its triples as a dataset (written atomically)."""
+    import time
+
     from symkd.graphs import FORMATS, export, open_store
     from symkd.graphs.export import check_out
+    from symkd.knowledge import datasets
 
-    if fmt not in FORMATS:
-        raise UserError(f"--format {fmt!r}: unknown format; known: {', '.join(FORMATS)}")
-    check_out(FORMATS[fmt], out)
+    if fmt not in FORMATS and fmt not in datasets.FORMATS:
+        raise UserError(f"--format {fmt!r}: unknown format; known: {', '.join([*FORMATS, *datasets.FORMATS])}")
+    if fmt in FORMATS:
+        check_out(FORMATS[fmt], out)
+    elif out.is_dir() or not out.parent.is_dir():
+        raise UserError(f"--out {out}: must be a file in an existing folder")
     sel = selection(critic, min_score, relations, include_none)
+    started = time.monotonic()
     with open_store(db) as store:
-        summary = export(store, fmt, out, sel, sample=sample, progress=not quiet)
+        if fmt in FORMATS:
+            summary = export(store, fmt, out, sel, sample=sample, progress=not quiet)
+        else:
+            summary = {**datasets.FORMATS[fmt](store, sel, out), "seconds": round(time.monotonic() - started, 3)}
     if as_json:
         typer.echo(json.dumps(summary))
         return

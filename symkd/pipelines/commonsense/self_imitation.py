@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.commonsense.knowledge import add_triples, curated_triples, event_id
-from symkd.commonsense.names import derive_seed
+from symkd.knowledge.triples import add_triples, curated_triples, event_id
+from symkd.pipelines.commonsense.names import derive_seed
 from symkd.errors import UserError
 from symkd.store.db import Store, utcnow
 from symkd.teachers.types import GenerationParams, Request
@@ -41,9 +41,8 @@ def student_requests(pairs: Sequence[tuple[str, str]], fingerprint: str, samples
 def generate_round(store: Store, student_dir: Path, fingerprint: str, pairs: Sequence[tuple[str, str]], *,
                    round: int, samples: int, seed: int, progress: bool, batch_size: int = 16) -> dict[str, int]:  # fmt: skip
     """The student samples tails for ``pairs``; new triples are stored for round ``round``."""
-    from symkd.commonsense.inferences import parse_tail
+    from symkd.pipelines.commonsense.inferences import parse_tail
     from symkd.generation import generate
-    from symkd.store import cache
     from symkd.students.generate import clean_output
 
     requests = student_requests(pairs, fingerprint, samples, seed)
@@ -51,13 +50,10 @@ def generate_round(store: Store, student_dir: Path, fingerprint: str, pairs: Seq
         return {"requests": 0, "samples": 0, "tails": 0, "new": 0}
     summary = generate(f"hf:{student_dir}", requests, store, kind=f"self-imitation-round-{round}",
                        config={"round": round, "student": fingerprint}, progress=progress, batch_size=batch_size)  # fmt: skip
-    items = store.query("select item_id, request_key from run_items where run_id = ?", (summary.run_id,))
-    keys = {row["item_id"]: row["request_key"] for row in items}
-    found = cache.get_responses(store, list(keys.values()))
+    keys = summary.keys()
     rows, n_samples = [], 0
-    for request, (head, relation) in zip(requests, pairs):
-        key = keys.get(request.id)
-        response = found.get(key or "")
+    for (_, request, response), (head, relation) in zip(summary, pairs):
+        key = keys[request.id]
         for index, completion in enumerate(response.completions if response else []):
             n_samples += 1
             tail, _ = parse_tail(clean_output(completion.text), {})
@@ -86,7 +82,7 @@ def run_rounds(
 ) -> list[dict[str, Any]]:
     """Train ``rounds`` students, each on the union kept so far; return one row per round."""
     from symkd.students.data import from_triples
-    from symkd.students.evaluate.commonsense import evaluate_commonsense
+    from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
     from symkd.students.records import record_training
     from symkd.students.train import TrainConfig, train
 

@@ -7,20 +7,22 @@ few-shot per-relation prompt it distils with, at temperature 0, through the requ
 (``db``), and an answer with no usable tail counts as ``"none"``.
 
 ``split`` picks a part of the file by head: ``eval`` / ``critic`` are the two halves of
-:func:`symkd.commonsense.atomic.dev_split` (the bundled critic was trained on ``critic``, so
+:func:`symkd.knowledge.atomic.dev_split` (the bundled critic was trained on ``critic``, so
 report on ``eval``); ``all`` takes every line.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 import json
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.commonsense.atomic import AtomicLine, describe_lines, dev_split, read_atomic_tsv
+from symkd.knowledge.atomic import AtomicLine, describe_lines, dev_split, read_atomic_tsv
 from symkd.errors import UserError
+from symkd.results import DictAccess
 from symkd.students.data import comet_prompt
 from symkd.students.evaluate.metrics import METRICS, score_by_relation
 
@@ -57,9 +59,9 @@ def student_predictions(model_dir: str | Path, lines: Sequence[AtomicLine], *, n
 
 def teacher_predictions(teacher: str, lines: Sequence[AtomicLine], store: Any, *, progress: bool = True,
                         teacher_options: dict[str, Any] | None = None) -> list[str]:  # fmt: skip
-    from symkd.commonsense.inferences import parse_tail, tail_request
+    from symkd.pipelines.commonsense.inferences import parse_tail, tail_request
     from symkd.generation import generate
-    from symkd.store import cache
+    from symkd.teachers.options import as_options
 
     requests, names = [], []
     for i, ln in enumerate(lines):
@@ -67,18 +69,16 @@ def teacher_predictions(teacher: str, lines: Sequence[AtomicLine], store: Any, *
         params = request.params.model_copy(update={"temperature": 0.0, "n": 1, "seed": 0})
         requests.append(request.model_copy(update={"id": f"eval:{i}:{ln.relation}:{ln.head}", "params": params}))
         names.append(used)
-    options = {k: v for k, v in (teacher_options or {}).items() if v is not None}
+    options = as_options(teacher_options).given()
     # grouped by relation: consecutive requests share a template, so a local teacher reuses the prompt prefix
     by_relation = sorted(requests, key=lambda r: r.template_id or "")
-    summary = generate(teacher, by_relation, store, kind="eval-commonsense", progress=progress, **options)
-    if summary.failed:
-        raise UserError(f"{summary.failed} teacher request(s) failed; rerun to retry (answers so far are cached)")
-    rows = store.query("select item_id, request_key from run_items where run_id = ?", (summary.run_id,))
-    keys = {r["item_id"]: r["request_key"] for r in rows}
-    found = cache.get_responses(store, list(keys.values()))
+    result = generate(teacher, by_relation, store, kind="eval-commonsense", progress=progress, **options)
+    if result.failed:
+        raise UserError(f"{result.failed} teacher request(s) failed; rerun to retry (answers so far are cached)")
+    found = result.responses()
     out = []
     for request, used in zip(requests, names):
-        response = found.get(keys.get(request.id, ""))
+        response = found.get(request.id)
         text = response.completions[0].text if response is not None and response.completions else ""
         tail, _ = parse_tail(text, used) if text.strip() else (None, "empty")
         out.append(tail or "none")
@@ -102,7 +102,7 @@ def evaluate_commonsense(
     round: int | None = None,
     progress: bool = True,
     teacher_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Score a student folder (``model``) or a teacher spec (``teacher``); return the report.
 
     ``out`` gets the report as JSON, ``save_generations`` one ``{head, relation, prediction}``
@@ -153,7 +153,25 @@ def evaluate_commonsense(
             json.dump(report, fh, indent=2)
     if db is not None:
         record_evaluation(db, report, round)
-    return report
+    return EvaluationResult(**report)
+
+
+@dataclass
+class EvaluationResult(DictAccess):
+    """COMET-ATOMIC2020 scores of one model on one ATOMIC file (the JSON of ``--out``)."""
+
+    bleu1: float
+    bleu2: float
+    bleu3: float
+    bleu4: float
+    rougeL: float
+    cider: float
+    per_relation: dict[str, dict[str, float]]
+    counts: dict[str, Any]
+    model: str
+    kind: str
+    data: dict[str, Any]
+    decoding: dict[str, Any]
 
 
 def record_evaluation(db: str | Path | Any, report: dict[str, Any], round: int | None = None) -> str:

@@ -10,101 +10,45 @@ backend, the same knowledge.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.commonsense import applicability, events, inferences
-from symkd.commonsense.constraints import check_words
-from symkd.commonsense.knowledge import add_events, event_id
-from symkd.commonsense.relations import PHYSICAL, parse_relations
-from symkd.commonsense.seeds import Seeds, clean, read_seeds
+from symkd.pipelines.commonsense import applicability, events, inferences
+from symkd.teachers.constraints import check_words
+from symkd.knowledge.triples import add_events, event_id
+from symkd.knowledge.relations import PHYSICAL, parse_relations
+from symkd.pipelines.commonsense.seeds import Seeds, clean, read_seeds
 from symkd.errors import UserError
-from symkd.generation import RunSummary, agenerate
-from symkd.store import cache
+from symkd.results import DictAccess
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
-from symkd.teachers.registry import backend_class, cache_identity, load_teacher, parse_spec
-from symkd.teachers.types import Request, Response
+from symkd.teachers.options import TeacherOptions
+from symkd.session import TeacherSession, is_heavy
 
 DEFAULT_CRITICS = ("rules", "dedupe", "classifier")
-SAMPLES_PER_RELATION = 2
-CONSTRAIN = ("all", "events", "inferences")
 
 
 @dataclass
-class Answers:
-    summary: RunSummary
-    responses: dict[str, Response]  # item id -> response (missing: not answered)
-    keys: dict[str, str]  # item id -> request key
+class DistillResult(DictAccess):
+    """Counts per stage, per relation and per critic of one :func:`distill_commonsense` call."""
 
-
-class TeacherSession:
-    """Sends each stage's requests through the cache; loads a local teacher at most once.
-
-    All stages run on one event loop, so an API teacher's connections (bound to the loop that
-    opened them) serve every stage; they are closed with the loop, so an API teacher instance
-    passed in is closed at the end too (a local one is left loaded for its owner).
-    """
-
-    def __init__(self, teacher: str | Teacher, store: Store, options: dict[str, Any], progress: bool):
-        self.heavy = is_heavy(teacher)
-        self.spec = teacher
-        self.store = store
-        self.options = {k: v for k, v in options.items() if v is not None}
-        self.progress = progress
-        self.loaded: Teacher | None = teacher if isinstance(teacher, Teacher) else None
-        self.owned = False
-        self.stages: dict[str, dict[str, float]] = {}
-        self.loop = asyncio.new_event_loop()
-
-    def _target(self, requests: Sequence[Request]) -> str | Teacher:
-        """The loaded teacher, or the spec when the cache has every answer (or for API teachers)."""
-        if self.loaded is not None or not self.heavy:
-            return self.loaded or self.spec
-        identity = cache_identity(self.spec)
-        if identity is not None:
-            keys = {r.cache_key(*identity) for r in requests}
-            if len(cache.answered_keys(self.store, list(keys))) == len(keys):
-                return self.spec
-        self.loaded, self.owned = load_teacher(self.spec, **self.options), True
-        return self.loaded
-
-    def ask(self, requests: Sequence[Request], *, kind: str, config: dict, stage: str) -> Answers:
-        if self.progress:
-            print(f"[{stage}] {len(requests)} requests", file=sys.stderr, flush=True)
-        target = self._target(requests)
-        summary = self.loop.run_until_complete(
-            agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress, **self.options)
-        )
-        items = self.store.query("select item_id, request_key from run_items where run_id = ?", (summary.run_id,))
-        keys = {row["item_id"]: row["request_key"] for row in items}
-        found = cache.get_responses(self.store, list(keys.values()))
-        responses = {item: found[key] for item, key in keys.items() if key in found}
-        totals = self.stages.setdefault(stage, {"requests": 0, "done": 0, "cached": 0, "failed": 0, "seconds": 0.0})
-        for name, value in (("requests", summary.total), ("done", summary.done), ("cached", summary.cached),
-                            ("failed", summary.failed), ("seconds", summary.seconds)):  # fmt: skip
-            totals[name] = round(totals[name] + value, 3)
-        return Answers(summary, responses, keys)
-
-    def close(self) -> None:
-        try:
-            if self.loaded is not None and (self.owned or not self.heavy):
-                self.loop.run_until_complete(self.loaded.aclose())
-                self.loaded = None
-        finally:
-            self.loop.close()
-
-
-def is_heavy(teacher: str | Teacher) -> bool:
-    """Whether the teacher runs in-process (load it once); a bad spec is a UserError here."""
-    if isinstance(teacher, Teacher):
-        return teacher.heavy
-    return backend_class(parse_spec(teacher)[0]).heavy
+    db: str
+    seed: int
+    seeds: dict[str, Any]
+    events: dict[str, Any]
+    entities: dict[str, int]
+    applicability: dict[str, Any]
+    inferences: dict[str, Any]
+    relations: dict[str, dict[str, int]]
+    critics: dict[str, Any]
+    rounds: list[dict[str, Any]]
+    stages: dict[str, dict[str, float]]
+    seconds: float
+SAMPLES_PER_RELATION = 2
+CONSTRAIN = ("all", "events", "inferences")
 
 
 def _seeds(seeds: str | Path | Sequence[str] | None) -> Seeds:
@@ -145,34 +89,11 @@ def _critics(specs: Sequence[str | Any], thresholds: dict[str, float] | None, te
 
 
 def _apply_critics(store: Store, critics: list[Any], head_ids: list[str], progress: bool) -> dict[str, Any]:
-    """Cascade: each critic scores the run's triples every earlier critic kept."""
-    from symkd.critics.base import apply_critic
+    """Cascade over this run's heads: each critic scores the triples every earlier critic kept."""
+    from symkd.critics.cascade import apply_cascade
 
-    keep = (
-        "exists (select 1 from critic_scores s where s.item_table = 'triples' and s.item_id = t.id "
-        "and s.critic = ? and s.critic_version = ? and s.decision = 'keep')"
-    )
-    scope, scope_params = "t.head_id in (select value from json_each(?))", [json.dumps(head_ids)]
-    where, params = [scope], list(scope_params)
-    rows = []
-    for critic in critics:
-        this_pass = apply_critic(store, critic, where=" and ".join(where), params=params, progress=progress)
-        scored = store.query(
-            "select count(*) as scored, coalesce(sum(s.decision = 'keep'), 0) as kept, "
-            "coalesce(sum(s.decision = 'drop'), 0) as removed from critic_scores s "
-            "join triples t on s.item_table = 'triples' and s.item_id = t.id "
-            f"where s.critic = ? and s.critic_version = ? and {' and '.join(where)}",
-            [critic.name, critic.version, *params],
-        )[0]
-        precision = critic.estimated_precision()
-        rows.append({"critic": critic.name, "version": critic.version, "threshold": getattr(critic, "threshold", None),
-                     **scored, "new_scores": this_pass["scored"], "estimated_precision": precision})  # fmt: skip
-        where.append(keep)
-        params += [critic.name, critic.version]
-    total = store.scalar(f"select count(*) from triples t where {scope}", scope_params)
-    kept = store.scalar(f"select count(*) from triples t where {' and '.join(where)}", params)
-    known = [r["estimated_precision"] for r in rows if r["estimated_precision"] is not None]
-    return {"critics": rows, "triples": total, "kept": kept, "estimated_precision": known[-1] if known else None}
+    return apply_cascade(store, critics, where="t.head_id in (select value from json_each(?))",
+                         params=[json.dumps(head_ids)], progress=progress)  # fmt: skip
 
 
 def distill_commonsense(
@@ -191,13 +112,13 @@ def distill_commonsense(
     forbid_words: Sequence[str] = (),
     constrain: str = "all",
     progress: bool = True,
-    teacher_options: dict[str, Any] | None = None,
+    teacher_options: TeacherOptions | dict[str, Any] | None = None,
     rounds: int = 0,
     student_dir: str | Path | None = None,
     train_options: dict[str, Any] | None = None,
     eval_data: str | Path | None = None,
     eval_split: str = "eval",
-) -> dict[str, Any]:
+) -> DistillResult:
     """Run every stage into ``db``; return counts per stage and the critic report.
 
     ``n_entities`` (default ``n_events // 5``, at least 1) caps the entity heads taken from the
@@ -249,7 +170,7 @@ def distill_commonsense(
         review = _apply_critics(store, built, head_ids, progress)
         student_rounds = []
         if rounds:
-            from symkd.commonsense.self_imitation import run_rounds
+            from symkd.pipelines.commonsense.self_imitation import run_rounds
 
             student_rounds = run_rounds(
                 store, rounds=rounds, critic_names=[c.name for c in built], pairs=pairs,
@@ -263,20 +184,20 @@ def distill_commonsense(
             session.close()
         if not isinstance(db, Store):
             store.close()
-    return {
-        "db": str(db if not isinstance(db, Store) else db.path),
-        "seed": seed,
-        "seeds": {"file": seed_set.path, "events": len(seed_set.events), "entities": len(seed_set.entities)},
-        "events": ev.counts,
-        "entities": {"heads": len(entities), "from_seeds": len([e for e in entities if e in seed_set.entities])},
-        "applicability": app.counts,
-        "inferences": {**inf.counts, "none_rows": len(nones), "new_none_rows": new_nones},
-        "relations": {r: inf.per_relation.get(r, {"tails": 0, "none": 0}) for r in rels},
-        "critics": review,
-        "rounds": student_rounds,
-        "stages": session.stages if session else {},
-        "seconds": round(time.monotonic() - started, 1),
-    }
+    return DistillResult(
+        db=str(db if not isinstance(db, Store) else db.path),
+        seed=seed,
+        seeds={"file": seed_set.path, "events": len(seed_set.events), "entities": len(seed_set.entities)},
+        events=ev.counts,
+        entities={"heads": len(entities), "from_seeds": len([e for e in entities if e in seed_set.entities])},
+        applicability=app.counts,
+        inferences={**inf.counts, "none_rows": len(nones), "new_none_rows": new_nones},
+        relations={r: inf.per_relation.get(r, {"tails": 0, "none": 0}) for r in rels},
+        critics=review,
+        rounds=student_rounds,
+        stages=session.stages if session else {},
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 def _entity_heads(store: Store, seed_set: Seeds, kept_events: list[str], n_entities: int) -> list[str]:

@@ -33,8 +33,8 @@ def file_sha256(path: Path) -> str:
 def build_card(result: dict[str, Any], data: dict[str, Any], name: str, version: str) -> dict[str, Any]:
     """The card: what data, which negatives, how trained, metrics and thresholds."""
     from symkd import __version__
-    from symkd.critics.classifier import ENCODER
-    from symkd.critics.training import VAL_PERCENT, VAL_SALT
+    from symkd.pipelines.commonsense.critics.classifier import ENCODER
+    from symkd.pipelines.commonsense.critics.training import VAL_PERCENT, VAL_SALT
 
     cfg = result["config"]
     m = result["metrics"]
@@ -162,8 +162,8 @@ def check_out(out: str | Path) -> Path:
 
 def write_artifact(result: dict[str, Any], out: str | Path, data: dict[str, Any]) -> dict[str, Any]:
     """Write the artifact folder ``out`` atomically; return its card."""
-    from symkd.critics.classifier import ENCODER, WEIGHTS
-    from symkd.critics.training import save_weights_bytes
+    from symkd.pipelines.commonsense.critics.classifier import ENCODER, WEIGHTS
+    from symkd.pipelines.commonsense.critics.training import save_weights_bytes
 
     out = check_out(out)
     weights = save_weights_bytes(result["head"])
@@ -216,8 +216,8 @@ def train_critic(
     ``dev_split`` (default: on when ``data`` is the shared dev.tsv) keeps only the critic
     part of the by-head split, for training data and rejects alike. Returns (folder, card).
     """
-    from symkd.commonsense import atomic
-    from symkd.critics.training import TrainConfig, fit
+    from symkd.knowledge import atomic
+    from symkd.pipelines.commonsense.critics.training import TrainConfig, fit
 
     default = atomic.default_dev_path()
     if data is None:

@@ -13,7 +13,7 @@ They come from the seed file's lines without PersonX, then from nouns the kept e
 mention after a determiner or possessive ("PersonX decorates his house" -> "house"; the seed
 events' nouns when the kept ones have too few); see :func:`extract_entities`. A rule, not the
 teacher: cheap, deterministic and testable. Whether each physical relation applies to them
-is asked (see :mod:`symkd.commonsense.applicability`).
+is asked (see :mod:`symkd.pipelines.commonsense.applicability`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from symkd.commonsense.constraints import satisfies
-from symkd.commonsense.knowledge import add_triples, normalize
-from symkd.commonsense.names import (
+from symkd.teachers.constraints import satisfies
+from symkd.knowledge.triples import add_triples, normalize
+from symkd.pipelines.commonsense.names import (
     derive_seed,
     name_examples,
     rng_for,
@@ -34,14 +34,14 @@ from symkd.commonsense.names import (
     to_names,
     to_placeholders,
 )
-from symkd.commonsense.relations import NONE_TAIL
-from symkd.commonsense.seeds import clean
+from symkd.knowledge.relations import NONE_TAIL
+from symkd.pipelines.commonsense.seeds import clean
 from symkd.prompts import PromptTemplate, get_template
 from symkd.store.db import Store
 from symkd.teachers.types import Request
 
 if TYPE_CHECKING:
-    from symkd.commonsense.pipeline import TeacherSession
+    from symkd.session import TeacherSession
 
 MIN_TAIL_CHARS = 3
 _PERSON = re.compile(r"^Person[XYZ]\b")
@@ -147,9 +147,10 @@ def generate_tails(
     templates = {rel: template_for(rel) for rel in per_relation}
     built = [(head, rel, *tail_request(head, rel, seed=seed, samples=samples, template=templates[rel])) for head, rel in pairs]
     answers = session.ask([b[2] for b in built], kind="commonsense-inferences", config=config or {}, stage="inferences")
+    responses, keys = answers.responses(), answers.keys()
     rows: list[dict] = []
     for head, relation, request, names in built:
-        response = answers.responses.get(request.id)
+        response = responses.get(request.id)
         if response is None or not response.ok:
             counts["failed"] += 1
             continue
@@ -171,8 +172,8 @@ def generate_tails(
                     "relation": relation,
                     "tail": tail,
                     "source": "teacher",
-                    "run_id": answers.summary.run_id,
-                    "response_key": answers.keys[request.id],
+                    "run_id": answers.run_id,
+                    "response_key": keys[request.id],
                     "template_id": request.template_id,
                     "template_version": request.template_version,
                     "sample": index,
@@ -182,7 +183,7 @@ def generate_tails(
             per_relation[relation]["tails"] += 1
     counts["tails"] = len(rows)
     counts["new_rows"] = add_triples(store, rows)
-    return InferenceResult(counts, per_relation, answers.summary.as_dict(), rows)
+    return InferenceResult(counts, per_relation, answers.as_dict(), rows)
 
 
 def store_none_rows(store: Store, nones: dict[tuple[str, str], dict]) -> int:

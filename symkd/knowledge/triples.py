@@ -1,4 +1,4 @@
-"""Reading and writing the curated commonsense tables (``events``, ``triples``).
+"""The symbolic-knowledge tables (``events``, ``triples``): ids, normalisation, reads and writes.
 
 Ids are content hashes of normalised text, so adding the same event or triple twice is a
 no-op (insert-or-ignore) and a resumed pipeline never duplicates knowledge.
@@ -10,6 +10,7 @@ import hashlib
 import re
 from typing import Any, Iterable, Sequence
 
+from symkd.knowledge.relations import NONE_TAIL
 from symkd.store.db import Store, utcnow
 
 _SPACE = re.compile(r"\s+")
@@ -18,6 +19,11 @@ _SPACE = re.compile(r"\s+")
 def normalize(text: str) -> str:
     """Lower-case, collapse whitespace, strip surrounding punctuation (for ids and dedupe)."""
     return _SPACE.sub(" ", text.strip().lower()).strip(" .,;:!?\"'")
+
+
+def is_none(tail: str) -> bool:
+    """Whether a tail is the ATOMIC "none" answer (the relation does not apply)."""
+    return normalize(tail or "") == NONE_TAIL
 
 
 def event_id(text: str) -> str:
@@ -72,8 +78,8 @@ def curated_sql(
         cond = "s.decision = 'keep'" if min_score is None else "s.score >= ?"
         clauses.append(
             "exists (select 1 from critic_scores s where s.item_table = 'triples' and s.item_id = t.id "
-            f"and s.critic = ? and {cond} and s.critic_version = (select max(critic_version) from critic_scores "
-            "where critic = ? and item_table = 'triples'))"
+            f"and s.critic = ? and {cond} and s.critic_version = (select critic_version from critic_scores "
+            "where critic = ? and item_table = 'triples' order by version_key(critic_version) desc limit 1))"
         )
         params += [name, *([] if min_score is None else [min_score]), name]
     if relations:

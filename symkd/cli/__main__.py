@@ -1,0 +1,3 @@
+from symkd.cli import main
+
+main()

@@ -1,0 +1,96 @@
+"""Helpers for the command modules of the core and of pipelines: options generated from the
+options models, so each option is defined once.
+
+:func:`model_options` adds one ``--flag`` per field of a pydantic model (help from the field's
+description, the short flag from its ``cli`` extra or ``aliases``) to a typer command and
+hands the command the values that were given, validated by the model. Every command that
+takes a teacher uses ``model_options(TeacherOptions, "teacher_options")``; every command
+that trains uses ``model_options(TrainConfig, "train_options", ...)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from symkd.errors import UserError
+
+
+def _cli_type(annotation: Any) -> type:
+    """The plain type typer parses a field as (validation of the value is the model's)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    inner = args[0] if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args else annotation
+    if typing.get_origin(inner) is typing.Literal:
+        return str
+    return inner if inner in (int, float, str, bool, Path) else str
+
+
+def _flags(name: str, field: Any, prefix: str, aliases: dict[str, Sequence[str]]) -> list[str]:
+    long = "--" + prefix + name.replace("_", "-")
+    extra = (field.json_schema_extra or {}) if isinstance(field.json_schema_extra, dict) else {}
+    short = [extra["cli"]] if extra.get("cli") and not prefix else []
+    if short and short[0].startswith("--"):
+        long, short = short[0], []
+    flags = [long, *short, *aliases.get(name, ())]
+    if _cli_type(field.annotation) is bool:
+        positive = [f for f in flags if f.startswith("--")]
+        flags = [f"{f}/--no-{f[2:]}" for f in positive] + [f for f in flags if not f.startswith("--")]
+    return flags
+
+
+def model_options(
+    model: type[BaseModel],
+    param: str,
+    *,
+    prefix: str = "",
+    exclude: Sequence[str] = (),
+    aliases: dict[str, Sequence[str]] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the command gets ``param`` = {field: value} of the options that were given.
+
+    ``defaults`` are what the command uses when a flag is not given (shown in ``--help``).
+    """
+    aliases, defaults = aliases or {}, defaults or {}
+    names = [n for n in model.model_fields if n not in exclude]
+    py = {n: f"{prefix.replace('-', '_')}{n}" for n in names}
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(command)
+        own = [p for p in sig.parameters.values() if p.name != param]
+        added = []
+        for name in names:
+            field = model.model_fields[name]
+            shown = defaults.get(name, field.default if field.default is not None else None)
+            help_text = (field.description or name.replace("_", " ")) + (f" [default: {shown}]" if shown not in (None, "") else "")
+            option = typer.Option(None, *_flags(name, field, prefix, aliases), help=help_text, show_default=False)
+            added.append(inspect.Parameter(py[name], inspect.Parameter.KEYWORD_ONLY, default=option,
+                                           annotation=Optional[_cli_type(field.annotation)]))  # fmt: skip
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            given = {n: kwargs.pop(py[n]) for n in names}
+            kwargs[param] = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+            return command(**kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def build(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> Any:
+    """``model(**values)``; a bad value is one line naming its flag (``--rpm: must be ...``)."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].replace("Input should be ", "must be ").replace("Value error, ", "")
+        raise UserError(f"--{prefix}{name.replace('_', '-')}: {msg} (got {err.get('input')!r})") from None

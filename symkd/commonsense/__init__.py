@@ -1,1 +1,0 @@
-"""Symbolic commonsense distillation (ATOMIC-style triples)."""

@@ -1,0 +1,1 @@
+"""The commonsense pipeline's domain critics: ATOMIC rules and the trained MiniLM pair classifier."""

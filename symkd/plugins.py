@@ -1,0 +1,93 @@
+"""One registry mechanism for everything symkd looks up by name: teachers, critics, losses, pipelines.
+
+A :class:`Registry` maps names to ``"module:attribute"`` targets. Built-ins are given where the
+registry is made; everything else comes from the Python entry-point group of the same name
+(``symkd.teachers``, ``symkd.critics``, ``symkd.losses``, ``symkd.pipelines``), so a user's
+package extends symkd without editing it::
+
+    # the user's pyproject.toml
+    [project.entry-points."symkd.critics"]
+    length = "my_pkg.critics:LengthCritic"
+
+Targets are imported only when used, so listing names never imports torch. The pipelines'
+own critics are registered through the same entry points in symkd's pyproject, which is how
+the core finds them without importing a pipeline.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any, Iterable
+
+from symkd.errors import UserError
+
+
+class Registry:
+    """Names -> lazily imported objects, from built-ins plus an entry-point group."""
+
+    def __init__(self, group: str, what: str, builtins: dict[str, str] | None = None):
+        self.group = group
+        self.what = what
+        self._builtins = dict(builtins or {})
+        self._extra: dict[str, str] = {}
+        self._entry_points: dict[str, str] | None = None
+
+    def register(self, name: str, target: str | Any) -> None:
+        """Add (or replace) an entry at run time: a ``"module:attr"`` string or the object itself."""
+        self._extra[name] = target
+
+    def _from_entry_points(self) -> dict[str, str]:
+        if self._entry_points is None:
+            found: dict[str, str] = {}
+            for ep in metadata.entry_points(group=self.group):
+                found.setdefault(ep.name, ep.value)
+            self._entry_points = found
+        return self._entry_points
+
+    def targets(self) -> dict[str, Any]:
+        """Every name -> target; built-ins first, then entry points, then run-time additions."""
+        return {**self._builtins, **{k: v for k, v in self._from_entry_points().items() if k not in self._builtins},
+                **self._extra}  # fmt: skip
+
+    def names(self) -> list[str]:
+        return list(self.targets())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.targets()
+
+    def target(self, name: str) -> Any:
+        targets = self.targets()
+        if name not in targets:
+            raise UserError(f"unknown {self.what} {name!r}; known: {', '.join(targets) or '(none)'}")
+        return targets[name]
+
+    def load(self, name: str) -> Any:
+        """Import and return the object registered as ``name``."""
+        return resolve(self.target(name), f"{self.what} {name!r}")
+
+
+def resolve(target: str | Any, label: str) -> Any:
+    """``"pkg.module:attr.sub"`` -> the object; an object is returned as it is."""
+    if not isinstance(target, str):
+        return target
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UserError(f"{label}: module {module_name!r} is not installed") from None
+        raise
+    for part in filter(None, attr.split(".")):
+        if not hasattr(obj, part):
+            raise UserError(f"{label}: {module_name!r} has no attribute {part!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def entry_point_names(groups: Iterable[str]) -> dict[str, list[str]]:
+    """Installed entry-point names per group (for ``symkd plugins``)."""
+    return {group: sorted(ep.name for ep in metadata.entry_points(group=group)) for group in groups}
+
+
+GROUPS = ("symkd.teachers", "symkd.critics", "symkd.losses", "symkd.pipelines")

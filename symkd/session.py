@@ -1,0 +1,100 @@
+"""A teacher session: every stage of a pipeline sends its requests through one of these.
+
+The session loads an in-process teacher at most once per run (and not at all when the cache
+answers everything), runs every stage on one event loop (an API teacher's connections are
+bound to the loop that opened them), works inside Jupyter (see :mod:`symkd.aio`), and keeps
+per-stage totals for the pipeline's report. Pipelines never join ``run_items`` with
+``responses`` themselves: :meth:`TeacherSession.ask` returns a
+:class:`~symkd.generation.GenerationResult` that iterates ``(item id, request, response)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+from symkd.aio import LoopRunner
+from symkd.generation import GenerationResult, agenerate
+from symkd.store import cache
+from symkd.store.db import Store
+from symkd.teachers.base import Teacher
+from symkd.teachers.options import TeacherOptions, as_options
+from symkd.teachers.registry import backend_class, cache_identity, load_teacher, parse_spec
+from symkd.teachers.types import Request
+
+STAGE_FIELDS = ("requests", "done", "cached", "failed", "seconds")
+
+
+class TeacherSession:
+    """Sends each stage's requests through the cache in ``store``.
+
+    An API teacher instance passed in is closed with the session (its connections belong to
+    the session's loop); a local one is left loaded for its owner.
+    """
+
+    def __init__(
+        self,
+        teacher: str | Teacher,
+        store: Store,
+        options: TeacherOptions | dict[str, Any] | None = None,
+        progress: bool = True,
+    ):
+        self.heavy = is_heavy(teacher)
+        self.spec = teacher
+        self.store = store
+        self.options = as_options(options).given()
+        self.progress = progress
+        self.loaded: Teacher | None = teacher if isinstance(teacher, Teacher) else None
+        self.owned = False
+        self.stages: dict[str, dict[str, float]] = {}
+        self.runner = LoopRunner()
+
+    def _target(self, requests: Sequence[Request]) -> str | Teacher:
+        """The loaded teacher, or the spec when the cache has every answer (or for API teachers)."""
+        if self.loaded is not None or not self.heavy:
+            return self.loaded or self.spec
+        identity = cache_identity(self.spec, **self.options)
+        if identity is not None:
+            keys = {r.cache_key(*identity) for r in requests}
+            if len(cache.answered_keys(self.store, list(keys))) == len(keys):
+                return self.spec
+        self.loaded, self.owned = load_teacher(self.spec, **self.options), True
+        return self.loaded
+
+    def ask(self, requests: Sequence[Request], *, kind: str, config: dict, stage: str) -> GenerationResult:
+        """Answer ``requests`` (cached), add the counts to ``stage``'s totals, return the result."""
+        if self.progress:
+            print(f"[{stage}] {len(requests)} requests", file=sys.stderr, flush=True)
+        target = self._target(requests)
+        result = self.runner.run(
+            agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress, **self.options)
+        )
+        totals = self.stages.setdefault(stage, dict.fromkeys(STAGE_FIELDS, 0))
+        values = dict(zip(STAGE_FIELDS, (result.total, result.done, result.cached, result.failed, result.seconds)))
+        for name, value in values.items():
+            totals[name] = round(totals[name] + value, 3)
+        return result
+
+    def close(self) -> None:
+        try:
+            if self.loaded is not None and (self.owned or not self.heavy):
+                self.runner.run(self.loaded.aclose())
+                self.loaded = None
+        finally:
+            self.runner.close()
+
+    def __enter__(self) -> "TeacherSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_heavy(teacher: str | Teacher) -> bool:
+    """Whether the teacher runs in-process (load it once); a bad spec is a UserError here."""
+    if isinstance(teacher, Teacher):
+        return teacher.heavy
+    return backend_class(parse_spec(teacher)[0]).heavy
+
+
+
