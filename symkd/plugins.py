@@ -90,4 +90,10 @@ def entry_point_names(groups: Iterable[str]) -> dict[str, list[str]]:
     return {group: sorted(ep.name for ep in metadata.entry_points(group=group)) for group in groups}
 
 
-GROUPS = ("symkd.teachers", "symkd.critics", "symkd.losses", "symkd.pipelines")
+GROUPS = ("symkd.teachers", "symkd.critics", "symkd.losses", "symkd.pipelines", "symkd.context")
+
+#: prompt context providers: ``name -> factory(db, **options) -> callable(question) -> str``.
+#: A pipeline that retrieves guidance (strategies) registers one here through the
+#: ``symkd.context`` entry-point group, and evaluations of other pipelines look it up by name
+#: (``--strategies DB``) without importing that pipeline.
+CONTEXT_PROVIDERS = Registry("symkd.context", "context provider")

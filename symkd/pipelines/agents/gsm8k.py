@@ -1,0 +1,114 @@
+"""GSM8K tasks: reading task files, the reference answer, and matching a model's answer to it.
+
+A task file is JSONL of ``{"question", "answer"}`` where the answer is a worked solution ending
+in ``#### final`` (GSM8K's format) or a bare final answer; an optional ``id`` is kept, otherwise
+the id is ``<file stem>:<line>``. Answers match numerically: commas, currency and unit words,
+trailing periods, percent signs and ``x.0`` decimals are handled, so "$1,200.00" matches 1200.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Iterable
+
+from symkd.errors import UserError
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
+_ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*([^\n]*)", re.I)
+_BOXED = re.compile(r"\\boxed\{([^}]*)\}")
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    question: str
+    solution: str  # the worked solution ("" when the file gives only the final answer)
+    answer: str  # the reference final answer, as written after ####
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "question": self.question, "solution": self.solution, "answer": self.answer}
+
+
+def reference_answer(answer_field: str) -> tuple[str, str]:
+    """(worked solution, final answer) from a GSM8K answer field."""
+    m = _FINAL.search(answer_field)
+    if not m:
+        return "", answer_field.strip()
+    return answer_field[: m.start()].strip(), m.group(1).strip()
+
+
+def read_tasks(path: str | Path, *, limit: int | None = None, offset: int = 0) -> list[Task]:
+    """Tasks of a JSONL file; a bad line is a one-line UserError naming file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such task file")
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object")
+            for name in ("question", "answer"):
+                if not isinstance(obj.get(name), (str, int, float)) or not str(obj[name]).strip():
+                    raise UserError(f"{path}:{lineno}: field {name!r} is missing or empty")
+            task_id = str(obj.get("id") or f"{path.stem}:{lineno}")
+            if task_id in seen:
+                raise UserError(f"{path}:{lineno}: duplicate id {task_id!r}")
+            seen.add(task_id)
+            solution, final = reference_answer(str(obj["answer"]))
+            tasks.append(Task(task_id, str(obj["question"]).strip(), solution, final))
+    if not tasks:
+        raise UserError(f"{path}: no tasks")
+    return tasks[offset : None if limit is None else offset + limit]
+
+
+def to_number(text: str | int | float | None) -> Decimal | None:
+    """The last number in ``text`` (commas, $, %, units ignored); None when there is none."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        text = repr(text)
+    found = _NUMBER.findall(str(text).replace("\u2212", "-"))
+    if not found:
+        return None
+    try:
+        return Decimal(found[-1].replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def extract_answer(completion: str) -> str | None:
+    """The final answer a model wrote: after ``####``, ``\\boxed{}``, "the answer is", else the last number."""
+    for pattern in (_FINAL, _BOXED):
+        m = pattern.search(completion)
+        if m:
+            return m.group(1).strip()
+    matches = _ANSWER_IS.findall(completion)
+    if matches and to_number(matches[-1]) is not None:
+        return matches[-1].strip()
+    number = to_number(completion)
+    return None if number is None else str(number)
+
+
+def answers_match(predicted: str | int | float | None, reference: str | int | float) -> bool:
+    """Numeric equality of the two answers (exact decimal comparison after normalising)."""
+    a, b = to_number(predicted), to_number(reference)
+    if a is None or b is None:
+        return predicted is not None and str(predicted).strip().lower() == str(reference).strip().lower()
+    return a == b
+
+
+def accuracy(pairs: Iterable[tuple[str | None, str]]) -> float:
+    pairs = list(pairs)
+    return sum(answers_match(p, r) for p, r in pairs) / len(pairs) if pairs else 0.0
