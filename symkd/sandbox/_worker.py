@@ -32,8 +32,10 @@ _ANC = socket.CMSG_SPACE(8 * 4) + socket.CMSG_SPACE(12)
 NOBODY = 65534
 # Imported before dropping root in "rlimit" mode, where the interpreter may live under an
 # unreadable /root; in "bwrap" mode the interpreter is bind-mounted readable and this is a warm-up.
-PRELOAD = ("collections", "datetime", "decimal", "fractions", "functools", "heapq", "itertools",
-           "random", "re", "statistics", "string", "subprocess", "textwrap", "time", "typing")
+PRELOAD = ("base64", "bisect", "collections", "copy", "csv", "dataclasses", "datetime", "decimal",
+           "encodings.idna", "enum", "fractions", "functools", "glob", "hashlib", "heapq", "itertools",
+           "operator", "pathlib", "pprint", "random", "re", "statistics", "string", "subprocess",
+           "tempfile", "textwrap", "time", "typing", "uuid", "zlib")
 
 
 def send_msg(sock: socket.socket, obj: dict, fds: list[int] | tuple = ()) -> None:
