@@ -35,17 +35,29 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     return batches
 
 
-def collate(items: Sequence[Tokenized], pad_id: int) -> dict[str, Any]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (pad labels ignored)."""
+def collate(items: Sequence[Tokenized], pad_id: int, *, multiple_of: int = 1, masked: bool = False) -> dict[str, Any]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (pad labels ignored).
+
+    The width is the batch's longest row, rounded up to ``multiple_of`` (8 suits GPU tensor
+    cores; on a CPU every pad column is paid for, so 1). ``masked``: every label ignored, for a
+    rank whose share of a global batch is empty (see :mod:`.distributed`).
+    """
     import torch
 
     width = max(len(t.input_ids) for t in items)
+    width = -(-width // multiple_of) * multiple_of
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)
     for row, item in enumerate(items):
         n = len(item.input_ids)
         ids[row, :n] = torch.tensor(item.input_ids)
-        labels[row, :n] = torch.tensor(item.labels)
+        if not masked:
+            labels[row, :n] = torch.tensor(item.labels)
         mask[row, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def target_count(item: Tokenized) -> int:
+    """Tokens the loss covers: labelled positions after the causal shift."""
+    return sum(1 for label in item.labels[1:] if label != IGNORE_INDEX)

@@ -8,6 +8,22 @@ from typing import Any
 
 from symkd.jsonio import atomic_write
 
+#: dense bf16 peak FLOP/s per GPU, by name fragment (MFU on a GPU; bench/train_speed.py measures instead)
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
+
+
+def mfu(parameters: int, tokens_per_s: float, peak_flops: float | None, processes: int = 1) -> float | None:
+    """Model FLOPs utilisation: ``6·N·tokens/s / (peak·processes)``.
+
+    ``6·N`` per token is forward (2N) + backward (4N), N = parameters (tied embeddings once),
+    over every token of the batch (prompt included); attention's ``12·L·T·d`` is left out (<2 %
+    at T <= 128 for a 135M model), as is the vocabulary projection the trainer skips on prompt
+    positions, so MFU counts useful work rather than work done.
+    """
+    if not peak_flops:
+        return None
+    return 6 * parameters * tokens_per_s / (peak_flops * processes)
+
 CARD = """---
 library_name: transformers
 tags: [symkd, knowledge-distillation, commonsense]
@@ -54,7 +70,7 @@ def write_card(out: Path, summary: dict[str, Any]) -> None:
         trainable=summary["parameters"]["trainable"], total=summary["parameters"]["total"],
         data=described, train_examples=data["train_examples"], eval_examples=data["eval_examples"],
         too_long=data["too_long"], max_length=cfg["max_length"], steps=summary["steps"],
-        batch=cfg["batch_size"] * cfg["grad_accum"], epochs=summary["epochs"], lr=cfg["lr"],
+        batch=summary.get("global_batch", cfg["batch_size"] * cfg["grad_accum"]), epochs=summary["epochs"], lr=cfg["lr"],
         loss_line=loss_line, hardware=summary["hardware"]["description"],
         tokens_per_s=summary["throughput"]["tokens_per_s"], mfu=mfu,
         example_prompt=data.get("example_prompt", ""), example_completion=data.get("example_completion", ""),
@@ -88,3 +104,65 @@ def plot_curve(history: list[dict[str, Any]], evals: list[dict[str, Any]], path:
         fig.savefig(fh, format="png")
     plt.close(fig)
     return path
+
+
+def hardware(device: Any, bf16: bool, processes: int = 1) -> dict[str, Any]:
+    import os
+    import platform
+
+    import torch
+
+    many = f" x {processes} processes" if processes > 1 else ""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return {"device": "cuda", "name": name, "bf16": bf16, "processes": processes,
+                "description": (f"{name} (bf16 autocast)" if bf16 else name) + many}  # fmt: skip
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    return {"device": "cpu", "name": _cpu_name() or platform.processor() or platform.machine(), "threads": threads,
+            "bf16": bf16, "processes": processes,
+            "description": f"CPU, {cores} cores, {threads} torch threads, {'bf16 autocast' if bf16 else 'float32'}{many}"}  # fmt: skip
+
+
+def _cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+
+
+def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: int, per_epoch: int, n_train: int,
+                  n_held: int, too_long: int, trainable: int, total: int, device: Any, bf16: bool, processes: int,
+                  example: Any) -> dict[str, Any]:  # fmt: skip
+    """What ``training.json`` holds; ``per_epoch`` counts global micro-batches."""
+    import symkd
+
+    hw = hardware(device, bf16, processes)
+    tokens_per_s = state["tokens"] / max(state["seconds"], 1e-9)
+    wall = state["seconds"] + state.get("overhead_seconds", 0.0)
+    peak = next((v for k, v in PEAK_FLOPS.items() if k in hw["name"]), None) if device.type == "cuda" else None
+    util = mfu(total, tokens_per_s, peak, processes)
+    last = state["history"][-10:]
+    final_train = sum(h["loss"] for h in last) / max(1, len(last))
+    return {
+        "symkd_version": getattr(symkd, "__version__", "0"),
+        "fingerprint": state["fingerprint"],
+        "config": {**config.model_dump(mode="json"), "lr": config.learning_rate},
+        "data": {"source": data.source, "examples": len(data.examples), "train_examples": n_train,
+                 "eval_examples": n_held, "too_long": too_long,
+                 "example_prompt": example.prompt if example else "", "example_completion": example.completion if example else ""},
+        "steps": state["step"],
+        "epochs": state["step"] * config.grad_accum / per_epoch,
+        "total_steps": total_steps,
+        "global_batch": config.batch_size * config.grad_accum * processes,
+        "parameters": {"trainable": trainable, "total": total},
+        "final": {"train_loss": round(final_train, 5) if state["history"] else None,
+                  "eval_loss": state["evals"][-1]["eval_loss"] if state["evals"] else None,
+                  "kd_loss": round(sum(h["kd"] for h in last) / len(last), 5) if last and "kd" in last[-1] else None},
+        "throughput": {"tokens": state["tokens"], "seconds": round(state["seconds"], 2),
+                       "tokens_per_s": round(tokens_per_s, 1), "mfu": round(util, 4) if util else None,
+                       "wall_seconds": round(wall, 2), "wall_tokens_per_s": round(state["tokens"] / max(wall, 1e-9), 1)},
+        "hardware": hw,
+        "history": state["history"],
+        "evals": state["evals"],
+    }  # fmt: skip

@@ -4,7 +4,9 @@
 weight for full fine-tuning, the adapters for LoRA), ``optimizer.pt``, ``scheduler.pt``,
 ``kd_loss.pt`` (stateful KD losses such as TAID) and ``state.json`` (step, history, config
 fingerprint). A checkpoint is built under a temporary name and renamed into place, so a run
-killed while saving leaves the previous checkpoint intact.
+killed while saving leaves the previous checkpoint intact. Several processes (DDP): rank 0
+writes, the weights and optimizer state being the same on every rank. FSDP, where each rank
+holds a shard: :func:`save_sharded` has ``accelerate``'s ``save_state`` write ``accelerate/``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,41 @@ def load(path: Path, model: Any, optimizer: Any, scheduler: Any, kd_loss: Any) -
         for name, value in weights.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
+    if kd_loss is not None and (path / "kd_loss.pt").exists():
+        kd_loss.load_state_dict(torch.load(path / "kd_loss.pt", map_location="cpu", weights_only=False))
+    return json.loads((path / "state.json").read_text(encoding="utf-8"))
+
+
+def save_sharded(accelerator: Any, out: Path, step: int, scheduler: Any, kd_loss: Any, state: dict[str, Any], keep: int) -> Path:
+    """FSDP: every rank writes its part through ``accelerator.save_state``; rank 0 the rest and the rename."""
+    import torch
+
+    root = folder(out)
+    tmp, final = root / f".partial-{step:08d}", root / f"step-{step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp / "accelerate"))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        if kd_loss is not None:
+            torch.save(kd_loss.state_dict(), tmp / "kd_loss.pt")
+        (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _prune(root, keep)
+    return final
+
+
+def load_sharded(accelerator: Any, path: Path, scheduler: Any, kd_loss: Any) -> dict[str, Any]:
+    """Counterpart of :func:`save_sharded` (after ``accelerator.prepare``)."""
+    import torch
+
+    accelerator.load_state(str(path / "accelerate"))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
     if kd_loss is not None and (path / "kd_loss.pt").exists():
         kd_loss.load_state_dict(torch.load(path / "kd_loss.pt", map_location="cpu", weights_only=False))

@@ -2,7 +2,8 @@
 
 ``"smollm2"`` names the embedded SmolLM2-135M-Instruct GGUF; transformers dequantizes a GGUF
 file into ordinary float weights, so it trains like any checkpoint. Device ``auto`` picks CUDA
-(bf16 autocast when supported) and the CPU (float32) otherwise.
+(bf16 autocast when supported) and the CPU (float32) otherwise; training also autocasts to
+bf16 on CPUs with bf16 instructions (:func:`use_bf16`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,36 @@ def pick_device(name: str = "auto") -> tuple[Any, Any, bool]:
         raise UserError("device cuda asked for, but no CUDA GPU is available")
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return device, torch.float32, bf16
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 matmul instructions (AVX512-BF16 or AMX-BF16).
+
+    ``torch.backends.cpu.get_cpu_capability()`` says ``AVX512`` for CPUs with and without them
+    and oneDNN emulates bf16 where they are missing (slower than fp32), so read the flags.
+    """
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return False
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(device: Any, precision: str = "auto") -> bool:
+    """bf16 autocast (weights and optimizer stay fp32) for ``precision`` auto, bf16 or fp32."""
+    import torch
+
+    if precision == "fp32":
+        return False
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+        if precision == "bf16" and not supported:
+            raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} does not support bf16")
+        return supported
+    if device.type != "cpu":
+        return False
+    return precision == "bf16" or cpu_has_bf16()
 
 
 def load_tokenizer(name: str) -> Any:
