@@ -10,7 +10,7 @@ hash of its configuration.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -21,6 +21,7 @@ from symkd.store.db import Store
 from symkd.teachers.base import Teacher
 from symkd.teachers.registry import cache_identity, load_teacher
 from symkd.teachers.types import Request, Response
+from symkd.teachers.urls import plain_model
 
 
 @dataclass
@@ -33,7 +34,7 @@ class RunSummary:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        return {f.name: getattr(self, f.name) for f in fields(RunSummary)}
 
 
 @dataclass
@@ -129,7 +130,7 @@ async def agenerate(
             await loaded.preflight()  # fail before anything is written
         if store is None:
             store = Store(db)
-        describe = loaded.describe() if loaded else {"backend": backend, "model": model_id}
+        describe = loaded.describe() if loaded else {"backend": backend, "model": plain_model(model_id)}
         return await _run(loaded, describe, requests, keys, answered, store, kind, config, progress, started,
                           caller_store=isinstance(db, Store))
     finally:

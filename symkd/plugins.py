@@ -40,7 +40,7 @@ class Registry:
     def _from_entry_points(self) -> dict[str, str]:
         if self._entry_points is None:
             found: dict[str, str] = {}
-            for ep in metadata.entry_points(group=self.group):
+            for ep in sorted(metadata.entry_points(group=self.group), key=lambda e: e.name):
                 found.setdefault(ep.name, ep.value)
             self._entry_points = found
         return self._entry_points

@@ -40,7 +40,7 @@ def test_wheel_contains_package_data(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "symkd/_data/prompts/quickstart/explain.yaml" in names
     assert "symkd/_data/critics/README.md" in names
-    assert "symkd/cli.py" in names and "symkd/teachers/openai_api.py" in names
+    assert "symkd/cli/__init__.py" in names and "symkd/teachers/openai_api.py" in names
     assert not any(n.startswith("tests/") for n in names)
 
 

@@ -28,7 +28,9 @@ def _register_commands() -> None:
     from symkd.cli import core, critics, graphs, students
     from symkd.pipelines import REGISTRY
 
-    for module in (core, critics, graphs, students):
+    from symkd.sandbox import cli as sandbox
+
+    for module in (core, critics, graphs, students, sandbox):
         module.register(app)
     distill = typer.Typer(help="Distill a teacher into knowledge (one command per pipeline).", no_args_is_help=True)
     app.add_typer(distill, name="distill")

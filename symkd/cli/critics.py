@@ -100,9 +100,10 @@ def apply_cmd(
     table = [{**row, "mean_score": rows.get((row["critic"], row["version"]), {}).get("mean_score")} for row in result["critics"]]
     if as_json:
         _table(table, COLUMNS, True)
-        typer.echo(json.dumps({"kept_by_all": result["kept"], "triples": result["triples"]}))
+        typer.echo(json.dumps({"this_pass": result["this_pass"], "kept_by_all": result["kept"], "triples": result["triples"]}))
         return
     _table(table, COLUMNS, False)
+    typer.echo("this pass: " + "; ".join(f"{p['critic']} scored {p['scored']}, removed {p['dropped']}" for p in result["this_pass"]))
     typer.echo(f"kept by all of {', '.join(c.name for c in built)}: {result['kept']} of {result['triples']} triples")
 
 

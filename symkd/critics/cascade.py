@@ -34,15 +34,16 @@ def apply_cascade(
     """Apply ``critics`` in order to the triples matching ``where``; return the report."""
     scope = [where] if where else []
     clauses, values = list(scope), list(params)
-    rows = []
+    rows, passes = [], []
     for critic in critics:
         this_pass = apply_critic(store, critic, run_id=run_id, rescore=rescore, where=" and ".join(clauses) or None,
                                  params=values, progress=progress)  # fmt: skip
+        passes.append({"critic": critic.name, "version": critic.version, **this_pass})
         rows.append(_critic_row(store, critic, clauses, values, this_pass["scored"]))
         if cascade:
             clauses.append(KEPT_BY)
             values += [critic.name, critic.version]
-    return {**kept_by_all(store, critics, where=where, params=params), "critics": rows}
+    return {**kept_by_all(store, critics, where=where, params=params), "critics": rows, "this_pass": passes}
 
 
 def _critic_row(store: Store, critic: Critic, clauses: list[str], values: list[Any], new: int) -> dict[str, Any]:

@@ -53,3 +53,11 @@ def model_at(model_id: str, base_url: str | None) -> str:
     """The model part of a cache key: ``model`` for the official API, ``model@endpoint`` otherwise."""
     endpoint = endpoint_identity(base_url)
     return f"{model_id}@{endpoint}" if endpoint else model_id
+
+
+def plain_model(key_model: str) -> str:
+    """The model name of a cache-key model part (``model@http://...`` -> ``model``)."""
+    for scheme in ("@http://", "@https://"):
+        if scheme in key_model:
+            return key_model.split(scheme, 1)[0]
+    return key_model
