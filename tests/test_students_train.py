@@ -164,11 +164,23 @@ def test_lora_trains_adapters_and_saves_merged_weights(tmp_path: Path, tiny_lm: 
     assert not any("lora" in name for name, _ in model.named_parameters())
 
 
-def test_white_box_kd_with_a_shared_tokenizer(tmp_path: Path, tiny_lm: Path) -> None:
+def test_white_box_kd_changes_the_update(tmp_path: Path, tiny_lm: Path) -> None:
+    """KD must move the weights away from CE-only training (a zero KD term would not: with AdamW
+    and clipping, (1-w)·CE alone updates like CE), and the logged KD loss must be positive."""
+    from safetensors.torch import load_file
+
     teacher = make_tiny_lm(tmp_path / "teacher", seed=1)
-    summary = train(from_triples(TRIPLES), tiny_config(tmp_path / "kd", tiny_lm, kd_loss="taid", teacher_model=str(teacher)),
-                    progress=False)  # fmt: skip
-    assert summary["steps"] == 6 and summary["config"]["kd_loss"] == "taid"
+    data = from_triples(TRIPLES)
+    summary = train(data, tiny_config(tmp_path / "kd", tiny_lm, kd_loss="forward_kl", teacher_model=str(teacher)), progress=False)
+    train(data, tiny_config(tmp_path / "ce", tiny_lm), progress=False)
+    assert summary["steps"] == 6 and summary["config"]["kd_loss"] == "forward_kl"
+    assert all(h["kd"] > 0.01 and h["ce"] > 0 for h in summary["history"]) and summary["final"]["kd_loss"] > 0.01
+    first = summary["history"][0]
+    assert first["loss"] == pytest.approx(0.5 * first["ce"] + 0.5 * first["kd"], abs=1e-4)
+    kd_w, ce_w = load_file(tmp_path / "kd" / "model.safetensors"), load_file(tmp_path / "ce" / "model.safetensors")
+    assert max(float((kd_w[k] - ce_w[k]).abs().max()) for k in kd_w) > 1e-3
+    taid = train(data, tiny_config(tmp_path / "taid", tiny_lm, kd_loss="taid", teacher_model=str(teacher)), progress=False)
+    assert taid["steps"] == 6 and taid["final"]["kd_loss"] > 0
 
 
 def test_kd_with_a_different_tokenizer_fails_before_training(tmp_path: Path, tiny_lm: Path) -> None:
