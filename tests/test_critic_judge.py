@@ -9,12 +9,13 @@ import math
 
 import pytest
 
+import symkd.session as symkd_session
 from symkd.cli import main
-from symkd.knowledge.triples import add_triples, triple_id
 from symkd.critics.base import apply_critic, critic_report
 from symkd.critics.judge import LLMJudgeCritic, parse_rating, statement
 from symkd.critics.registry import load_critic
 from symkd.errors import UserError
+from symkd.knowledge.triples import add_triples, triple_id
 from symkd.prompts import get_template
 from symkd.store.db import Store
 
@@ -164,11 +165,8 @@ def test_options_are_checked(tmp_path):
 def test_cli_binds_the_database_as_the_cache(capsys, db_path, fake_openai):
     _store_with(db_path, ["tired", "I'm sorry, as an AI"]).close()
     spec = f"rules,judge:teacher=openai:fake,base_url={fake_openai.base_url}"
-    with pytest.raises(SystemExit) as info:
-        main(["critic", "apply", "--db", str(db_path), "--critics", spec, "-q", "--json"])
-        raise SystemExit(0)
+    assert main(["critic", "apply", "--db", str(db_path), "--critics", spec, "-q", "--json"]) is None  # success: no exit
     out = capsys.readouterr().out.splitlines()
-    assert info.value.code in (0, None)
     assert json.loads(out[-1])["this_pass"][1] == {"critic": "judge", "version": "1", "scored": 1, "kept": 1, "dropped": 0}
     with Store(db_path) as store:
         assert store.scalar("select count(*) from runs where kind = 'critic-judge'") == 1
@@ -218,3 +216,18 @@ def test_a_judge_that_gives_one_rating_to_everything_is_flagged(db_path, tmp_pat
     critic = LLMJudgeCritic(teacher="openai:fake", base_url=fake_openai.base_url, template=str(template), cache_db=store)
     with pytest.warns(UserWarning, match="rated all 20 triples of this batch 2"):
         assert apply_critic(store, critic)["dropped"] == 20
+
+
+def test_judge_asks_once_for_all_batches(monkeypatch, db_path, fake_openai):
+    """Many batches, one session and one cached run (not a new teacher and runs row per batch)."""
+    _store_with(db_path, ["tired", "sleepy", "hungry"]).close()
+    monkeypatch.setattr(LLMJudgeCritic, "batch_size", 1)
+    loads = []
+    real = symkd_session.load_teacher
+    monkeypatch.setattr(symkd_session, "load_teacher", lambda *a, **k: loads.append(a) or real(*a, **k))
+    with Store(db_path) as store:
+        critic = LLMJudgeCritic(teacher="openai:fake", base_url=fake_openai.base_url)
+        counts = apply_critic(store, critic)
+        assert counts["scored"] == 3
+        assert store.scalar("select count(*) from runs where kind = 'critic-judge'") == 1
+    assert len(loads) <= 1
