@@ -14,5 +14,6 @@ REGISTRY = Registry(
     "pipeline",
     {
         "commonsense": "symkd.pipelines.commonsense.cli:register",
+        "strategies": "symkd.pipelines.strategies.cli:register",
     },
 )

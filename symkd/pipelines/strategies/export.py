@@ -1,0 +1,143 @@
+"""The library as Markdown (for human audit and editing), JSON and Parquet, and importing edits back.
+
+The Markdown file is meant to be read and edited by a person: one ``###`` section per
+strategy with ``- status:`` and ``- tags:`` lines and the text as a block quote. Everything a
+model wrote (texts, tags, scenario ids) is backslash-escaped where Markdown would read it as
+structure, so a strategy cannot open a heading, a list, an HTML comment or a code span; the
+importer undoes exactly that escaping. ``symkd strategies import FILE.md|json`` applies the
+changes it finds as new versions (see :func:`~.library.edit`); a file without the library
+marker is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from symkd.errors import UserError
+from symkd.jsonio import atomic_write
+from symkd.store.db import Store, utcnow
+from symkd.pipelines.strategies.library import STATUSES, Strategy, all_strategies, edit, versions
+
+MARKER = "<!-- symkd-strategies v1 -->"
+JSON_FORMAT = "symkd-strategies"
+FORMATS = ("md", "json", "parquet")
+_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~!&])")
+_UNESCAPE = re.compile(r"\\([\\`*_\[\]<>#|~!&])")
+SECTIONS = (("Library (accepted and edited)", ("accepted", "edited")), ("Merged into another", ("merged",)),
+            ("Rejected", ("rejected",)))  # fmt: skip
+
+
+def escape(text: str) -> str:
+    """Backslash-escape Markdown's structural characters (reversed by :func:`unescape`)."""
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def unescape(text: str) -> str:
+    return _UNESCAPE.sub(r"\1", text)
+
+
+def _evidence_line(ev: dict[str, Any]) -> str:
+    if "validation" not in ev:
+        return f"critic: {escape(str(ev.get('reason', '')))}" if ev else "none"
+    v, k = ev["validation"], ev["control"]
+    return (f"validation {v['base']:.3f} -> {v['with']:.3f} (n={v['n']}, +{v['improved']}/-{v['worsened']}, "
+            f"sign test p={ev['p_value']:.3f}); control {k['base']:.3f} -> {k['with']:.3f} (n={k['n']})")  # fmt: skip
+
+
+def _section(s: Strategy, merged: list[Strategy]) -> Iterator[str]:
+    yield f"### {s.id}"
+    yield ""
+    yield f"- status: {s.status}"
+    yield f"- tags: {', '.join(escape(t) for t in s.tags)}"
+    yield (f"- provenance: round {s.round}, teacher {escape(str(s.teacher))}, template "
+           f"{escape(str(s.template_id))}@{escape(str(s.template_version))}, version {s.version}")  # fmt: skip
+    yield f"- source scenarios: {', '.join(escape(x) for x in s.source_scenarios) or '-'}"
+    yield f"- evidence: {_evidence_line(s.evidence)}"
+    if s.reason:
+        yield f"- decision: {escape(s.reason)}"
+    if s.merged_into:
+        yield f"- merged into: {s.merged_into}"
+    for m in merged:
+        yield f"- merged from {m.id}: {_evidence_line(m.evidence)}"
+    yield ""
+    yield from (f"> {escape(line)}" if line else ">" for line in s.text.split("\n"))
+    yield ""
+
+
+def to_markdown(store: Store, *, include_all: bool = True) -> str:
+    strategies = all_strategies(store)
+    merged: dict[str, list[Strategy]] = {}
+    for s in strategies:
+        if s.merged_into:
+            merged.setdefault(s.merged_into, []).append(s)
+    counts = {st: sum(s.status == st for s in strategies) for st in STATUSES}
+    lines = ["# symkd strategy library", "", MARKER, "",
+             f"{len(strategies)} strategies: " + ", ".join(f"{n} {st}" for st, n in counts.items()) + f". Exported {utcnow()}.",
+             "", "To edit: change a strategy's quoted text, its `- tags:` line (comma-separated) or its `- status:` line "
+             "(accepted | rejected | edited), then run `symkd strategies import THIS.md --db DB`. "
+             "Leave the `###` id headings as they are; every change is kept as a new version.", ""]  # fmt: skip
+    for title, statuses in SECTIONS:
+        chosen = [s for s in strategies if s.status in statuses]
+        if not chosen or (not include_all and "accepted" not in statuses):
+            continue
+        lines += [f"## {title}", ""]
+        for s in chosen:
+            lines += list(_section(s, merged.get(s.id, [])))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_json(store: Store) -> str:
+    rows = []
+    for s in all_strategies(store):
+        rows.append({**s.as_dict(), "versions": versions(store, s.id)})
+        rows[-1].pop("similarity")
+    return json.dumps({"format": JSON_FORMAT, "version": 1, "exported_at": utcnow(), "strategies": rows},
+                      ensure_ascii=False, indent=2) + "\n"  # fmt: skip
+
+
+def write_parquet(store: Store, out: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from symkd.embeddings import from_blob
+
+    embedding = {r["id"]: from_blob(r["embedding"]) for r in store.query("select id, embedding from strategies")}
+    rows = []
+    for s in all_strategies(store):
+        row = s.as_dict()
+        row.pop("similarity")
+        row["evidence"] = json.dumps(row["evidence"], ensure_ascii=False)
+        vector = embedding.get(s.id)
+        row["embedding"] = None if vector is None else vector.tolist()
+        rows.append(row)
+    with atomic_write(out, "wb") as fh:
+        pq.write_table(pa.Table.from_pylist(rows), fh)
+    return len(rows)
+
+
+def export_library(db: str | Path | Store, format: str = "md", out: str | Path | None = None) -> str | None:
+    """The library as ``md`` or ``json`` text (written to ``out`` when given), or ``parquet`` to ``out``."""
+    from symkd.pipelines.strategies.library import open_library
+
+    if format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)} (got {format!r})")
+    if format == "parquet" and out is None:
+        raise UserError("--format parquet needs --out FILE.parquet")
+    store = open_library(db)
+    try:
+        if not store.scalar("select count(*) from strategies"):
+            raise UserError(f"{store.path}: the strategy library is empty")
+        if format == "parquet":
+            write_parquet(store, Path(out))  # type: ignore[arg-type]
+            return None
+        text = to_markdown(store) if format == "md" else to_json(store)
+        if out is not None:
+            with atomic_write(out) as fh:
+                fh.write(text)
+        return text
+    finally:
+        if store is not db:
+            store.close()
