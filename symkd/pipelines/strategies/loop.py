@@ -103,7 +103,7 @@ class Round:
     def propose(self, targets: list[tuple[Scenario, Attempt]]) -> tuple[list[Candidate], list[lib.Strategy]]:
         if not targets:
             return [], []
-        result = self.teacher.ask(proposal_requests([(s, a.text or str(a.answer)) for s, a in targets]),
+        result = self.teacher.ask(proposal_requests([(s, a.text or str(a.answer)) for s, a in targets], self.number),
                                   kind="strategies-propose", config={}, stage=f"round {self.number}: proposals")  # fmt: skip
         keys, by_item = result.keys(), {item: resp for item, _, resp in result}
         critic = StrategyLeakCritic()

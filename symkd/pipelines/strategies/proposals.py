@@ -31,12 +31,16 @@ TOPICS = {
 }  # fmt: skip
 
 
-def proposal_requests(failures: Sequence[tuple[Scenario, str]]) -> list[Request]:
-    """One request per (failed scenario, the student's answer text)."""
+def proposal_requests(failures: Sequence[tuple[Scenario, str]], round_: int = 1) -> list[Request]:
+    """One request per (failed scenario, the student's answer text).
+
+    Round 1 decodes greedily; later rounds sample (temperature 0.7, seeded by the round), so a
+    scenario the student still fails gets a fresh proposal instead of the cached one."""
     template = get_template(PROPOSE_TEMPLATE)
+    params = {} if round_ <= 1 else {"temperature": 0.7, "seed": round_, "sample_index": round_ - 1}
     return [
         template.request(f"{s.id}#propose", {"question": s.question, "student_answer": _short(answer),
-                                             "solution": s.solution or f"#### {s.answer}"})  # fmt: skip
+                                             "solution": s.solution or f"#### {s.answer}"}, **params)  # fmt: skip
         for s, answer in failures
     ]
 
