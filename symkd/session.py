@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from symkd.aio import LoopRunner
 from symkd.generation import GenerationResult, agenerate
+from symkd.scale.context import current_executor
 from symkd.store import cache
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
@@ -38,8 +39,11 @@ class TeacherSession:
         store: Store,
         options: TeacherOptions | dict[str, Any] | None = None,
         progress: bool = True,
+        executor: Any = None,
     ):
         self.heavy = is_heavy(teacher)
+        #: where requests are answered (symkd.scale); None, the default, is this process
+        self.executor = executor if executor is not None else current_executor()
         self.spec = teacher
         self.store = store
         self.options = as_options(options).given()
@@ -65,7 +69,7 @@ class TeacherSession:
         """Answer ``requests`` (cached), add the counts to ``stage``'s totals, return the result."""
         if self.progress:
             print(f"[{stage}] {len(requests)} requests", file=sys.stderr, flush=True)
-        target = self._target(requests)
+        target = self.executor.teacher(self.spec, self.options, self.store) if self.executor else self._target(requests)
         result = self.runner.run(
             agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress, **self.options)
         )

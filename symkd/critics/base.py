@@ -89,8 +89,12 @@ def apply_critic(
     where: str | None = None,
     params: Sequence[Any] = (),
     progress: bool = False,
+    executor: Any = None,
 ) -> dict[str, int]:
-    """Score every (not yet scored) item; return counts {scored, kept, dropped}."""
+    """Score every (not yet scored) item; return counts {scored, kept, dropped}.
+
+    ``executor`` (default: the current one, see :mod:`symkd.scale`) may score the batches of
+    a stateless critic in other processes; the scores are always written here."""
     critic.bind(store, rescore=rescore)
     critic.reset()
     counts = {"scored": 0, "kept": 0, "dropped": 0}
@@ -99,8 +103,9 @@ def apply_critic(
     # Materialise the batches first: scoring writes to the same table we read from.
     batches = list(_items(store, critic, rescore=rescore, where=where, params=params))
     critic.prepare([item for batch in batches for item in batch])
-    for batch in batches:
-        verdicts = critic.score(batch)
+    from symkd.scale.critics import score_batches  # an executor scores stateless critics' batches elsewhere
+
+    for batch, verdicts in zip(batches, score_batches(critic, batches, executor)):
         if len(verdicts) != len(batch):
             raise RuntimeError(f"critic {critic.name} returned {len(verdicts)} verdicts for {len(batch)} items")
         now = utcnow()

@@ -1,0 +1,203 @@
+"""The Ray executor: a stage's teacher requests and critic batches on Ray actors.
+
+One pool of actors lives at a time (keyed by what it runs): the stages of a run that share
+a teacher reuse its actors (a local model loads once per actor for the whole run), and a
+small cluster never deadlocks with a teacher pool holding the CPUs a critic pool waits
+for. Resources per actor: local models get a GPU each when the cluster has GPUs, else an
+even share of the CPUs; API teachers keep their concurrency per worker and split the
+rpm/tpm limits across workers, so N workers together stay within the account's limits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from symkd.errors import UserError
+from symkd.scale import replicas as rep
+from symkd.scale import shards
+from symkd.scale.executor import RAY_HINT, Executor, Factory
+from symkd.scale.options import ExecutorOptions
+from symkd.scale.pool import ActorPool, AllWorkersLost
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--executor ray needs ray: {RAY_HINT}") from None
+    return ray
+
+
+class RayExecutor(Executor):
+    """Joins (``address``) or starts a Ray instance; starts actors only when work is left."""
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, workers: int | None = None, cpus_per_worker: float | None = None,
+                 gpus_per_worker: float | None = None, replicas: Sequence[str] = (), endpoint_group: str | None = None,
+                 shard_dir: str | Path | None = None, chunk_size: int | None = None,
+                 init_options: dict[str, Any] | None = None, fault_after: int | None = None):  # fmt: skip
+        self.ray = _ray()
+        self.started = False
+        if not self.ray.is_initialized():
+            self.ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_options or {}))
+            self.started = True
+        self.workers, self.cpus, self.gpus = workers, cpus_per_worker, gpus_per_worker
+        self.replicas, self.endpoint_group = list(replicas), endpoint_group
+        self.shard_dir = Path(shard_dir) if shard_dir else None
+        self.chunk_size = chunk_size
+        self.fault_after = fault_after  # tests: worker 0 of the first teacher pool dies after N answers
+        self.pool: ActorPool | None = None
+        self.pool_key: str | None = None
+        self.stores: dict[Path, Path] = {}  # shard folder -> database, merged on close
+        self._lost = 0
+        self.recovered = 0  # answers taken from shard files instead of being sent again
+
+    @classmethod
+    def from_options(cls, options: ExecutorOptions) -> "RayExecutor":
+        return cls(address=options.ray_address, workers=options.workers, cpus_per_worker=options.cpus_per_worker,
+                   gpus_per_worker=options.gpus_per_worker, replicas=options.replica_urls(),
+                   endpoint_group=options.endpoint_group, shard_dir=options.shard_dir)  # fmt: skip
+
+    # -- sizing -------------------------------------------------------------------------
+    def _cluster(self, name: str) -> float:
+        return float(self.ray.cluster_resources().get(name, 0.0))
+
+    def worker_count(self, heavy: bool) -> int:
+        """Given, else one per replica, per GPU (local models), or per CPU."""
+        if self.workers:
+            return self.workers
+        if self.replicas:
+            return len(self.replicas)
+        gpus = int(self._cluster("GPU")) if heavy else 0
+        return max(1, gpus or int(self._cluster("CPU")))
+
+    def resources(self, workers: int, heavy: bool) -> dict[str, float]:
+        """num_cpus / num_gpus per actor: every actor of a pool fits the cluster at once."""
+        cpus = self.cpus if self.cpus is not None else max(0.01, round(min(1.0, self._cluster("CPU") / workers), 2))
+        gpus = self.gpus
+        if gpus is None:
+            total = self._cluster("GPU")
+            gpus = round(min(1.0, total / workers), 2) if heavy and total else 0.0
+        return {"num_cpus": cpus, "num_gpus": gpus}
+
+    # -- pools --------------------------------------------------------------------------
+    def _pool(self, key: str, build: Callable[[], ActorPool]) -> ActorPool:
+        if self.pool is not None and self.pool_key == key and self.pool.alive:
+            return self.pool
+        self._drop_pool()
+        self.pool, self.pool_key = build(), key
+        return self.pool
+
+    @property
+    def workers_lost(self) -> int:
+        """Actors that died under work since this executor started (their work moved on)."""
+        return self._lost + (self.pool.lost if self.pool else 0)
+
+    def _drop_pool(self) -> None:
+        if self.pool is not None:
+            self._lost += self.pool.lost
+            self.pool.kill()
+        self.pool = self.pool_key = None
+
+    def teacher(self, spec: Any, options: dict[str, Any], store: Any) -> Any:
+        from symkd.scale.sharded import ShardedTeacher
+
+        identity, describe = self._identity(spec, options)
+        folder = self.shard_dir or shards.default_dir(store.path)
+        self.stores[Path(folder)] = Path(store.path)
+        return ShardedTeacher(self, spec, dict(options), identity, describe, Path(folder))
+
+    def _identity(self, spec: Any, options: dict[str, Any]) -> tuple[tuple[str, str], dict[str, Any]]:
+        """The local run's cache identity (or the replica group's) and what the run row records."""
+        from symkd.teachers.registry import cache_identity, parse_spec
+
+        if not isinstance(spec, str):
+            raise UserError("--executor ray needs a teacher spec (a string such as openai:MODEL), not a Teacher object")
+        backend, _ = parse_spec(spec)
+        rep.check_replicas(backend, self.replicas, options)
+        identity = cache_identity(spec, **options)
+        if identity is None:
+            raise UserError(f"--executor ray: teacher {spec!r} has no cache identity before it is built (langchain); run it locally")
+        if self.replicas:
+            identity = (identity[0], rep.group_model(identity[1].split("@", 1)[0], self.replicas, self.endpoint_group))
+        heavy = _heavy(spec)
+        record = {"backend": identity[0], "model": identity[1].split("@", 1)[0] if backend == "openai" else identity[1],
+                  "executor": "ray", "workers": self.worker_count(heavy)}  # fmt: skip
+        if self.replicas:
+            record["replicas"] = rep.recorded(self.replicas)
+            record["endpoint_group"] = self.endpoint_group
+        return identity, record
+
+    def teacher_pool(self, teacher: Any) -> ActorPool:
+        """The actors answering ``teacher`` (started, and preflighted, on first use)."""
+        def build() -> ActorPool:
+            from symkd.scale.worker import TeacherWorker
+
+            heavy = _heavy(teacher.spec_text)
+            workers = self.worker_count(heavy)
+            resources = self.resources(workers, heavy)
+            args = [(teacher.spec_text, self.worker_options(teacher.options, i, workers, resources["num_cpus"]),
+                     str(teacher.shard_dir / f"w{i}-{uuid.uuid4().hex[:8]}.db"),
+                     self.fault_after if i == 0 else None) for i in range(workers)]  # fmt: skip
+            self.fault_after = None
+            pool = ActorPool(self.ray, TeacherWorker, args, resources)
+            pool.call_all("preflight")
+            return pool
+
+        return self._pool(teacher.pool_key, build)
+
+    def worker_options(self, options: dict[str, Any], index: int, workers: int, cpus: float) -> dict[str, Any]:
+        """One worker's teacher options: its replica, its share of the rate limits, its threads."""
+        out = dict(options)
+        for limit in ("rpm", "tpm"):
+            if out.get(limit):
+                out[limit] = out[limit] / workers
+        if self.replicas:
+            out["base_url"] = self.replicas[index % len(self.replicas)]
+        if "n_threads" not in out and cpus >= 1:
+            out["n_threads"] = int(cpus)  # llamacpp would otherwise take every CPU of the node
+        return out
+
+    def map_batches(self, factory: Factory, batches: Sequence[Sequence[Any]], *, key: str, heavy: bool = True) -> Iterator[list[Any]]:
+        from symkd.scale.worker import BatchWorker
+
+        if not batches:
+            return iter(())
+        workers = min(self.worker_count(heavy), len(batches))
+
+        def build() -> ActorPool:
+            return ActorPool(self.ray, BatchWorker, [(factory,)] * workers, self.resources(workers, heavy))
+
+        pool = self._pool(f"batches:{key}:{workers}", build)
+        return _one_line(pool.map_ordered("run", list(batches)), key)
+
+    def close(self) -> None:
+        """End the actors, fold what the shard files hold into each database, stop a Ray we started."""
+        try:
+            self._drop_pool()
+            for folder, db in self.stores.items():
+                if db.exists() and folder.is_dir():
+                    from symkd.store.db import Store
+
+                    with Store(db) as store:
+                        shards.merge(store, folder)
+        finally:
+            if self.started and self.ray.is_initialized():
+                self.ray.shutdown()
+
+
+def _one_line(results: Iterator[list[Any]], key: str) -> Iterator[list[Any]]:
+    try:
+        yield from results
+    except AllWorkersLost as exc:
+        raise UserError(f"{key}: {exc}") from None
+
+
+def _heavy(spec: str) -> bool:
+    from symkd.session import is_heavy
+
+    return is_heavy(spec)
+
