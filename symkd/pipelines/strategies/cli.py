@@ -26,7 +26,7 @@ def learn(
     student: str = typer.Option("smollm2", "--student", "-s", help="student spec (same forms as --teacher)"),
     data: Path = typer.Option(..., "--data", help="JSONL of {question, answer} (GSM8K format) or chat tasks"),
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
-    rounds: int = typer.Option(2, "--rounds", "-k", help="rounds of attempt -> propose -> accept"),
+    rounds: int = typer.Option(2, "--rounds", help="rounds of attempt -> propose -> accept"),
     scenarios: int = typer.Option(40, "--scenarios", help="scenarios drawn from --data"),
     per_round: int = typer.Option(8, "--per-round", help="failed scenarios the teacher writes a strategy for, per round"),
     synthetic: int = typer.Option(0, "--synthetic", help="new scenarios the teacher writes per targeted failure"),

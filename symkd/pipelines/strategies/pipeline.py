@@ -21,6 +21,7 @@ from symkd.errors import UserError
 from symkd.results import DictAccess
 from symkd.session import TeacherSession
 from symkd.store.db import Store
+from symkd.teachers.base import Teacher
 from symkd.teachers.options import TeacherOptions, as_options
 from symkd.pipelines.strategies import tables
 from symkd.pipelines.strategies.acceptance import Scorer
@@ -65,11 +66,11 @@ def _spec_name(spec: Any) -> str:
 
 
 def learn_strategies(
-    teacher: str,
+    teacher: str | Teacher,
     db: str | Path,
     *,
     data: str | Path,
-    student: str = "smollm2",
+    student: str | Teacher = "smollm2",
     scorer: Scorer | None = None,
     teacher_options: TeacherOptions | dict[str, Any] | None = None,
     student_options: TeacherOptions | dict[str, Any] | None = None,
