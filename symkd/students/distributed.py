@@ -99,3 +99,8 @@ class Processes:
     def check_supported(self, lora: bool) -> None:
         if self.fsdp and lora:
             raise UserError("LoRA under FSDP is not supported: launch with DDP (the default of accelerate launch)")
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a launch (or a lone process): the one that should print and write DB rows."""
+    return os.environ.get("RANK", "0") == "0"
