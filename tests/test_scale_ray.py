@@ -172,3 +172,28 @@ def test_killed_driver_rerun_takes_the_shard_answers(local_ray, tmp_path, api_ke
         assert conn.execute("select count(*), count(distinct key), sum(status = 'ok') from responses").fetchone() == (60, 60, 60)
         assert conn.execute("select count(*) from run_items").fetchone()[0] == 60
     assert not db.with_name("run.db.shards").exists()
+
+
+def test_cli_distill_and_critic_apply_on_ray_equal_local(local_ray, tmp_path, api_key):
+    address = ray.get_runtime_context().gcs_address
+    ray_flags = ["--executor", "ray", "--ray-address", address, "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args: str) -> None:
+        out = subprocess.run([sys.executable, "-m", "symkd.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                             env=env, timeout=300)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+
+    with start_fake_server() as server:
+        kw = {**fake_kw(server), "critics": ()}
+        distill_commonsense("openai:fake", tmp_path / "local.db", **kw)
+        (tmp_path / "seeds.txt").write_text("\n".join(SEEDS) + "\n")
+        distill = ["distill", "commonsense", "--teacher", "openai:fake", "--base-url", server.base_url, "--n-events", "2",
+                   "--seeds", str(tmp_path / "seeds.txt"),
+                   "--relations", "physical", "--seed", "0", "--samples", "2", "--critics", "none", "--quiet", "--json"]  # fmt: skip
+        for name in ("local", "ray"):
+            if name == "ray":
+                cli(*distill, "--db", str(tmp_path / "ray.db"), *ray_flags)
+            cli("critic", "apply", "--db", str(tmp_path / f"{name}.db"), "--critics", "rules,dedupe", "--quiet",
+                *(ray_flags if name == "ray" else []))  # fmt: skip
+    assert_same(tmp_path / "local.db", tmp_path / "ray.db")

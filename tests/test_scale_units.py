@@ -184,3 +184,22 @@ def test_the_session_asks_through_the_executor(tmp_path):
             result = session.ask([_request(1), _request(2)], kind="generate", config={}, stage="s")
             texts = [r.completions[0].text for r in result.responses().values()]
     assert echo.seen == 2 and result.done == 2 and texts == ["PROMPT 1", "PROMPT 2"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "symkd.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["distill", "commonsense", "--teacher", "smollm2", "--workers", "2"], "--workers needs --executor ray"),
+        (["distill", "commonsense", "--teacher", "smollm2", "--executor", "dask"], "--executor: must be 'local' or 'ray'"),
+        (["critic", "apply", "--critics", "rules", "--replicas", "http://a/v1"], "--replicas needs --executor ray"),
+    ],
+)
+def test_cli_executor_errors_are_one_line_exit_2(tmp_path, args, message):
+    db = tmp_path / "run.db"
+    Store(db).close()
+    out = _cli(*args, "--db", str(db))
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -17,8 +17,10 @@ from typing import Any, List, Optional, Sequence
 
 import typer
 
+from symkd.commandline import model_options
 from symkd.critics.registry import split_critic_specs
 from symkd.errors import UserError
+from symkd.scale.options import ExecutorOptions
 
 critic_app = typer.Typer(
     help="Score stored triples with critics (rules, dedupe, judge, classifier) and report.",
@@ -78,6 +80,7 @@ COLUMNS = ["critic", "version", "scored", "kept", "removed", "new_scores", "mean
 
 
 @critic_app.command("apply")
+@model_options(ExecutorOptions, "executor_options")
 def apply_cmd(
     db: Path = typer.Option(..., "--db", help="SQLite run database holding the triples"),
     critics: List[str] = typer.Option(..., "--critics", "-c", help="comma list of specs: rules,dedupe:threshold=0.8"),
@@ -86,14 +89,16 @@ def apply_cmd(
     cascade: bool = typer.Option(True, "--cascade/--no-cascade", help="later critics see only kept triples"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    executor_options: Any = None,
 ) -> None:
     """Apply critics in order to the triples in DB; print what each scored, kept and removed."""
     from symkd.critics.cascade import apply_cascade, report_rows
     from symkd.critics.registry import load_critic
+    from symkd.scale import executor_scope
     from symkd.store.db import Store
 
     built = [load_critic(spec) for spec in split_specs(critics)]
-    with Store(db, create=False) as store:
+    with Store(db, create=False) as store, executor_scope(executor_options):  # --executor ray: batches in actors
         result = apply_cascade(store, built, where="t.run_id = ?" if run else None, params=[run] if run else [],
                                cascade=cascade, rescore=rescore, run_id=run, progress=not quiet)  # fmt: skip
         rows = {(r["critic"], r["version"]): r for r in report_rows(store, run=run, critics=built)}

@@ -40,10 +40,8 @@ class RayExecutor(Executor):
                  shard_dir: str | Path | None = None, chunk_size: int | None = None,
                  init_options: dict[str, Any] | None = None, fault_after: int | None = None):  # fmt: skip
         self.ray = _ray()
-        self.started = False
-        if not self.ray.is_initialized():
-            self.ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_options or {}))
-            self.started = True
+        self.address, self.init_options = address, dict(init_options or {})
+        self.started = False  # Ray starts on first use: bad arguments and cached reruns never wait for it
         self.workers, self.cpus, self.gpus = workers, cpus_per_worker, gpus_per_worker
         self.replicas, self.endpoint_group = list(replicas), endpoint_group
         self.shard_dir = Path(shard_dir) if shard_dir else None
@@ -62,7 +60,14 @@ class RayExecutor(Executor):
                    endpoint_group=options.endpoint_group, shard_dir=options.shard_dir)  # fmt: skip
 
     # -- sizing -------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Join ``address`` (or start a local Ray) unless this process is connected already."""
+        if not self.ray.is_initialized():
+            self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **self.init_options)
+            self.started = True
+
     def _cluster(self, name: str) -> float:
+        self.connect()
         return float(self.ray.cluster_resources().get(name, 0.0))
 
     def worker_count(self, heavy: bool) -> int:
@@ -112,20 +117,20 @@ class RayExecutor(Executor):
 
     def _identity(self, spec: Any, options: dict[str, Any]) -> tuple[tuple[str, str], dict[str, Any]]:
         """The local run's cache identity (or the replica group's) and what the run row records."""
+        from symkd.teachers.embedded import model_id
         from symkd.teachers.registry import cache_identity, parse_spec
 
         if not isinstance(spec, str):
             raise UserError("--executor ray needs a teacher spec (a string such as openai:MODEL), not a Teacher object")
-        backend, _ = parse_spec(spec)
+        backend, model = parse_spec(spec)
         rep.check_replicas(backend, self.replicas, options)
         identity = cache_identity(spec, **options)
         if identity is None:
             raise UserError(f"--executor ray: teacher {spec!r} has no cache identity before it is built (langchain); run it locally")
         if self.replicas:
-            identity = (identity[0], rep.group_model(identity[1].split("@", 1)[0], self.replicas, self.endpoint_group))
-        heavy = _heavy(spec)
-        record = {"backend": identity[0], "model": identity[1].split("@", 1)[0] if backend == "openai" else identity[1],
-                  "executor": "ray", "workers": self.worker_count(heavy)}  # fmt: skip
+            identity = (identity[0], rep.group_model(model_id(model), self.replicas, self.endpoint_group))
+        record = {"backend": identity[0], "model": model_id(model),
+                  "executor": "ray", "workers": self.workers or "auto"}  # fmt: skip
         if self.replicas:
             record["replicas"] = rep.recorded(self.replicas)
             record["endpoint_group"] = self.endpoint_group

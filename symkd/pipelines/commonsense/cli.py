@@ -14,6 +14,7 @@ from typing import Any, List, Optional
 import typer
 
 from symkd.commandline import model_options
+from symkd.scale.options import ExecutorOptions
 from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
 
@@ -73,6 +74,7 @@ def print_report(report: dict[str, Any]) -> None:
 @model_options(TrainConfig, "train_options", prefix="student-", exclude=("out", "kd_loss", "teacher_model", "kd_weight"),
                aliases={"base_model": ["--student-base"]})  # fmt: skip
 @model_options(TeacherOptions, "teacher_options")
+@model_options(ExecutorOptions, "executor_options")
 def commonsense(
     teacher: str = typer.Option("smollm2", "--teacher", "-t", help="teacher spec: smollm2, openai:MODEL, hf:ID, ..."),
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
@@ -94,34 +96,37 @@ def commonsense(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     teacher_options: Any = None,
     train_options: Any = None,
+    executor_options: Any = None,
 ) -> None:
     """Generate events, decide applicability, generate tails for ATOMIC2020 relations, apply critics.
 
     With --rounds, train students on the kept triples and run I2D2 self-imitation rounds."""
     from symkd.pipelines.commonsense.pipeline import distill_commonsense
+    from symkd.scale import executor_scope
     from symkd.teachers.options import as_options
 
-    report = distill_commonsense(
-        teacher,
-        db,
-        seeds=seeds,
-        n_events=n_events,
-        n_entities=n_entities,
-        relations=relations,
-        samples_per_relation=samples,
-        seed=seed,
-        critics=split_critics(critics),
-        require_words=tuple(require or ()),
-        forbid_words=tuple(forbid or ()),
-        constrain=constrain,
-        progress=not quiet,
-        teacher_options=as_options(teacher_options),
-        rounds=rounds,
-        student_dir=student_dir,
-        train_options=train_options,
-        eval_data=eval_data,
-        eval_split=eval_split,
-    )
+    with executor_scope(executor_options):  # --executor ray: every stage's teacher calls and critic batches
+        report = distill_commonsense(
+            teacher,
+            db,
+            seeds=seeds,
+            n_events=n_events,
+            n_entities=n_entities,
+            relations=relations,
+            samples_per_relation=samples,
+            seed=seed,
+            critics=split_critics(critics),
+            require_words=tuple(require or ()),
+            forbid_words=tuple(forbid or ()),
+            constrain=constrain,
+            progress=not quiet,
+            teacher_options=as_options(teacher_options),
+            rounds=rounds,
+            student_dir=student_dir,
+            train_options=train_options,
+            eval_data=eval_data,
+            eval_split=eval_split,
+        )
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
