@@ -4,11 +4,15 @@
 sends only the rest, and writes every answer as it arrives. Killing the process at any
 moment and running the same call again finishes the job with nothing lost and nothing
 duplicated: keys are content hashes, rows are upserted, and the run is found again by the
-hash of its configuration.
+hash of its configuration. Two processes running the same job at once split it: a key is
+sent only by the process that claimed it (:mod:`symkd.store.claims`), and each reports what
+the other answered as cached. Ctrl-C or SIGTERM flush what arrived and record the run as
+``interrupted``; a heartbeat lets ``symkd runs`` tell a killed run from a live one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,9 +20,11 @@ from typing import Any, Iterator, Sequence
 
 from symkd.aio import run_sync
 from symkd.errors import UserError
-from symkd.store import cache, runs
+from symkd.interrupts import Interrupted, cancel_on_signals
+from symkd.store import cache, claims, runs
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
+from symkd.teachers.options import as_options, fields as option_fields
 from symkd.teachers.registry import cache_identity, load_teacher
 from symkd.teachers.types import Request, Response
 from symkd.teachers.urls import plain_model
@@ -88,10 +94,12 @@ def generate(
     kind: str = "generate",
     config: dict[str, Any] | None = None,
     progress: bool = True,
+    adopt: bool | None = None,
     **teacher_options: Any,
 ) -> GenerationResult:
     """Blocking form of :func:`agenerate`; works inside a running event loop (Jupyter) too."""
-    return run_sync(agenerate(teacher, requests, db, kind=kind, config=config, progress=progress, **teacher_options))
+    return run_sync(agenerate(teacher, requests, db, kind=kind, config=config, progress=progress, adopt=adopt,
+                              **teacher_options))  # fmt: skip
 
 
 async def agenerate(
@@ -102,17 +110,21 @@ async def agenerate(
     kind: str = "generate",
     config: dict[str, Any] | None = None,
     progress: bool = True,
+    adopt: bool | None = None,
     **teacher_options: Any,
 ) -> GenerationResult:
     """Answer ``requests`` through the cache in ``db``; load the teacher only if work is left.
 
     The result carries the run's counts and iterates ``(item id, request, response)``.
-    ``teacher_options`` are :class:`symkd.teachers.options.TeacherOptions` fields.
+    ``teacher_options`` are :class:`symkd.teachers.options.TeacherOptions` fields; ``adopt``
+    lets symkd add its tables to an existing SQLite file that is not a symkd database.
+    Everything is checked (ids, text, options) before anything is sent or written.
     """
     started = time.monotonic()
     _check_ids(requests)
     if not requests:
         raise UserError("nothing to generate: no requests")
+    as_options({k: v for k, v in teacher_options.items() if k in option_fields()})
     owned = not isinstance(teacher, Teacher)
     loaded: Teacher | None = None if owned else teacher  # type: ignore[assignment]
     identity = cache_identity(teacher, **teacher_options) if owned else teacher.cache_identity()  # type: ignore[union-attr]
@@ -120,8 +132,8 @@ async def agenerate(
         loaded = load_teacher(teacher, **teacher_options)
         identity = loaded.cache_identity()
     backend, model_id = identity
-    keys = [r.cache_key(backend, model_id) for r in requests]
-    store = db if isinstance(db, Store) else (Store(db) if Path(db).exists() else None)
+    keys = _cache_keys(requests, backend, model_id)
+    store = db if isinstance(db, Store) else (Store(db, adopt=adopt) if Path(db).exists() else None)
     try:
         answered = cache.answered_keys(store, keys) if store is not None else set()
         if len(answered) < len(set(keys)):
@@ -129,7 +141,7 @@ async def agenerate(
                 loaded = load_teacher(teacher, **teacher_options)
             await loaded.preflight()  # fail before anything is written
         if store is None:
-            store = Store(db)
+            store = Store(db, adopt=adopt)
         describe = loaded.describe() if loaded else {"backend": backend, "model": plain_model(model_id)}
         return await _run(loaded, describe, requests, keys, answered, store, kind, config, progress, started,
                           caller_store=isinstance(db, Store))
@@ -157,53 +169,39 @@ async def _run(
     config = dict(config or {})
     run_id = runs.run_fingerprint(kind, describe, config, keys)
     templates = sorted({(r.template_id, r.template_version or "") for r in requests if r.template_id})
-    runs.open_run(
-        store,
-        run_id,
-        kind=kind,
-        teacher=describe,
-        config=config,
-        templates=[{"id": t, "version": v} for t, v in templates],
-    )
+    owner = claims.Owner()
+    runs.open_run(store, run_id, kind=kind, teacher=describe, config=config,
+                  templates=[{"id": t, "version": v} for t, v in templates], owner=owner)  # fmt: skip
     _record_items(store, run_id, describe["backend"], describe["model"], requests, keys)
 
     todo: dict[str, Request] = {}
     for request, key in zip(requests, keys):
         if key not in answered and key not in todo:
             todo[key] = request
-    key_of = {id(req): key for key, req in todo.items()}
     items_per_key: dict[str, int] = {}
     for key in keys:
         items_per_key[key] = items_per_key.get(key, 0) + 1
-
     cached = sum(1 for key in keys if key in answered)
-    counts = {"done": 0, "failed": 0}
-    writer = cache.ResponseWriter(store)
     label = f"{describe['backend']}:{describe['model']}"
     bar = _Progress(len(requests), cached, enabled=progress and bool(todo), label=label)
-
-    def on_response(request: Request, response: Response) -> None:
-        key = key_of[id(request)]
-        writer.add(key, response)
-        n = items_per_key[key]
-        counts["done" if response.ok else "failed"] += n
-        bar.advance(n, failed=not response.ok)
-
-    status = "failed"
+    counts = {"done": 0, "failed": 0, "others": 0}
     try:
         if todo:
             assert teacher is not None
-            with bar:
-                await teacher.agenerate(list(todo.values()), on_response)
+            await _send(teacher, store, owner, run_id, todo, items_per_key, counts, bar)
         status = "done" if counts["failed"] == 0 else "incomplete"
-    finally:
-        writer.flush()
-        runs.finish_run(store, run_id, status)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        runs.finish_run(store, run_id, "interrupted")
+        raise
+    except BaseException:
+        runs.finish_run(store, run_id, "failed")
+        raise
+    runs.finish_run(store, run_id, status)
     return GenerationResult(
         run_id=run_id,
         total=len(requests),
         done=counts["done"],
-        cached=cached,
+        cached=cached + counts["others"],
         failed=counts["failed"],
         seconds=round(time.monotonic() - started, 3),
         _requests=list(requests),
@@ -212,9 +210,74 @@ async def _run(
     )
 
 
+async def _send(teacher: Teacher, store: Store, owner: claims.Owner, run_id: str, todo: dict[str, Request],
+                items_per_key: dict[str, int], counts: dict[str, int], bar: "_Progress") -> None:  # fmt: skip
+    """Send the keys this process claims; count what it answers and what others answered.
+
+    A signal cancels this task (see :mod:`symkd.interrupts`); the ``finally`` still stores
+    every answer that arrived and gives back the claims on keys never answered.
+    """
+    key_of = {id(req): key for key, req in todo.items()}
+    writer = cache.ResponseWriter(store, owner=owner.name)
+
+    def on_response(request: Request, response: Response) -> None:
+        key = key_of[id(request)]
+        writer.add(key, response)
+        n = items_per_key[key]
+        counts["done" if response.ok else "failed"] += n
+        bar.advance(n, failed=not response.ok)
+
+    def on_others(found: Sequence[str]) -> None:
+        n = sum(items_per_key[k] for k in found)
+        counts["others"] += n
+        bar.advance(n, failed=False)
+
+    chunk = getattr(teacher, "concurrency", None) or getattr(teacher, "batch_size", 8)
+    feed = claims.ClaimFeed(store, owner, run_id, todo, chunk=min(max(chunk, 8), 512), on_answered=on_others,
+                            before_wait=writer.flush)  # fmt: skip
+    beat = asyncio.create_task(_heartbeat(store, owner, run_id))
+    try:
+        with cancel_on_signals() as caught, bar:
+            try:
+                await teacher.agenerate(feed, on_response)
+            except asyncio.CancelledError:
+                if caught:
+                    raise Interrupted(caught[0]) from None
+                raise
+    finally:
+        beat.cancel()
+        writer.flush()
+        claims.release_all(store, owner)
+
+
+async def _heartbeat(store: Store, owner: claims.Owner, run_id: str) -> None:
+    """Renew this owner's leases and the run's heartbeat, a few times per lease."""
+    while True:
+        await asyncio.sleep(claims.LEASE_S / 4)
+        with store.transaction():
+            claims.renew(store, owner)
+            runs.beat(store, run_id, owner)
+
+
+def _cache_keys(requests: Sequence[Request], backend: str, model_id: str) -> list[str]:
+    """The requests' keys; text that is not valid Unicode (a lone surrogate) is named here."""
+    keys = []
+    for request in requests:
+        try:
+            keys.append(request.cache_key(backend, model_id))
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            raise UserError(f"item {request.id!r}: text holds {bad!r}, a lone surrogate (not valid Unicode)") from None
+    return keys
+
+
 def _check_ids(requests: Sequence[Request]) -> None:
     seen: set[str] = set()
     for request in requests:
+        try:
+            request.id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"item id {request.id!r}: a lone surrogate (not valid Unicode)") from None
         if request.id in seen:
             raise UserError(f"duplicate item id {request.id!r}")
         seen.add(request.id)

@@ -97,3 +97,34 @@ def test_two_processes_write_one_db_without_locking_errors(db_path):
         assert p.returncode == 0, err
     conn = sqlite3.connect(db_path)
     assert conn.execute("select count(*) from meta where key like 'p_-%'").fetchone()[0] == 600
+
+
+def test_foreign_sqlite_is_refused_unless_adopted_and_left_unchanged(tmp_path):
+    path = tmp_path / "notes.db"
+    conn = sqlite3.connect(path)
+    conn.execute("create table notes (body text)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(UserError, match="not a symkd database"):
+            Store(path, readonly=readonly)
+    assert path.read_bytes() == before
+    with Store(path, adopt=True) as store:
+        assert store.meta("schema_version") == str(len(schema.MIGRATIONS))
+        assert "notes" in store.db.table_names()
+    Store(path).close()  # adopted once, symkd's from then on
+
+
+def test_read_only_store_checks_the_version_and_never_writes(db_path):
+    Store(db_path).close()
+    with Store(db_path, readonly=True) as store:
+        assert store.version == len(schema.MIGRATIONS)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store.conn.execute("insert into meta values ('x', 'y')")
+    conn = sqlite3.connect(db_path)
+    conn.execute("update meta set value = '999' where key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(UserError, match="newer than this symkd"):
+        Store(db_path, readonly=True)

@@ -3,7 +3,9 @@
 A response row is keyed by the request's sha256 key, so writing the same answer twice is a
 no-op (upsert), and a killed run loses at most the answers still in the writer's buffer,
 which a rerun simply asks for again. Only ``status = 'ok'`` rows answer from the cache;
-failed rows keep their reason and are retried by the next run.
+failed rows keep their reason and are retried by the next run. An ``ok`` row is final: a
+later failure for the same key (another process whose server timed out) never replaces it,
+while an ``ok`` answer does replace a stored failure.
 """
 
 from __future__ import annotations
@@ -87,11 +89,16 @@ def get_responses(store: Store, keys: Sequence[str]) -> dict[str, Response]:
 
 
 class ResponseWriter:
-    """Buffers answers and writes them in short transactions (every ``interval`` s or ``size`` rows)."""
+    """Buffers answers and writes them in short transactions (every ``interval`` s or ``size`` rows).
 
-    def __init__(self, store: Store, *, interval: float = 0.25, size: int = 256):
+    With an ``owner`` (see :mod:`symkd.store.claims`) each answer's claim is released in the
+    transaction that stores the answer.
+    """
+
+    def __init__(self, store: Store, *, interval: float = 0.25, size: int = 256, owner: str | None = None):
         self.store = store
         self.interval, self.size = interval, size
+        self.owner = owner
         self.buffer: list[dict] = []
         self.last = time.monotonic()
 
@@ -105,21 +112,27 @@ class ResponseWriter:
         if not self.buffer:
             return
         rows, self.buffer = self.buffer, []
-        write_responses(self.store, rows)
+        write_responses(self.store, rows, owner=self.owner)
 
 
 @functools.lru_cache(maxsize=8)
 def _upsert_sql(columns: tuple[str, ...]) -> str:
+    """One statement for the hot path; the WHERE keeps a stored ok answer from being replaced."""
     marks = ", ".join("?" * len(columns))
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "key")
-    return f"insert into responses ({', '.join(columns)}) values ({marks}) on conflict(key) do update set {updates}"
+    return (
+        f"insert into responses ({', '.join(columns)}) values ({marks}) "
+        f"on conflict(key) do update set {updates} where responses.status <> 'ok'"
+    )
 
 
-def write_responses(store: Store, rows: Iterable[dict]) -> None:
-    """Upsert response rows in one transaction with one prepared statement (the writer's hot path)."""
+def write_responses(store: Store, rows: Iterable[dict], *, owner: str | None = None) -> None:
+    """Upsert response rows (and release ``owner``'s claims on them) in one transaction."""
     rows = list(rows)
     if not rows:
         return
     columns = tuple(rows[0])
     with store.transaction():
         store.conn.executemany(_upsert_sql(columns), [tuple(row[c] for c in columns) for row in rows])
+        if owner is not None:
+            store.conn.executemany("delete from claims where key = ? and owner = ?", [(row["key"], owner) for row in rows])

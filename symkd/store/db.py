@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -30,41 +31,54 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-class Store:
-    """A connection to one run database (thread-safe for the simple uses here)."""
+#: whether a Store adopts a foreign SQLite file when not told (``symkd --adopt`` sets it)
+_ADOPT_DEFAULT = False
 
-    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False):
+
+def set_adopt_default(value: bool) -> None:
+    """Let every Store opened from now on adopt a foreign database (the CLI's ``--adopt``)."""
+    global _ADOPT_DEFAULT
+    _ADOPT_DEFAULT = bool(value)
+
+
+class Store:
+    """A connection to one run database (thread-safe for the simple uses here).
+
+    Opening never changes a file before it is known to be symkd's: the schema marker
+    (``meta.schema_version``) and its version are read first, with nothing written, and a
+    non-empty SQLite file without the marker is refused unless ``adopt`` is true. Only then
+    is the journal switched to WAL and the schema migrated. ``readonly`` opens the file
+    read-only (``mode=ro``, or ``immutable=1`` where the folder cannot hold WAL side files)
+    and never migrates.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False, adopt: bool | None = None):
         self.path = Path(path)
         if not create and not self.path.exists():
             raise UserError(f"{self.path}: no such database")
+        if self.path.is_dir():
+            raise UserError(f"{self.path}: is a folder, expected a SQLite run database")
         if self.path.parent and not self.path.parent.exists():
             raise UserError(f"{self.path}: folder {self.path.parent} does not exist")
-        uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+        self.readonly = readonly
         try:
-            conn = sqlite3.connect(
-                uri,
-                uri=readonly,
-                timeout=BUSY_TIMEOUT_S,
-                isolation_level=None,  # we open transactions ourselves
-                check_same_thread=False,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.create_function("version_key", 1, version_key, deterministic=True)
+            conn = _connect(self.path, readonly)
+            self.version = _check_marker(self.path, conn, _ADOPT_DEFAULT if adopt is None else adopt)
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path}: not a usable SQLite database ({exc})") from None
+            raise UserError(f"{self.path}: {_reason(exc)}") from None
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
         if not readonly:
             try:
-                schema.migrate(self)
+                self.version = schema.migrate(self)
             except sqlite3.DatabaseError as exc:
-                raise UserError(f"{self.path}: not a usable SQLite database ({exc})") from None
+                raise UserError(f"{self.path}: {_reason(exc)}") from None
 
     # -- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -129,6 +143,76 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    """A connection with symkd's settings that has written nothing yet."""
+    if readonly:
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        try:
+            conn = _open(uri, uri=True)
+            conn.execute("select count(*) from sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # A WAL database in a folder that cannot take its -shm file (a read-only mount or
+            # folder): nobody can be writing it there, so it can be read as immutable.
+            wal = path.with_name(path.name + "-wal")
+            if wal.exists() and wal.stat().st_size:
+                raise
+            conn = _open(uri + "&immutable=1", uri=True)
+    else:
+        conn = _open(str(path), uri=False)
+    conn.create_function("version_key", 1, version_key, deterministic=True)
+    return conn
+
+
+def _open(target: str, *, uri: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        target,
+        uri=uri,
+        timeout=BUSY_TIMEOUT_S,
+        isolation_level=None,  # we open transactions ourselves
+        check_same_thread=False,
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    return conn
+
+
+def _check_marker(path: Path, conn: sqlite3.Connection, adopt: bool) -> int:
+    """The file's symkd schema version (0 when empty), read without writing anything.
+
+    A non-empty database without symkd's marker is someone else's: refused unless adopted.
+    A newer schema than this symkd knows is refused in every mode, read-only included.
+    """
+    tables = [r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")]
+    if not tables:
+        return 0
+    row = None
+    if "meta" in tables:
+        row = conn.execute("select value from meta where key = 'schema_version'").fetchone()
+    if row is None:
+        if not adopt:
+            conn.close()
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise UserError(
+                f"{path}: not a symkd database (it holds tables {shown}); left unchanged - "
+                "pass --adopt (adopt=True in Python) to add symkd's tables to it"
+            )
+        return 0
+    current = int(row[0])
+    if current > len(schema.MIGRATIONS):
+        conn.close()
+        raise UserError(
+            f"{path}: schema version {current} is newer than this symkd understands "
+            f"({len(schema.MIGRATIONS)}); upgrade symkd"
+        )
+    return current
+
+
+def _reason(exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return f"cannot write the database ({text})"
+    return f"not a usable SQLite database ({text})"
 
 
 def version_key(version: str | None) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any, Sequence
 
 from symkd import __version__
 from symkd.errors import UserError
+from symkd.store.claims import LEASE_S, holder_gone
 from symkd.store.db import Store, to_json, utcnow
 from symkd.teachers.types import canonical_json
 
@@ -31,13 +33,19 @@ def open_run(
     teacher: dict[str, Any],
     config: dict[str, Any],
     templates: list[dict[str, str]],
+    owner: Any = None,
 ) -> dict:
-    """Create the run row, or reopen it (status back to running, attempts + 1)."""
+    """Create the run row, or reopen it (status back to running, attempts + 1).
+
+    ``owner`` (a :class:`symkd.store.claims.Owner`) is recorded with a first heartbeat, so a
+    run whose process died can be told from one still going.
+    """
     now = utcnow()
+    alive = {"host": owner.host, "pid": owner.pid, "heartbeat_at": time.time()} if owner is not None else {}
     with store.transaction() as db:
         existing = store.conn.execute("select attempts from runs where id = ?", (run_id,)).fetchone()
         if existing:
-            db["runs"].update(run_id, {"status": "running", "updated_at": now, "attempts": existing[0] + 1})
+            db["runs"].update(run_id, {"status": "running", "updated_at": now, "attempts": existing[0] + 1, **alive})
         else:
             db["runs"].insert(
                 {
@@ -54,10 +62,18 @@ def open_run(
                     "updated_at": now,
                     "finished_at": None,
                     "attempts": 1,
+                    **alive,
                 },
                 pk="id",
             )
     return get_run(store, run_id)
+
+
+def beat(store: Store, run_id: str, owner: Any) -> None:
+    """The run's heartbeat: its process is alive (stale heartbeats read as ``interrupted``)."""
+    with store.transaction():
+        store.conn.execute("update runs set heartbeat_at = ?, host = ?, pid = ? where id = ?",
+                           (time.time(), owner.host, owner.pid, run_id))  # fmt: skip
 
 
 def finish_run(store: Store, run_id: str, status: str) -> None:
@@ -77,10 +93,19 @@ def get_run(store: Store, run_id: str) -> dict:
 
 
 def list_runs(store: Store) -> list[dict]:
-    """Every run with item counts: total, answered ok, failed, pending."""
-    return store.query(
-        """
-        select r.id, r.kind, r.status, r.teacher, r.created_at, r.finished_at, r.attempts,
+    """Every run with item counts: total, answered ok, failed, pending.
+
+    A ``running`` run whose process is gone (its pid no longer exists on this host, or its
+    heartbeat is older than two leases) is shown as ``interrupted``: killed with -9, or its
+    machine went down. Read-only: nothing is written (works on read-only files).
+    """
+    if not store.db["runs"].exists():
+        return []
+    columns = store.db["runs"].columns_dict
+    alive = "r.host, r.pid, r.heartbeat_at" if "heartbeat_at" in columns else "null as host, null as pid, null as heartbeat_at"
+    rows = store.query(
+        f"""
+        select r.id, r.kind, r.status, r.teacher, r.created_at, r.finished_at, r.attempts, {alive},
                count(i.item_id) as items,
                sum(case when s.status = 'ok' then 1 else 0 end) as ok,
                sum(case when s.status = 'failed' then 1 else 0 end) as failed,
@@ -92,3 +117,10 @@ def list_runs(store: Store) -> list[dict]:
         order by r.created_at
         """
     )
+    now = time.time()
+    for row in rows:
+        host, pid, beat_at = row.pop("host"), row.pop("pid"), row.pop("heartbeat_at")
+        if row["status"] == "running" and beat_at is not None:
+            if holder_gone(host, pid, beat_at + 2 * LEASE_S, now):
+                row["status"] = "interrupted"
+    return rows

@@ -14,6 +14,12 @@ Tables (all browsable as is with ``sqlite3`` or Datasette; ``*_json`` hints are 
   name+version with its score and keep/drop decision.
 - ``training_runs`` / ``evaluations`` / ``self_imitation_rounds``: students trained from the
   store, their ATOMIC2020 scores, and the per-round counts of ``--rounds``.
+- ``claims``: which process is sending which request key right now (a lease renewed by a
+  heartbeat), so concurrent runs of one job split it instead of paying twice; ``runs`` also
+  records the host, pid and heartbeat of the process that last opened it (v4).
+
+``meta.schema_version`` is also symkd's marker: a non-empty database without it is not
+symkd's and is refused unless adopted (see :mod:`symkd.store.db`).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def _v1_core(db: sqlite_utils.Database) -> None:
         {
             "id": str,
             "kind": str,
-            "status": str,  # running | done | failed
+            "status": str,  # running | done | incomplete | failed | interrupted
             "teacher": str,  # redacted spec, e.g. openai:gpt-4o-mini
             "backend": str,
             "model": str,
@@ -214,7 +220,28 @@ def _v3_students(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_commonsense, _v3_students]
+def _v4_claims(db: sqlite_utils.Database) -> None:
+    """Leases on request keys, and who runs a run (so a dead run can be told from a live one)."""
+    db["claims"].create(
+        {
+            "key": str,  # the request key being sent
+            "owner": str,  # host:pid:token of the claiming process (one token per generate call)
+            "host": str,
+            "pid": int,
+            "run_id": str,
+            "expires_at": float,  # unix time; renewed by the owner's heartbeat, free once passed
+        },
+        pk="key",
+        if_not_exists=True,
+    )
+    db["claims"].create_index(["owner"], if_not_exists=True)
+    runs = db["runs"]
+    for column, kind in (("host", str), ("pid", int), ("heartbeat_at", float)):
+        if column not in runs.columns_dict:
+            runs.add_column(column, kind)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_commonsense, _v3_students, _v4_claims]
 
 
 def migrate(store: "Store") -> int:

@@ -20,12 +20,45 @@ import random
 import re
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Awaitable, Callable, ClassVar, Sequence
+from typing import Any, Awaitable, Callable, ClassVar, Protocol, Sequence, Union, runtime_checkable
 
 from symkd.teachers.ratelimit import Cooldown, TokenBucket
 from symkd.teachers.types import Request, Response
 
 OnResponse = Callable[[Request, Response], Awaitable[None] | None]
+
+
+@runtime_checkable
+class RequestSource(Protocol):
+    """Requests handed out one at a time, decided as the run goes (e.g. claimed keys).
+
+    ``next()`` returns None when there is nothing left. The store's claim feed is one: it
+    hands out a request only once this process holds its key, so two processes running the
+    same job never both send it.
+    """
+
+    async def next(self) -> Request | None: ...
+
+
+Requests = Union[Sequence[Request], RequestSource]
+
+
+class _Listed:
+    """A plain sequence as a :class:`RequestSource`."""
+
+    def __init__(self, requests: Sequence[Request]):
+        self._it = iter(requests)
+        self._len = len(requests)
+
+    def __len__(self) -> int:
+        return self._len
+
+    async def next(self) -> Request | None:
+        return next(self._it, None)
+
+
+def as_source(requests: Requests) -> RequestSource:
+    return requests if isinstance(requests, RequestSource) else _Listed(requests)
 
 #: a deadline on the running task (3.11+): unlike wait_for it starts no extra task per try
 _deadline = getattr(asyncio, "timeout", None)
@@ -73,8 +106,9 @@ class Teacher(ABC):
         return {"backend": self.backend, "model": self.model_id}
 
     @abstractmethod
-    async def agenerate(self, requests: Sequence[Request], on_response: OnResponse) -> None:
-        """Answer every request; call ``on_response`` once per request as answers arrive."""
+    async def agenerate(self, requests: Requests, on_response: OnResponse) -> None:
+        """Answer every request (a sequence or a :class:`RequestSource`); call ``on_response``
+        once per request as answers arrive."""
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         """Blocking convenience: answers in request order (no cache; see symkd.generation)."""
@@ -194,19 +228,20 @@ class APITeacher(Teacher):
             error=redact(reason, self._secrets), attempts=attempts, latency_s=time.monotonic() - started
         )
 
-    async def agenerate(self, requests: Sequence[Request], on_response: OnResponse) -> None:
+    async def agenerate(self, requests: Requests, on_response: OnResponse) -> None:
         """``concurrency`` workers take requests in order; each answer goes to ``on_response``."""
         limits = _Limits(self.rpm, self.tpm)
-        pending = iter(requests)  # shared by the workers; next() never yields to the loop
+        source = as_source(requests)  # shared by the workers
 
         async def worker() -> None:
-            for request in pending:
+            while (request := await source.next()) is not None:
                 response = await self._one(request, limits)
                 result = on_response(request, response)
                 if result is not None and inspect.isawaitable(result):
                     await result
 
-        workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(requests)))]
+        size = len(source) if hasattr(source, "__len__") else self.concurrency
+        workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, size))]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -263,9 +298,14 @@ class LocalTeacher(Teacher):
     def generate_batch(self, requests: Sequence[Request]) -> list[Response]:
         """Answer a batch of requests (same order)."""
 
-    async def agenerate(self, requests: Sequence[Request], on_response: OnResponse) -> None:
-        for start in range(0, len(requests), self.batch_size):
-            batch = list(requests[start : start + self.batch_size])
+    async def agenerate(self, requests: Requests, on_response: OnResponse) -> None:
+        source = as_source(requests)
+        while True:
+            batch = []
+            while len(batch) < self.batch_size and (request := await source.next()) is not None:
+                batch.append(request)
+            if not batch:
+                return
             began = time.monotonic()
             try:
                 responses = await asyncio.to_thread(self.generate_batch, batch)
