@@ -92,8 +92,8 @@ def open_store(path: str | Path, *, create: bool = True) -> Store:
 
 
 def list_runs(db: str | Path | Store) -> list[dict]:
-    """Runs in a database with their item counts (ok / failed / pending)."""
-    store = db if isinstance(db, Store) else Store(db, create=False)
+    """Runs in a database with their item counts (ok / failed / pending); opened read-only."""
+    store = db if isinstance(db, Store) else Store(db, create=False, readonly=True)
     try:
         return _runs.list_runs(store)
     finally:

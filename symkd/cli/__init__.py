@@ -8,6 +8,7 @@ by the commands (and backends) that need them.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -39,19 +40,56 @@ def _register_commands() -> None:
         REGISTRY.load(name)(app, groups)
 
 
+@app.callback()
+def _root(
+    adopt: bool = typer.Option(False, "--adopt", help="let any command add symkd's tables to a SQLite file that is not a symkd database"),
+) -> None:
+    """symkd: distill teacher LLMs into symbolic knowledge, agent trajectories and strategies."""
+    if adopt:
+        from symkd.store.db import set_adopt_default
+
+        set_adopt_default(True)
+
+
 _register_commands()
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM outside a run's event loop: stop like Ctrl-C (a run's loop handles its own)."""
+    from symkd.interrupts import Interrupted, received
+
+    received.append(signum)
+    raise Interrupted(signum)
+
+
+def _interrupted() -> None:
+    """The one line for Ctrl-C / SIGTERM, and the shell's exit code for that signal."""
+    from symkd.interrupts import received
+
+    typer.echo("symkd: interrupted, rerun the same command to resume", err=True)
+    sys.exit(128 + (received[-1] if received else signal.SIGINT))
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors become one line on stderr and exit code 2; Ctrl-C one line and 130."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _main(argv)
+    finally:
+        if previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         rc = app(args=argv, standalone_mode=False)
     except UserError as exc:
         typer.echo(f"symkd: error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("symkd: interrupted (rerun the same command to resume)", err=True)
-        sys.exit(130)
+        _interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors come through here in non-standalone mode
@@ -63,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "Abort":
             sys.exit(1)
         raise
+    if rc == 130:  # typer's non-standalone mode returns 130 for a KeyboardInterrupt it caught
+        _interrupted()
     if isinstance(rc, int) and rc:
         sys.exit(rc)
 

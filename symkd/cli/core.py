@@ -59,23 +59,28 @@ def generate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write results as JSONL"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    adopt: bool = typer.Option(False, "--adopt", help="add symkd's tables to an existing SQLite file that is not symkd's"),
     teacher_options: Any = None,
 ) -> None:
     """Generate completions for a JSONL batch; resumable and cached in the DB."""
+    from symkd.commandline import build
     from symkd.generation import generate as run_generate
-    from symkd.generation import run_results
-    from symkd.jsonio import write_jsonl
     from symkd.requests_file import read_requests
-    from symkd.teachers.options import as_options
 
-    options = as_options(teacher_options).given()  # bad values: one line, before anything runs
-    if out is not None and not out.parent.exists():
-        raise UserError(f"{out}: folder {out.parent} does not exist")
-    requests = read_requests(prompts, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                             stop=tuple(stop) if stop else None, seed=seed, logprobs=logprobs)  # fmt: skip
-    summary = run_generate(teacher, requests, db, config={"prompts_file": prompts.name}, progress=not quiet, **options)
+    from symkd.teachers.types import GenerationParams
+
+    # bad values: one line naming the flag, before anything is sent or written
+    options = build(TeacherOptions, teacher_options).given()
+    params = {"n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
+              "stop": tuple(stop) if stop else None, "seed": seed, "logprobs": logprobs}  # fmt: skip
+    params = {k: v for k, v in params.items() if v is not None}
+    build(GenerationParams, params)
     if out is not None:
-        write_jsonl(out, run_results(db, summary.run_id))
+        check_out_file(out)
+    requests = read_requests(prompts, **params)
+    summary = run_generate(teacher, requests, db, config={"prompts_file": prompts.name}, progress=not quiet,
+                           adopt=adopt or None, **options)  # fmt: skip
+    out_error = _write_out(out, db, summary.run_id) if out is not None else None
     if as_json:
         typer.echo(json.dumps(summary.as_dict()))
     else:
@@ -83,9 +88,43 @@ def generate(
             f"run {summary.run_id}: {summary.total} items - done {summary.done}, "
             f"cached {summary.cached}, failed {summary.failed} ({summary.seconds:.1f}s) -> {db}"
         )
+    if out_error is not None:
+        raise UserError(f"--out {out}: not written ({out_error}); every answer is safe in {db}: "
+                        "rerun the same command to write it (nothing is sent again)")  # fmt: skip
     if summary.failed:
         typer.echo(f"{summary.failed} item(s) failed; their reasons are in the responses table. Rerun to retry.", err=True)
         raise typer.Exit(1)
+
+
+def check_out_file(out: Path) -> None:
+    """Fail before the run when ``--out`` cannot be written: no folder, a folder, read-only."""
+    import os
+    import tempfile
+
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give a file path")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    try:  # permissions say too little (root, read-only mounts, immutable folders): try it
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write in {out.parent} ({exc.strerror or exc})") from None
+
+
+def _write_out(out: Path, db: Path, run_id: str) -> str | None:
+    """Write the results file; the reason when that failed (the answers are in the DB anyway)."""
+    from symkd.generation import run_results
+    from symkd.jsonio import write_jsonl
+
+    try:
+        write_jsonl(out, run_results(db, run_id))
+    except UserError as exc:
+        return str(exc)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def runs_cmd(
