@@ -120,13 +120,15 @@ def test_bad_bodies_are_retried(fake_openai, db_path):
 
 def test_persistent_faults_are_recorded_as_failures_not_dropped(fake_openai, db_path):
     items = [chat("m #fault=malformedxinf"), chat("t #fault=truncatedxinf"), chat("e #fault=emptyxinf")]
+    items += [chat("c #fault=cutxinf")]  # cut short, but complete by its Content-Length
     items += [chat("s #fault=500xinf"), chat("fine")]
     summary = run(fake_openai, db_path, items, max_retries=2)
-    assert (summary.total, summary.done, summary.failed) == (5, 1, 4)
+    assert (summary.total, summary.done, summary.failed) == (6, 1, 5)
     got = rows(db_path)
     reasons = {
         "m #fault=malformedxinf": "malformed response body: JSONDecodeError",
         "t #fault=truncatedxinf": "truncated response body",
+        "c #fault=cutxinf": "truncated response body: the JSON ends after",
         "e #fault=emptyxinf": "no choices",
         "s #fault=500xinf": "HTTP 500",
     }
@@ -138,7 +140,7 @@ def test_persistent_faults_are_recorded_as_failures_not_dropped(fake_openai, db_
     assert got["fine"]["status"] == "ok"
     tally = counts(db_path)
     assert tally["status"] == "incomplete"
-    assert (tally["items"], tally["ok"], tally["failed"], tally["pending"]) == (5, 1, 4, 0)
+    assert (tally["items"], tally["ok"], tally["failed"], tally["pending"]) == (6, 1, 5, 0)
     assert tally["items"] == tally["ok"] + tally["failed"]
 
 
@@ -222,6 +224,16 @@ def test_credentials_in_the_base_url_are_not_recorded(fake_openai, db_path):
     text = _all_text(db_path)
     assert "hunter2-url-secret" not in text and "alice" not in text
     assert safe_url("https://u:p@host:8443/v1?key=abc") == "https://host:8443/v1"
+
+
+def test_a_percent_encoded_password_is_redacted_decoded_too(fake_openai, db_path):
+    # sent decoded as HTTP Basic auth; the server names what it got in its error message
+    url = f"http://alice:p%40ss%2Fw0rd-secret@127.0.0.1:{fake_openai.port}/v1"
+    summary = run(fake_openai, db_path, [chat("who #fault=401userx1")], base_url=url)
+    assert summary.failed == 1
+    assert rows(db_path)["who #fault=401userx1"]["error"] == "HTTP 401: bad credentials alice:***"
+    text = _all_text(db_path)
+    assert "p@ss/w0rd-secret" not in text and "p%40ss%2Fw0rd-secret" not in text
 
 
 def test_unreachable_server_is_one_clear_line_without_credentials(db_path):

@@ -24,7 +24,9 @@ from symkd.graphs.xmlout import write_gexf, write_graphml
 from symkd.jsonio import atomic_write
 from symkd.store.db import Store
 
-_BREAKS = re.compile(r"[\t\r\n]+")
+_BREAKS = re.compile(r"[\t\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+#: NUL and the other control characters: TSV and CSV readers (neo4j-admin) choke on them
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
 NEO4J_TYPES = {str: "", int: ":long", float: ":double"}
 NEO4J_LABELS = {"event": "Event", "entity": "Entity", "inference": "Inference", "none": "NoneTail"}
 NODE_COLUMNS = ("text", "type", "groups", "none_relations", "origin", "status")
@@ -88,8 +90,8 @@ def export_json(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
 
 
 def _flat(text: str) -> str:
-    """One-line text: tabs and line breaks become spaces."""
-    return _BREAKS.sub(" ", text).strip()
+    """One-line text: tabs and line breaks become spaces, NUL and other control characters go."""
+    return _BREAKS.sub(" ", _CONTROLS.sub("", text)).strip()
 
 
 def export_tsv(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:

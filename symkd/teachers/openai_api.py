@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import importlib
+import json
 import os
 import time
 from typing import Any
@@ -102,7 +103,9 @@ class OpenAITeacher(APITeacher):
         client_url, headers = _split_credentials(self.base_url)
         if headers:
             token = headers["Authorization"].split()[1]
-            self._secrets += [s for s in (urlsplit(self.base_url).password, token) if s]
+            password = urlsplit(self.base_url).password
+            # as written in the URL and as sent (a percent-encoded password is sent decoded)
+            self._secrets += [s for s in (password, unquote(password or ""), token) if s]
         if endpoint not in {"auto", "chat", "completions"}:
             raise TeacherUnavailable(f"endpoint must be auto, chat or completions, not {endpoint!r}")
         self.endpoint = endpoint
@@ -195,7 +198,7 @@ class OpenAITeacher(APITeacher):
         except openai.APIConnectionError as exc:  # APITimeoutError included
             raise RetryableError(_transport_reason(exc)) from None
         except (openai.APIResponseValidationError, ValueError) as exc:  # JSONDecodeError is a ValueError
-            raise RetryableError(f"malformed response body: {type(exc).__name__}: {_short(exc)}") from None
+            raise RetryableError(_body_reason(exc)) from None
         except Exception as exc:
             if _is_transport_error(exc):  # an error the SDK did not wrap
                 raise RetryableError(_transport_reason(exc)) from None
@@ -225,6 +228,19 @@ def _split_credentials(url: str | None) -> tuple[str | None, dict[str, str] | No
     plain = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
     header = {"Authorization": "Basic " + base64.b64encode(plain.encode()).decode()}
     return urlunsplit((parts.scheme, netloc(parts), parts.path, parts.query, parts.fragment)), header
+
+
+def _body_reason(exc: BaseException) -> str:
+    """"truncated" when the JSON stopped before it was complete (the body ran out at the
+    parser's error), "malformed" when it is wrong somewhere inside."""
+    error = exc
+    while error is not None and not isinstance(error, json.JSONDecodeError):
+        error = error.__cause__ or error.__context__
+    if isinstance(error, json.JSONDecodeError):
+        ended = error.msg.startswith("Unterminated") or error.pos >= len(error.doc.rstrip())
+        if ended:
+            return f"truncated response body: the JSON ends after {len(error.doc)} characters ({error.msg})"
+    return f"malformed response body: {type(exc).__name__}: {_short(exc)}"
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -12,10 +12,13 @@ asked for inside the prompt text::
     #fault=hangx1      ... no answer for --hang-s seconds
     #fault=malformedx2 ... a 200 whose body is not JSON
     #fault=truncatedx1 ... a 200 whose body is cut short, then the connection dropped
+    #fault=cutx1       ... a 200 whose body is cut short but complete by its Content-Length
+                           (a proxy that truncated it), connection kept
     #fault=emptyx1     ... a 200 with {} (no choices)
     #fault=400x1       ... a 400 (not retryable)
     #fault=401x1       ... a 401 whose message echoes the Authorization header, as some
                            servers do (so a test can prove the key is redacted)
+    #fault=401userx1   ... a 401 that names the decoded HTTP Basic user:password it got
     #fault=500xinf     ... always 500
     #ignore-n          answer one choice whatever ``n`` asks (like llama.cpp and Ollama)
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import re
@@ -128,6 +132,16 @@ class FakeOpenAI:
             auth = request.headers.get("Authorization", "")
             err = {"error": {"message": f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "code": "invalid_api_key"}}
             return web.json_response(err, status=401)
+        if kind == "401user":
+            auth = request.headers.get("Authorization", "").removeprefix("Basic ")
+            try:
+                who = base64.b64decode(auth).decode()
+            except ValueError:
+                who = auth
+            return web.json_response({"error": {"message": f"bad credentials {who}"}}, status=401)
+        if kind == "cut":
+            return web.Response(body=b'{"id": "x", "choices": [{"index": 0, "message": {"role": "assi',
+                                content_type="application/json")  # fmt: skip
         if kind == "hang":
             await asyncio.sleep(self.hang_s)
             return web.json_response({"error": {"message": "late"}}, status=504)
