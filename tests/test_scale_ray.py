@@ -197,3 +197,21 @@ def test_cli_distill_and_critic_apply_on_ray_equal_local(local_ray, tmp_path, ap
             cli("critic", "apply", "--db", str(tmp_path / f"{name}.db"), "--critics", "rules,dedupe", "--quiet",
                 *(ray_flags if name == "ray" else []))  # fmt: skip
     assert_same(tmp_path / "local.db", tmp_path / "ray.db")
+
+
+def test_cli_generate_on_ray_equals_local(local_ray, tmp_path, api_key):
+    import json
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"line {i}"}) + "\n" for i in range(40)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with start_fake_server() as server:
+        for name, extra in (("local", []), ("ray", ["--executor", "ray", "--ray-address", ray.get_runtime_context().gcs_address,
+                                                     "--workers", "2"])):  # fmt: skip
+            out = subprocess.run([sys.executable, "-m", "symkd.cli", "generate", "--teacher", "openai:fake", "--prompts",
+                                  str(prompts), "--db", str(tmp_path / f"{name}.db"), "--base-url", server.base_url,
+                                  "--json", "--quiet", *extra], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)  # fmt: skip
+            assert out.returncode == 0, out.stderr[-2000:]
+            assert json.loads(out.stdout.strip().splitlines()[-1])["done"] == 40
+        assert server.stats()["total"] == 80  # each run sent each prompt once
+    assert rows(tmp_path / "local.db")["responses"] == rows(tmp_path / "ray.db")["responses"]

@@ -196,6 +196,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         (["distill", "commonsense", "--teacher", "smollm2", "--workers", "2"], "--workers needs --executor ray"),
         (["distill", "commonsense", "--teacher", "smollm2", "--executor", "dask"], "--executor: must be 'local' or 'ray'"),
         (["critic", "apply", "--critics", "rules", "--replicas", "http://a/v1"], "--replicas needs --executor ray"),
+        (["generate", "--teacher", "openai:m", "--prompts", str(ROOT / "prompts/examples/quickstart.jsonl"), "--workers", "2"],
+         "--workers needs --executor ray"),
     ],
 )
 def test_cli_executor_errors_are_one_line_exit_2(tmp_path, args, message):

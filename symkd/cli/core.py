@@ -10,6 +10,7 @@ import typer
 
 from symkd.commandline import model_options
 from symkd.errors import UserError
+from symkd.scale.options import ExecutorOptions
 from symkd.teachers.options import TeacherOptions
 
 
@@ -45,6 +46,7 @@ def templates() -> None:
 
 
 @model_options(TeacherOptions, "teacher_options")
+@model_options(ExecutorOptions, "executor_options")
 def generate(
     teacher: str = typer.Option(..., "--teacher", "-t", help="teacher spec: smollm2, openai:MODEL, hf:ID, ..."),
     prompts: Path = typer.Option(..., "--prompts", "-p", help="JSONL: {id, messages|prompt|template+variables}"),
@@ -61,6 +63,7 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     adopt: bool = typer.Option(False, "--adopt", help="add symkd's tables to an existing SQLite file that is not symkd's"),
     teacher_options: Any = None,
+    executor_options: Any = None,
 ) -> None:
     """Generate completions for a JSONL batch; resumable and cached in the DB."""
     from symkd.commandline import build
@@ -78,8 +81,12 @@ def generate(
     if out is not None:
         check_out_file(out)
     requests = read_requests(prompts, **params)
-    summary = run_generate(teacher, requests, db, config={"prompts_file": prompts.name}, progress=not quiet,
-                           adopt=adopt or None, **options)  # fmt: skip
+    from symkd.scale import executor_scope
+
+    with executor_scope(executor_options) as executor:  # --executor ray: Ray actors answer, this process writes
+        target = executor.teacher(teacher, options, db) if executor else teacher
+        summary = run_generate(target, requests, db, config={"prompts_file": prompts.name}, progress=not quiet,
+                               adopt=adopt or None, **options)  # fmt: skip
     out_error = _write_out(out, db, summary.run_id) if out is not None else None
     if as_json:
         typer.echo(json.dumps(summary.as_dict()))

@@ -111,9 +111,10 @@ class RayExecutor(Executor):
         from symkd.scale.sharded import ShardedTeacher
 
         identity, describe = self._identity(spec, options)
-        folder = self.shard_dir or shards.default_dir(store.path)
-        self.stores[Path(folder)] = Path(store.path)
-        return ShardedTeacher(self, spec, dict(options), identity, describe, Path(folder))
+        db = Path(getattr(store, "path", store)).resolve()  # a Store or the database's path
+        folder = Path(self.shard_dir or shards.default_dir(db)).resolve()  # workers do not share our cwd
+        self.stores[folder] = db
+        return ShardedTeacher(self, spec, dict(options), identity, describe, folder)
 
     def _identity(self, spec: Any, options: dict[str, Any]) -> tuple[tuple[str, str], dict[str, Any]]:
         """The local run's cache identity (or the replica group's) and what the run row records."""
