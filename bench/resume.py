@@ -1,11 +1,15 @@
 """kill -9 at about 50 %, resume; total time vs an uninterrupted run, lost and duplicated items.
+Then two identical runs started together on one database: requests sent vs items.
 
-Targets: total / uninterrupted <= 1.10, lost == 0, duplicated == 0.
+Targets: total / uninterrupted <= 1.10, lost == 0, duplicated == 0; two processes send
+<= 1.05x the items and their summaries add up (done A + done B == items).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -28,6 +32,18 @@ def ok_count(db: Path) -> int:
         return conn.execute("select count(*) from responses where status = 'ok'").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def two_processes(base_url: str, prompts: Path, db: Path, concurrency: int) -> dict:
+    """Two identical ``symkd generate`` started together: what they sent and what they reported."""
+    cmd = generate_cmd(base_url, prompts, db, concurrency)
+    began = time.perf_counter()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate() for p in procs]
+    seconds = time.perf_counter() - began
+    if any(p.returncode for p in procs):
+        raise SystemExit(f"a concurrent run failed: {[o[1][-500:] for o in outs]}")
+    return {"seconds": seconds, "summaries": [json.loads(o[0]) for o in outs]}
 
 
 def main() -> None:
@@ -64,6 +80,10 @@ def main() -> None:
         rows = conn.execute("select count(*) from responses").fetchone()[0]
         distinct = conn.execute("select count(distinct text) from responses").fetchone()[0]
         conn.close()
+
+        before = server.stats()["total"]
+        pair = two_processes(server.base_url, prompts, tmp_path / "pair.db", args.concurrency)
+        pair_sent = server.stats()["total"] - before
     result = {
         "requests": args.requests,
         "concurrency": args.concurrency,
@@ -78,14 +98,28 @@ def main() -> None:
         "duplicated": rows - distinct,
         "resent_after_kill": sent - args.requests,
         "resumed_summary": summary,
+        "two_process_s": round(pair["seconds"], 3),
+        "two_process_sent": pair_sent,
+        "two_process_sent_per_item": round(pair_sent / args.requests, 4),
+        "two_process_done": [s["done"] for s in pair["summaries"]],
+        "two_process_cached": [s["cached"] for s in pair["summaries"]],
+        "two_process_adds_up": all(s["done"] + s["cached"] == args.requests for s in pair["summaries"])
+        and sum(s["done"] for s in pair["summaries"]) == args.requests,
+        "target_two_process_sent_per_item": 1.05,
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
     }
     record(
         "resume",
         result,
         title="kill -9 at 50 % and resume",
-        notes="Through the `symkd generate` CLI against the loopback fake server. `resent_after_kill` counts "
+        notes="Through the `symkd generate` CLI against the loopback fake server, the database on the ordinary "
+        "disk (the system temp folder). `resent_after_kill` counts "
         "requests that were in flight or not yet committed when the process died and were asked again "
-        "(work redone, not duplicated: the store keeps one row per request key).",
+        "(work redone, not duplicated: the store keeps one row per request key). The kill -9'd process's "
+        "claims are taken over at once (its pid is gone), not after the 30 s lease. `two_process_*`: the same "
+        "job started twice at once on a fresh database; `two_process_sent` is what the server received from "
+        "both (each key is claimed by one process before it is sent), `two_process_done`/`_cached` are the "
+        "two summaries (what each answered itself / found answered, by the other or before).",
         write=not args.no_write,
     )
 

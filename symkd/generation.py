@@ -353,8 +353,9 @@ class _Progress:
         if enabled:
             from tqdm import tqdm
 
+            # mininterval 0.5 s: redrawing 10 times a second cost ~3 % of a 2-core run at 300 items/s
             self.bar = tqdm(total=total, initial=completed, desc=label, unit="item", dynamic_ncols=True,
-                            postfix={"failed": 0}, delay=0.5)  # fmt: skip
+                            postfix={"failed": 0}, delay=0.5, mininterval=0.5)  # fmt: skip
 
     def advance(self, n: int, *, failed: bool) -> None:
         if failed:

@@ -71,9 +71,8 @@ def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
         yield keys[start : start + _CHUNK]
 
 
-def claim(store: Store, owner: Owner, run_id: str, keys: Sequence[str], lease_s: float = LEASE_S
-          ) -> tuple[list[str], list[str], list[str]]:  # fmt: skip
-    """Claim what is free of ``keys``: (claimed by us, already answered ok, held by others)."""
+def _classify(store: Store, owner: Owner, keys: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """(free for us, answered ok, held by a live owner elsewhere), read in the current transaction."""
     now = time.time()
     alive: dict[int, bool] = {}
 
@@ -82,26 +81,32 @@ def claim(store: Store, owner: Owner, run_id: str, keys: Sequence[str], lease_s:
             alive[pid] = pid_alive(pid)
         return alive[pid]
 
-    mine: list[str] = []
+    free: list[str] = []
     answered: list[str] = []
     others: list[str] = []
+    for chunk in _chunks(list(keys)):
+        marks = ",".join("?" * len(chunk))
+        ok = {r[0] for r in store.conn.execute(
+            f"select key from responses where status = 'ok' and key in ({marks})", list(chunk))}  # fmt: skip
+        held = {r[0]: r[1:] for r in store.conn.execute(
+            f"select key, owner, host, pid, expires_at from claims where key in ({marks})", list(chunk))}  # fmt: skip
+        for key in chunk:
+            h = held.get(key)
+            if key in ok:
+                answered.append(key)
+            elif h is None or h[0] == owner.name or holder_gone(h[1], h[2], h[3], now, alive=is_alive):
+                free.append(key)
+            else:
+                others.append(key)
+    return free, answered, others
+
+
+def claim(store: Store, owner: Owner, run_id: str, keys: Sequence[str], lease_s: float = LEASE_S
+          ) -> tuple[list[str], list[str], list[str]]:  # fmt: skip
+    """Claim what is free of ``keys``: (claimed by us, already answered ok, held by others)."""
     with store.transaction():
-        for chunk in _chunks(list(keys)):
-            marks = ",".join("?" * len(chunk))
-            ok = {r[0] for r in store.conn.execute(
-                f"select key from responses where status = 'ok' and key in ({marks})", list(chunk))}  # fmt: skip
-            held = {r[0]: r[1:] for r in store.conn.execute(
-                f"select key, owner, host, pid, expires_at from claims where key in ({marks})", list(chunk))}  # fmt: skip
-            for key in chunk:
-                if key in ok:
-                    answered.append(key)
-                    continue
-                h = held.get(key)
-                if h is None or h[0] == owner.name or holder_gone(h[1], h[2], h[3], now, alive=is_alive):
-                    mine.append(key)
-                else:
-                    others.append(key)
-        expires = now + lease_s
+        mine, answered, others = _classify(store, owner, keys)
+        expires = time.time() + lease_s
         store.conn.executemany(
             "insert into claims (key, owner, host, pid, run_id, expires_at) values (?, ?, ?, ?, ?, ?) "
             "on conflict(key) do update set owner = excluded.owner, host = excluded.host, pid = excluded.pid, "
@@ -109,6 +114,12 @@ def claim(store: Store, owner: Owner, run_id: str, keys: Sequence[str], lease_s:
             [(key, owner.name, owner.host, owner.pid, run_id, expires) for key in mine],
         )
     return mine, answered, others
+
+
+def peek(store: Store, owner: Owner, keys: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """:func:`claim` without claiming: a read that takes no write lock (for polling)."""
+    with store._lock:
+        return _classify(store, owner, keys)
 
 
 def renew(store: Store, owner: Owner, lease_s: float = LEASE_S) -> None:
@@ -166,8 +177,16 @@ class ClaimFeed:
                     if self.before_wait is not None:
                         self.before_wait()  # store what we hold: the other may be waiting on it
                     await asyncio.sleep(self.poll_s)
-                    batch, self.waiting = self.waiting, []
-                    self._take(batch)
+                    self._poll()
+
+    def _poll(self) -> None:
+        """Look (without the write lock) at the keys others hold; claim only those now free."""
+        free, answered, others = peek(self.store, self.owner, self.waiting)
+        self.waiting = others
+        if answered and self.on_answered is not None:
+            self.on_answered(answered)
+        if free:
+            self._take(free)
 
     def _take(self, keys: list[str]) -> None:
         mine, answered, others = claim(self.store, self.owner, self.run_id, keys, self.lease_s)

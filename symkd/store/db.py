@@ -12,6 +12,7 @@ import contextlib
 import json
 import re
 import sqlite3
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -19,9 +20,25 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
 
-import sqlite_utils
-
 from symkd.errors import UserError
+
+
+def _import_sqlite_utils():  # type: ignore[no-untyped-def]
+    """sqlite_utils imports pandas (0.4-1 s of every command's start-up on 2 cores) only to map
+    ``pandas.Timestamp`` values to TEXT columns, which symkd never inserts; skip that import
+    unless pandas is loaded already (a later ``import pandas`` works as usual)."""
+    if "pandas" in sys.modules:
+        import sqlite_utils
+    else:
+        sys.modules["pandas"] = None  # type: ignore[assignment]  # import pandas -> ImportError
+        try:
+            import sqlite_utils
+        finally:
+            del sys.modules["pandas"]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 from symkd.store import schema
 
 BUSY_TIMEOUT_S = 60.0
