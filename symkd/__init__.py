@@ -13,6 +13,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = [
+    "learn_strategies",
+    "retrieve_strategies",
     "DistillResult",
     "EvaluationResult",
     "GenerationResult",

@@ -17,6 +17,8 @@ from symkd.generation import GenerationResult, RunSummary, agenerate, generate, 
 from symkd.pipelines.commonsense import DistillResult, EvaluationResult
 from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
 from symkd.pipelines.commonsense.pipeline import distill_commonsense
+from symkd.pipelines.strategies import learn_strategies
+from symkd.pipelines.strategies import retrieve as retrieve_strategies
 from symkd.prompts import get_template, list_templates
 from symkd.requests_file import read_requests
 from symkd.store import runs as _runs
@@ -102,6 +104,8 @@ def list_runs(db: str | Path | Store) -> list[dict]:
 
 
 __all__ = [
+    "learn_strategies",
+    "retrieve_strategies",
     "DistillResult",
     "EvaluationResult",
     "GenerationResult",
