@@ -156,3 +156,18 @@ def test_critic_versions_compare_as_versions(tmp_path):
             ])  # fmt: skip
         kept = [r["tail"] for r in curated_triples(store, critics=["c"])]
     assert kept == ["food"]  # version 10 is the latest, not "9" (text order)
+
+
+def test_a_pipeline_uses_another_only_through_its_public_module():
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("symkd")
+    pipelines = sorted(m for m in graph.find_children("symkd.pipelines"))
+    assert "symkd.pipelines.commonsense" in pipelines
+    wrong = []
+    for source in pipelines:
+        for module in graph.find_descendants(source) | {source}:
+            for imported in graph.find_modules_directly_imported_by(module):
+                owner = next((p for p in pipelines if imported == p or imported.startswith(p + ".")), None)
+                if owner not in (None, source) and imported != owner:
+                    wrong.append(f"{module} -> {imported}")
+    assert not wrong, "import the other pipeline's public module instead: " + "; ".join(wrong)
