@@ -215,3 +215,22 @@ def test_cli_generate_on_ray_equals_local(local_ray, tmp_path, api_key):
             assert json.loads(out.stdout.strip().splitlines()[-1])["done"] == 40
         assert server.stats()["total"] == 80  # each run sent each prompt once
     assert rows(tmp_path / "local.db")["responses"] == rows(tmp_path / "ray.db")["responses"]
+
+
+def test_replicas_of_one_model_share_a_cache(local_ray, tmp_path, api_key):
+    from symkd.session import TeacherSession
+    from symkd.store.db import Store
+
+    def ask(replicas: list[str], group: str | None):
+        with Store(tmp_path / "run.db") as store, RayExecutor(workers=2, replicas=replicas, endpoint_group=group) as ex:
+            session = TeacherSession("openai:fake", store, {"concurrency": 4}, progress=False, executor=ex)
+            return session.ask(api_requests(24), kind="generate", config={}, stage="gen")
+
+    with start_fake_server() as a, start_fake_server() as b:
+        first = ask([a.base_url, b.base_url], "fake-replicas")
+        sent = a.stats()["total"], b.stats()["total"]
+        assert first.done == 24 and all(n > 0 for n in sent) and sum(sent) == 24  # both served, none twice
+        again = ask([b.base_url], "fake-replicas")  # the group, not the URLs, names the cache
+        assert again.cached == 24 and (a.stats()["total"], b.stats()["total"]) == sent
+        other = ask([b.base_url, a.base_url], None)  # no group: the sorted URLs are another identity
+        assert other.done == 24
