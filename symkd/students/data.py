@@ -45,6 +45,9 @@ class Example:
     completion: str
     group: str = ""  # examples of one group stay on one side of the held-out split (the head)
     messages: tuple[dict[str, str], ...] | None = None  # chat examples: rendered at tokenization
+    #: pre-rendered text pieces and whether each is trained on (multi-turn masks, e.g. agent
+    #: trajectories whose observations are masked); when set, tokenize() uses only these
+    segments: tuple[tuple[str, bool], ...] | None = None
 
 
 @dataclass
@@ -202,6 +205,8 @@ class Tokenized:
 
 def tokenize(example: Example, tokenizer: Any, max_length: int) -> Tokenized | None:
     """Token ids with labels on the completion (+ EOS) only; None when it does not fit."""
+    if example.segments is not None:
+        return _tokenize_segments(example.segments, tokenizer, max_length)
     if example.messages is not None:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("chat examples need a base model with a chat template")
@@ -221,3 +226,16 @@ def tokenize(example: Example, tokenizer: Any, max_length: int) -> Tokenized | N
     if len(ids) > max_length or not completion_ids:
         return None
     return Tokenized(ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids)
+
+
+def _tokenize_segments(segments: Sequence[tuple[str, bool]], tokenizer: Any, max_length: int) -> Tokenized | None:
+    """Each piece tokenized on its own; labels on the trained pieces only."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for text, trained in segments:
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        labels += piece if trained else [IGNORE_INDEX] * len(piece)
+    if len(ids) > max_length or all(x == IGNORE_INDEX for x in labels):
+        return None
+    return Tokenized(ids, labels)

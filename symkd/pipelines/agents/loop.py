@@ -1,0 +1,213 @@
+"""The CodeAct loop: episodes advance together, one batched generation per step.
+
+Each step builds one request per unfinished episode and sends them in one
+``session.ask`` (a local teacher batches them; every generation is cached, so a killed run
+resumes from the cache). Each episode's code runs in its own sandbox worker, which keeps the
+episode's Python state between steps; tools run in this process. With self-consistent
+action generation (``sag`` > 0) every step samples N candidate actions, runs each on a fork
+of the episode's worker, drops those that fail to parse or raise, groups the rest by what
+they printed (or the final answer they gave) and keeps one of the largest group, whose fork
+becomes the episode's state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from symkd.pipelines.agents.actions import PARSE_ERROR_OBSERVATION, Action, observation, parse_action
+from symkd.pipelines.agents.episode import Episode
+from symkd.teachers.types import GenerationParams, Request, Response
+
+#: how a first-thought prefix becomes a prompt: (messages, assistant prefix) -> completion prompt
+Continuation = Callable[[list[dict[str, str]], str], str]
+
+
+@dataclass
+class AgentConfig:
+    """Everything an episode's outcome depends on besides the model and the task."""
+
+    max_steps: int = 5
+    few_shot: bool = True
+    max_tokens: int = 192
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    sag: int = 0  # candidate actions per step; 0 = one action, no voting
+    sag_temperature: float = 0.4
+    sag_top_p: float = 0.8
+    sandbox: str = "bwrap"  # bwrap | rlimit
+    step_timeout: float = 10.0
+    wave: int = 64  # episodes in flight at once (each holds a sandbox worker)
+    template: str = "agents/codeact"
+
+    def params(self) -> GenerationParams:
+        stop = ("Observation:",)
+        if self.sag:
+            return GenerationParams(n=self.sag, temperature=self.sag_temperature, top_p=self.sag_top_p,
+                                    max_tokens=self.max_tokens, stop=stop, seed=self.seed)  # fmt: skip
+        seed = self.seed if self.temperature > 0 else None
+        return GenerationParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                                stop=stop, seed=seed)  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "wave"}
+
+
+@dataclass
+class LoopStats:
+    steps: int = 0
+    requests: int = 0
+    failed: int = 0  # episodes whose teacher request finally failed (not written; rerun retries)
+    seconds: float = 0.0
+    per_step: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_episodes(
+    session: Any,
+    episodes: Sequence[Episode],
+    config: AgentConfig,
+    *,
+    tools: dict[str, Callable[..., Any]] | None = None,
+    stage: str = "agent",
+    continuation: Continuation | None = None,
+    progress: bool = True,
+) -> LoopStats:
+    """Run every episode to its end (final answer, step limit or teacher failure)."""
+    from symkd.sandbox import Sandbox, SandboxLimits
+
+    stats = LoopStats()
+    limits = SandboxLimits(step_timeout=config.step_timeout)
+    waves = [episodes[i : i + config.wave] for i in range(0, len(episodes), config.wave)]
+    for w, wave in enumerate(waves):
+        try:
+            for episode in wave:
+                if not episode.done:
+                    episode.sandbox = Sandbox(limits=limits, tools=tools or {}, mode=config.sandbox)
+            for step in range(config.max_steps):
+                active = [e for e in wave if not e.done]
+                if not active:
+                    break
+                label = f"{stage} step {step + 1}" + (f" (wave {w + 1}/{len(waves)})" if len(waves) > 1 else "")
+                _one_step(session, active, config, label, continuation, stats)
+        finally:
+            for episode in wave:
+                episode.close_sandbox()
+    return stats
+
+
+def _one_step(session: Any, active: list[Episode], config: AgentConfig, label: str,
+              continuation: Continuation | None, stats: LoopStats) -> None:  # fmt: skip
+    params = config.params()
+    requests = [_request(e, params, continuation) for e in active]
+    result = session.ask(requests, kind="agent-step", config=config.as_dict(), stage=label)
+    keys = result.keys()
+    stats.steps += 1
+    stats.requests += len(requests)
+    stats.seconds += result.seconds
+    stats.per_step.append({"stage": label, "episodes": len(active), "cached": result.cached, "seconds": result.seconds})
+    for (item_id, _, response), episode in zip(result, active):
+        episode.run_ids.add(result.run_id)
+        episode.response_keys.append(keys[item_id])
+        if response is None or not response.ok or not response.completions:
+            episode.fail(response.error if response is not None else "no answer stored")
+            stats.failed += 1
+            continue
+        episode.add_usage(response)
+        advance(episode, response, config)
+
+
+def _request(episode: Episode, params: GenerationParams, continuation: Continuation | None) -> Request:
+    messages = episode.conversation()
+    common = {"id": episode.item_id, "params": params, "sample_index": episode.sample,
+              "template_id": episode.template_id, "template_version": episode.template_version}  # fmt: skip
+    if episode.prefill and not episode.steps:
+        if continuation is None:
+            raise ValueError("a first-thought prefix needs a continuation renderer")
+        return Request(prompt=continuation(messages, episode.prefill), **common)
+    return Request(messages=messages, **common)
+
+
+def advance(episode: Episode, response: Response, config: AgentConfig) -> None:
+    """Apply one step's answer: parse, run (voting over candidates with SAG), observe."""
+    prefix = episode.prefill if (episode.prefill and not episode.steps) else ""
+    texts = [prefix + c.text for c in response.completions]
+    if config.sag and len(texts) > 1:
+        chosen, result, sandbox, vote = choose_by_consistency(texts, episode.sandbox)
+        episode.adopt(sandbox)
+    else:
+        chosen, vote = texts[0], None
+        action = parse_action(chosen)
+        result = episode.sandbox.run(action.code) if action is not None else None
+    action = parse_action(chosen)
+    record_step(episode, chosen, action, result, vote)
+    if not episode.done and len(episode.steps) >= config.max_steps:
+        episode.hit_step_limit = True
+        episode.done = True
+
+
+def record_step(episode: Episode, raw: str, action: Action | None, result: Any, vote: dict | None) -> None:
+    step: dict[str, Any] = {"raw": raw, "thought": action.thought if action else None, "code": action.code if action else None,
+                            "parse_error": action is None, "stdout": "", "error": None, "tool_calls": [],
+                            "timed_out": False, "seconds": 0.0}  # fmt: skip
+    if vote is not None:
+        step["vote"] = vote
+    if action is None:
+        episode.parse_errors += 1
+        step["observation"] = f"Observation: {PARSE_ERROR_OBSERVATION}"
+        episode.turns += [{"role": "assistant", "content": raw.strip() or "(empty)"},
+                          {"role": "user", "content": step["observation"]}]  # fmt: skip
+        episode.steps.append(step)
+        return
+    step.update(stdout=result.stdout, error=result.error, tool_calls=result.tool_calls, timed_out=result.timed_out,
+                seconds=result.seconds, is_final=result.is_final)  # fmt: skip
+    if result.error:
+        episode.exec_errors += 1
+    episode.turns.append({"role": "assistant", "content": action.text})
+    if result.is_final and not result.error:
+        episode.final_answer, episode.done = result.final_answer, True
+        step["observation"] = None
+    else:
+        step["observation"] = observation(result.stdout, result.error)
+        episode.turns.append({"role": "user", "content": step["observation"]})
+    episode.steps.append(step)
+
+
+def consistency_key(result: Any) -> tuple[str, str]:
+    """What candidates are grouped by: the final answer given, else the printed output."""
+    if result.is_final:
+        return ("final", str(result.final_answer))
+    return ("output", result.stdout.strip())
+
+
+def choose_by_consistency(texts: Sequence[str], sandbox: Any) -> tuple[str, Any, Any, dict[str, Any]]:
+    """(chosen text, its step result, its forked sandbox, vote summary) among candidate actions.
+
+    Each parsed candidate runs on its own fork of ``sandbox``; candidates that raise or time
+    out are dropped; the first candidate of the largest group of equal outputs wins. When
+    none survives, the first parsed candidate is kept (its error goes back to the model), and
+    when none parses, the first text (a parse failure).
+    """
+    runs: list[tuple[str, Any, Any]] = []
+    for text in texts:
+        action = parse_action(text)
+        if action is None:
+            continue
+        child = sandbox.fork()
+        runs.append((text, child.run(action.code), child))
+    valid = [r for r in runs if not r[1].error and not r[1].timed_out]
+    counts = Counter(consistency_key(r[1]) for r in valid)
+    vote = {"candidates": len(texts), "parsed": len(runs), "valid": len(valid), "groups": len(counts)}
+    if valid:
+        best = max(counts.values())
+        chosen = next(r for r in valid if counts[consistency_key(r[1])] == best)
+        vote["group_size"] = best
+    elif runs:
+        chosen = runs[0]
+    else:
+        chosen = (texts[0], None, None)
+    for run in runs:
+        if run is not chosen:
+            run[2].close()
+    return chosen[0], chosen[1], chosen[2], vote
