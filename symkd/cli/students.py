@@ -57,6 +57,10 @@ def train_cmd(
     config = build(TrainConfig, {**train_options, "out": out})
     corpus = load_data(data, **options)
     summary = train(corpus, config, progress=not quiet, overwrite=overwrite)
+    from symkd.students.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun / accelerate launch only rank 0 records and reports
+        return
     if corpus.source.get("kind") == "db":
         from symkd.students.records import record_training
 
