@@ -239,7 +239,11 @@ async def _send(teacher: Teacher, store: Store, owner: claims.Owner, run_id: str
     try:
         with cancel_on_signals() as caught, bar:
             try:
-                await teacher.agenerate(feed, on_response)
+                if teacher.accepts_source:
+                    await teacher.agenerate(feed, on_response)
+                else:  # a teacher that iterates a plain list: claimed requests, a list at a time
+                    while batch := await feed.drain():
+                        await teacher.agenerate(batch, on_response)
             except asyncio.CancelledError:
                 if caught:
                     raise Interrupted(caught[0]) from None

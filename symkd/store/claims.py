@@ -179,6 +179,18 @@ class ClaimFeed:
                     await asyncio.sleep(self.poll_s)
                     self._poll()
 
+    async def drain(self) -> list[Request]:
+        """Everything that can be claimed now, as one list (for teachers that want a sequence);
+        waits while only keys held elsewhere are left; [] when nothing is."""
+        first = await self.next()
+        if first is None:
+            return []
+        while self.pending:
+            self._take([self.pending.popleft() for _ in range(min(self.chunk, len(self.pending)))])
+        out = [first, *(self.todo[k] for k in self.ready)]
+        self.ready.clear()
+        return out
+
     def _poll(self) -> None:
         """Look (without the write lock) at the keys others hold; claim only those now free."""
         free, answered, others = peek(self.store, self.owner, self.waiting)

@@ -85,6 +85,9 @@ class Teacher(ABC):
     backend: ClassVar[str] = ""
     #: whether this backend imports torch/transformers (the CLI keeps API paths light)
     heavy: ClassVar[bool] = False
+    #: whether :meth:`agenerate` takes a :class:`RequestSource` (the two base classes do); a
+    #: teacher that overrides ``agenerate`` and iterates a plain list gets lists of claimed requests
+    accepts_source: ClassVar[bool] = False
 
     def __init__(self, model: str):
         from symkd.teachers.embedded import model_id
@@ -143,6 +146,8 @@ class FatalRequestError(Exception):
 
 class APITeacher(Teacher):
     """Base of remote backends: one request at a time per worker, many workers."""
+
+    accepts_source = True
 
     def __init__(
         self,
@@ -284,6 +289,7 @@ class LocalTeacher(Teacher):
     """Base of in-process backends: batched, run in a worker thread."""
 
     heavy = True
+    accepts_source = True
 
     def __init__(self, model: str, *, batch_size: int = 8):
         super().__init__(model)
