@@ -14,6 +14,7 @@ REGISTRY = Registry(
     "pipeline",
     {
         "commonsense": "symkd.pipelines.commonsense.cli:register",
+        "agents": "symkd.pipelines.agents.cli:register",
         "strategies": "symkd.pipelines.strategies.cli:register",
     },
 )

@@ -1,0 +1,282 @@
+"""The ``agent`` and ``corpus`` command groups and ``eval gsm8k``.
+
+    symkd agent generate --teacher smollm2 --task gsm8k --data train.jsonl --samples 1 --db run.db
+    symkd agent generate --source gold-rationales --data train.jsonl --db run.db
+    symkd agent export --db run.db --out traj.jsonl [--source gold-rationales]
+    symkd agent export-cot --data train.jsonl --out cot.jsonl
+    symkd agent train --db run.db --source gold-rationales --base-model smollm2 --out students/agent
+    symkd agent eval --model students/agent --data test.jsonl [--sag 8] [--max-steps 5] [--limit 100]
+    symkd corpus index docs.jsonl --db run.db | symkd corpus index --from-triples commonsense.db --db run.db
+    symkd eval gsm8k --model students/cot --data test.jsonl --mode cot|agent [--strategies DB]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from symkd.commandline import build, model_options
+from symkd.errors import UserError
+from symkd.students.train import TrainConfig
+from symkd.teachers.options import TeacherOptions
+
+agent_app = typer.Typer(help="Agent distillation: CodeAct trajectories, students, evaluation.", no_args_is_help=True)
+corpus_app = typer.Typer(help="Retrieval corpora (FTS5) for the agent's search tool.", no_args_is_help=True)
+
+SOURCES = ("teacher", "gold-rationales")
+
+
+def _print(report: dict[str, Any], as_json: bool) -> None:
+    typer.echo(json.dumps(report, default=str) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+
+
+def _tools(names: Optional[List[str]], corpus_db: Optional[Path], rerank: bool) -> list:
+    from symkd.pipelines.agents.tools import load_tools
+
+    return load_tools(list(names or []), corpus_db=corpus_db, rerank=rerank)
+
+
+def _target(model: Optional[Path], teacher: Optional[str]) -> str:
+    if (model is None) == (teacher is None):
+        raise UserError("give exactly one of --model DIR (a student) or --teacher SPEC")
+    if model is not None:
+        if not model.exists():
+            raise UserError(f"{model}: no such model folder or file")
+        return f"hf:{model}"
+    return teacher  # type: ignore[return-value]
+
+
+def _config(max_steps: int, max_tokens: int, sag: int, sandbox: str, few_shot: bool, temperature: float = 0.0,
+            seed: int = 0) -> Any:  # fmt: skip
+    from symkd.pipelines.agents.loop import AgentConfig
+
+    if max_steps < 1:
+        raise UserError("--max-steps must be at least 1")
+    if sag < 0 or sag == 1:
+        raise UserError("--sag must be 0 (off) or at least 2 candidates (8 is the usual choice)")
+    if sandbox not in ("bwrap", "rlimit"):
+        raise UserError(f"--sandbox must be bwrap or rlimit, not {sandbox!r}")
+    return AgentConfig(max_steps=max_steps, max_tokens=max_tokens, sag=sag, sandbox=sandbox, few_shot=few_shot,
+                       temperature=temperature, seed=seed)  # fmt: skip
+
+
+@model_options(TeacherOptions, "teacher_options")
+def generate(
+    db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
+    data: Path = typer.Option(..., "--data", help="task file: GSM8K JSONL {question, answer}"),
+    teacher: str = typer.Option("smollm2", "--teacher", "-t", help="teacher spec (ignored for --source gold-rationales)"),
+    task: str = typer.Option("gsm8k", "--task", help="task family (gsm8k)"),
+    source: str = typer.Option("teacher", "--source", help="teacher | gold-rationales (GSM8K solutions as trajectories)"),
+    samples: int = typer.Option(1, "--samples", help="trajectories per task (temperature 0.7 when more than 1)"),
+    first_thought: bool = typer.Option(False, "--first-thought", help="prefill the first Thought with the first paragraph of the teacher's CoT answer"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="first N tasks only"),
+    max_steps: int = typer.Option(5, "--max-steps"),
+    max_tokens: int = typer.Option(192, "--max-tokens", help="tokens per step"),
+    sandbox: str = typer.Option("bwrap", "--sandbox", help="bwrap | rlimit (weaker; no namespaces)"),
+    tools: Optional[List[str]] = typer.Option(None, "--tools", help="tool names (search) or module:attr of a LangChain BaseTool (repeatable)"),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="DB holding the search tool's corpus"),
+    rerank: bool = typer.Option(False, "--rerank", help="re-rank search hits with the embedded MiniLM"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    as_json: bool = typer.Option(False, "--json"),
+    teacher_options: Any = None,
+) -> None:
+    """Trajectories into the trajectories table: a teacher solving tasks, or converted gold rationales."""
+    from symkd.pipelines.agents import pipeline
+
+    if task != "gsm8k":
+        raise UserError(f"unknown --task {task!r}; known: gsm8k")
+    if source not in SOURCES:
+        raise UserError(f"unknown --source {source!r}; known: {', '.join(SOURCES)}")
+    if samples < 1:
+        raise UserError("--samples must be at least 1")
+    if source == "gold-rationales":
+        report = pipeline.convert_gold_rationales(db, data, limit=limit, sandbox=sandbox, progress=not quiet)
+        return _print(report, as_json)
+    build(TeacherOptions, teacher_options)
+    config = _config(max_steps, max_tokens, 0, sandbox, True, temperature=0.7 if samples > 1 else 0.0)
+    report = pipeline.generate_trajectories(teacher, db, data, config=config, samples=samples, first_thought=first_thought,
+                                            limit=limit, tools=_tools(tools, corpus, rerank),
+                                            teacher_options=teacher_options, progress=not quiet)  # fmt: skip
+    _print(report, as_json)
+    if report["failed"]:
+        typer.echo(f"{report['failed']} episode(s) failed at the teacher; rerun to retry them.", err=True)
+        raise typer.Exit(1)
+
+
+def _read(db: Path, sources: Optional[List[str]], verified: str) -> list:
+    from symkd.pipelines.agents.tables import read_trajectories
+    from symkd.store.db import Store
+
+    if not db.is_file():
+        raise UserError(f"{db}: no such database")
+    if verified not in ("kept", "rejected", "all"):
+        raise UserError(f"--verified must be kept, rejected or all, not {verified!r}")
+    with Store(db, create=False) as store:
+        return read_trajectories(store, sources=list(sources or []), verified=None if verified == "all" else verified)
+
+
+def export(
+    db: Path = typer.Option(..., "--db"),
+    out: Path = typer.Option(..., "--out", "-o", help="chat-format JSONL"),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales | eval (repeatable; default all)"),
+    verified: str = typer.Option("kept", "--verified", help="kept | rejected | all (by the verifier critic)"),
+) -> None:
+    """Trajectories as chat JSONL (messages; observations as user turns)."""
+    from symkd.jsonio import atomic_write
+    from symkd.pipelines.agents.export import chat_record
+
+    rows = _read(db, source, verified if not (source and set(source) <= {"gold-rationales"}) else "all")
+    with atomic_write(out) as fh:
+        for row in rows:
+            fh.write(json.dumps(chat_record(row), ensure_ascii=False) + "\n")
+    typer.echo(f"{len(rows)} trajectories -> {out}")
+
+
+def export_cot(
+    data: Path = typer.Option(..., "--data", help="GSM8K JSONL with worked solutions"),
+    out: Path = typer.Option(..., "--out", "-o"),
+    limit: Optional[int] = typer.Option(None, "--limit"),
+) -> None:
+    """GSM8K worked solutions as chat JSONL for `symkd train` (the CoT-distilled baseline)."""
+    from symkd.jsonio import atomic_write
+    from symkd.pipelines.agents.export import cot_record
+    from symkd.pipelines.agents.gsm8k import read_tasks
+
+    tasks = [t for t in read_tasks(data, limit=limit) if t.solution]
+    with atomic_write(out) as fh:
+        for t in tasks:
+            fh.write(json.dumps(cot_record(t), ensure_ascii=False) + "\n")
+    typer.echo(f"{len(tasks)} solutions -> {out}")
+
+
+@model_options(TrainConfig, "train_options", exclude=("kd_loss", "teacher_model", "kd_weight"),
+               defaults={"max_length": 384, "epochs": 1.0, "batch_size": 8})  # fmt: skip
+def train(
+    db: Path = typer.Option(..., "--db"),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales (repeatable; default both)"),
+    verified: str = typer.Option("kept", "--verified", help="kept | rejected | all (teacher trajectories)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="at most N trajectories (first by task order)"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    train_options: Any = None,
+) -> None:
+    """SFT on trajectories; the loss covers the model's own turns (prompts and observations masked)."""
+    from symkd.pipelines.agents.export import training_data
+    from symkd.students.modeling import load_tokenizer
+    from symkd.students.train import train as run_train
+
+    if "out" not in train_options:
+        raise UserError("--out is required: the folder for the trained student")
+    config = build(TrainConfig, train_options)
+    sources = list(source or SOURCES)
+    gold = [r for r in _read(db, [s for s in sources if s == "gold-rationales"], "all")] if "gold-rationales" in sources else []
+    taught = _read(db, ["teacher"], verified) if "teacher" in sources else []
+    rows = (gold + taught)[:limit]
+    data = training_data(rows, load_tokenizer(config.base_model), {"kind": "agent-trajectories", "db": str(db),
+                                                                   "sources": sources, "verified": verified})  # fmt: skip
+    summary = run_train(data, config, progress=not quiet, overwrite=overwrite)
+    typer.echo(json.dumps({k: summary.get(k) for k in ("examples", "steps", "final_loss", "seconds", "out") if k in summary}, default=str))
+
+
+def _evaluate(mode: str, model: Optional[Path], teacher: Optional[str], data: Path, db: Optional[Path], sag: int,
+              max_steps: int, max_tokens: int, limit: Optional[int], strategies: Optional[Path], tools: Any,
+              corpus: Optional[Path], rerank: bool, few_shot: Optional[bool], sandbox: str, out: Optional[Path],
+              quiet: bool, as_json: bool, teacher_options: Any) -> None:  # fmt: skip
+    from symkd.pipelines.agents import pipeline
+
+    target = _target(model, teacher)
+    build(TeacherOptions, teacher_options)
+    shots = few_shot if few_shot is not None else model is None  # students learned the format
+    config = _config(max_steps, max_tokens, sag, sandbox, shots)
+    db = db or (model / "agent_eval.db" if model is not None and model.is_dir() else Path("agent_eval.db"))
+    metrics = pipeline.evaluate(target, data, db, mode=mode, config=config, limit=limit,
+                                tools=_tools(tools, corpus, rerank) if mode == "agent" else [], strategies=strategies,
+                                teacher_options=teacher_options, out=out, progress=not quiet)  # fmt: skip
+    _print(metrics, as_json)
+
+
+_EVAL_OPTIONS = dict(
+    model=typer.Option(None, "--model", help="student folder (from symkd agent train / symkd train)"),
+    teacher=typer.Option(None, "--teacher", "-t", help="a teacher spec instead: smollm2, hf:PATH, openai:MODEL, ..."),
+    data=typer.Option(..., "--data", help="GSM8K JSONL"),
+    db=typer.Option(None, "--db", help="cache + trajectories DB (default MODEL/agent_eval.db or ./agent_eval.db)"),
+    sag=typer.Option(0, "--sag", help="self-consistent action generation: N candidates per step (8 usual; 0 off)"),
+    max_steps=typer.Option(5, "--max-steps"),
+    max_tokens=typer.Option(192, "--max-tokens", help="tokens per step (CoT: per answer)"),
+    limit=typer.Option(None, "--limit", help="first N tasks only"),
+    strategies=typer.Option(None, "--strategies", help="strategies DB: guidance added to the system prompt"),
+    tools=typer.Option(None, "--tools", help="search, or module:attr of a LangChain BaseTool (repeatable)"),
+    corpus=typer.Option(None, "--corpus", help="DB holding the search tool's corpus"),
+    rerank=typer.Option(False, "--rerank", help="re-rank search hits with MiniLM"),
+    few_shot=typer.Option(None, "--few-shot/--no-few-shot", help="worked examples in the prompt (default: teachers yes, students no)"),
+    sandbox=typer.Option("bwrap", "--sandbox", help="bwrap | rlimit"),
+    out=typer.Option(None, "--out", "-o", help="per-item JSONL (trajectories)"),
+    quiet=typer.Option(False, "--quiet", "-q"),
+    as_json=typer.Option(False, "--json"),
+)
+
+
+@model_options(TeacherOptions, "teacher_options")
+def agent_eval(model: Optional[Path] = _EVAL_OPTIONS["model"], teacher: Optional[str] = _EVAL_OPTIONS["teacher"],
+               data: Path = _EVAL_OPTIONS["data"], db: Optional[Path] = _EVAL_OPTIONS["db"], sag: int = _EVAL_OPTIONS["sag"],
+               max_steps: int = _EVAL_OPTIONS["max_steps"], max_tokens: int = _EVAL_OPTIONS["max_tokens"],
+               limit: Optional[int] = _EVAL_OPTIONS["limit"], strategies: Optional[Path] = _EVAL_OPTIONS["strategies"],
+               tools: Optional[List[str]] = _EVAL_OPTIONS["tools"], corpus: Optional[Path] = _EVAL_OPTIONS["corpus"],
+               rerank: bool = _EVAL_OPTIONS["rerank"], few_shot: Optional[bool] = _EVAL_OPTIONS["few_shot"],
+               sandbox: str = _EVAL_OPTIONS["sandbox"], out: Optional[Path] = _EVAL_OPTIONS["out"],
+               quiet: bool = _EVAL_OPTIONS["quiet"], as_json: bool = _EVAL_OPTIONS["as_json"],
+               teacher_options: Any = None) -> None:  # fmt: skip
+    """Accuracy, average steps, parse- and execution-error rates of an agent (student or teacher)."""
+    _evaluate("agent", model, teacher, data, db, sag, max_steps, max_tokens, limit, strategies, tools, corpus, rerank,
+              few_shot, sandbox, out, quiet, as_json, teacher_options)  # fmt: skip
+
+
+@model_options(TeacherOptions, "teacher_options")
+def eval_gsm8k(mode: str = typer.Option("agent", "--mode", help="cot | agent"),
+               model: Optional[Path] = _EVAL_OPTIONS["model"], teacher: Optional[str] = _EVAL_OPTIONS["teacher"],
+               data: Path = _EVAL_OPTIONS["data"], db: Optional[Path] = _EVAL_OPTIONS["db"], sag: int = _EVAL_OPTIONS["sag"],
+               max_steps: int = _EVAL_OPTIONS["max_steps"], max_tokens: int = _EVAL_OPTIONS["max_tokens"],
+               limit: Optional[int] = _EVAL_OPTIONS["limit"], strategies: Optional[Path] = _EVAL_OPTIONS["strategies"],
+               tools: Optional[List[str]] = _EVAL_OPTIONS["tools"], corpus: Optional[Path] = _EVAL_OPTIONS["corpus"],
+               rerank: bool = _EVAL_OPTIONS["rerank"], few_shot: Optional[bool] = _EVAL_OPTIONS["few_shot"],
+               sandbox: str = _EVAL_OPTIONS["sandbox"], out: Optional[Path] = _EVAL_OPTIONS["out"],
+               quiet: bool = _EVAL_OPTIONS["quiet"], as_json: bool = _EVAL_OPTIONS["as_json"],
+               teacher_options: Any = None) -> None:  # fmt: skip
+    """GSM8K accuracy of a student or teacher, answering by chain of thought or as an agent."""
+    _evaluate(mode, model, teacher, data, db, sag, max_steps, max_tokens, limit, strategies, tools, corpus, rerank,
+              few_shot, sandbox, out, quiet, as_json, teacher_options)  # fmt: skip
+
+
+def corpus_index(
+    file: Optional[Path] = typer.Argument(None, help="JSONL of {id?, title?, text}"),
+    db: Path = typer.Option(..., "--db", help="run DB to hold the index"),
+    from_triples: Optional[Path] = typer.Option(None, "--from-triples", help="index a run DB's curated triples instead"),
+    name: Optional[str] = typer.Option(None, "--name", help="corpus name (default: the file's stem)"),
+) -> None:
+    """Index documents for BM25 search (FTS5); indexing the same documents again adds nothing."""
+    from symkd.pipelines.agents.corpus import index_docs, read_docs, triple_docs
+    from symkd.store.db import Store
+
+    if (file is None) == (from_triples is None):
+        raise UserError("give a JSONL file or --from-triples RUN.db (one of them)")
+    source = file or from_triples
+    docs = read_docs(file) if file is not None else triple_docs(from_triples)
+    with Store(db) as store:
+        counts = index_docs(store, docs, corpus=name or source.stem, origin=str(source))
+    typer.echo(f"corpus {name or source.stem}: {counts['added']} new of {counts['given']} documents -> {db}")
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    """The ``agent`` and ``corpus`` groups and ``eval gsm8k``."""
+    agent_app.command("generate")(generate)
+    agent_app.command("export")(export)
+    agent_app.command("export-cot")(export_cot)
+    agent_app.command("train")(train)
+    agent_app.command("eval")(agent_eval)
+    corpus_app.command("index")(corpus_index)
+    app.add_typer(agent_app, name="agent")
+    app.add_typer(corpus_app, name="corpus")
+    groups["eval"].command("gsm8k")(eval_gsm8k)

@@ -1,0 +1,86 @@
+"""Trajectories out: chat JSONL, student training examples with observation masks, CoT data.
+
+* :func:`chat_record`: ``{"id", "source", "messages": [...]}`` with the system prompt of the
+  student format (no few-shot examples), the question, then the assistant's actions and
+  the observations as user turns.
+* :func:`turn_segments`: a conversation cut into (text, trained) pieces with the student's
+  own chat template: every assistant turn (with its end-of-turn token) is trained on; the
+  system prompt, the question and the observations are masked. SmolLM2's template has no
+  generation markers, so the pieces are found by rendering growing prefixes of the turns.
+* :func:`cot_record`: a GSM8K worked solution as a chat example (annotations removed), the
+  CoT-distilled baseline's data.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Sequence
+
+from symkd.errors import UserError
+from symkd.pipelines.agents.gsm8k import Task
+from symkd.prompts import get_template
+from symkd.students.data import Example, TrainingData
+
+_ANNOTATION = re.compile(r"<<[^<>]*>>")
+
+
+def student_messages(row: dict[str, Any], *, few_shot: bool = False) -> list[dict[str, str]]:
+    """The trajectory's conversation with the student-format system prompt (tools as recorded)."""
+    config = row.get("config") or {}
+    ref = f"{row['template_id']}@{row['template_version']}" if row.get("template_id") else "agents/codeact"
+    rendered = get_template(ref).render({"question": row["question"], "tools": config.get("tools", []),
+                                         "guidance": config.get("guidance_text") or "", "few_shot": few_shot})  # fmt: skip
+    base = [{"role": m.role, "content": m.content} for m in rendered]
+    turns = [m for m in row["messages"] if m["role"] != "system"][1:]  # everything after the question
+    return [*base, *turns]
+
+
+def chat_record(row: dict[str, Any], *, few_shot: bool = False) -> dict[str, Any]:
+    return {"id": row["id"], "task_id": row["task_id"], "source": row["source"], "correct": bool(row["correct"]),
+            "messages": student_messages(row, few_shot=few_shot)}  # fmt: skip
+
+
+def turn_segments(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[tuple[str, bool], ...]:
+    """(text, trained) pieces whose concatenation is the rendered conversation."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("agent training needs a base model with a chat template")
+    msgs = list(messages)
+    pieces: list[tuple[str, bool]] = []
+    done = ""
+    for i, message in enumerate(msgs):
+        if message["role"] != "assistant":
+            continue
+        prompt = tokenizer.apply_chat_template(msgs[:i], add_generation_prompt=True, tokenize=False)
+        full = tokenizer.apply_chat_template(msgs[: i + 1], tokenize=False)
+        if not prompt.startswith(done) or not full.startswith(prompt):
+            raise UserError("the chat template does not render the conversation turn by turn (prefix mismatch)")
+        pieces += [(prompt[len(done):], False), (full[len(prompt):], True)]
+        done = full
+    if not pieces:
+        raise UserError("a trajectory without an assistant turn cannot be trained on")
+    return tuple((text, trained) for text, trained in pieces if text)
+
+
+def training_data(rows: Iterable[dict[str, Any]], tokenizer: Any, source: dict[str, Any]) -> TrainingData:
+    """Examples whose loss covers the assistant turns only (observations and prompts masked)."""
+    examples = []
+    for row in rows:
+        messages = student_messages(row)
+        examples.append(Example(prompt="", completion="", group=row["task_id"], messages=tuple(messages),
+                                segments=turn_segments(tokenizer, messages)))  # fmt: skip
+    if not examples:
+        raise UserError("no trajectories to train on (generate or convert some first; check --source)")
+    return TrainingData(examples, {**source, "rows": len(examples)})
+
+
+def cot_solution(task: Task) -> str:
+    """The worked solution without calculator annotations, ending in ``#### answer``."""
+    text = _ANNOTATION.sub("", task.solution).strip()
+    return f"{text}\n#### {task.answer}"
+
+
+def cot_record(task: Task) -> dict[str, Any]:
+    template = get_template("agents/cot")
+    rendered = template.render({"question": task.question, "guidance": ""})
+    messages = [{"role": m.role, "content": m.content} for m in rendered]
+    return {"id": task.id, "messages": [*messages, {"role": "assistant", "content": cot_solution(task)}]}
