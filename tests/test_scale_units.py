@@ -205,3 +205,28 @@ def test_cli_executor_errors_are_one_line_exit_2(tmp_path, args, message):
     Store(db).close()
     out = _cli(*args, "--db", str(db))
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_workers_split_the_rate_limits_and_take_turns_on_replicas(monkeypatch):
+    pytest.importorskip("ray")
+    from symkd.scale.ray_executor import RayExecutor
+
+    executor = RayExecutor(workers=4, replicas=["http://a/v1", "http://b/v1"])  # Ray starts on first use: not here
+    monkeypatch.setattr(executor, "_cluster", lambda name: {"CPU": 2.0, "GPU": 0.0}[name])
+    options = [executor.worker_options({"rpm": 600, "tpm": 1e6, "concurrency": 8}, i, 4, 0.5) for i in range(4)]
+    assert [o["base_url"] for o in options] == ["http://a/v1", "http://b/v1"] * 2
+    assert all(o["rpm"] == 150 and o["tpm"] == 250_000 and o["concurrency"] == 8 for o in options)
+    assert executor.resources(4, heavy=True) == {"num_cpus": 0.5, "num_gpus": 0.0}  # all four fit on 2 CPUs
+    assert not executor.ray.is_initialized()
+
+
+def test_local_models_get_a_gpu_each_when_the_cluster_has_gpus(monkeypatch):
+    pytest.importorskip("ray")
+    from symkd.scale.ray_executor import RayExecutor
+
+    executor = RayExecutor()
+    monkeypatch.setattr(executor, "_cluster", lambda name: {"CPU": 32.0, "GPU": 4.0}[name])
+    assert executor.worker_count(heavy=True) == 4 and executor.worker_count(heavy=False) == 32
+    assert executor.resources(4, heavy=True) == {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert executor.resources(32, heavy=False)["num_gpus"] == 0.0  # API workers need no GPU
+    assert executor.worker_options({}, 0, 4, 1.0) == {"n_threads": 1}  # llama.cpp: its share of the CPUs
