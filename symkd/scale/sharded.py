@@ -9,6 +9,7 @@ shard file (a lost worker's, or a killed driver's) are taken from there first.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -67,7 +68,8 @@ class ShardedTeacher(Teacher):
         the shard files already hold, send the rest to the actors."""
         pull = _puller(requests)
         total = len(requests) if hasattr(requests, "__len__") else None
-        pool = self.executor.teacher_pool(self)
+        # built in preflight; rebuilt here only if every actor died (off the loop: the claims' heartbeat runs on it)
+        pool = await asyncio.to_thread(self.executor.teacher_pool, self)
         size = self.executor.chunk_size or self._chunk_size(total, len(pool.alive))
         by_key: dict[str, Request] = {}
 
