@@ -234,3 +234,17 @@ def test_replicas_of_one_model_share_a_cache(local_ray, tmp_path, api_key):
         assert again.cached == 24 and (a.stats()["total"], b.stats()["total"]) == sent
         other = ask([b.base_url, a.base_url], None)  # no group: the sorted URLs are another identity
         assert other.done == 24
+
+
+def test_an_unreachable_teacher_fails_in_one_line_before_any_work(local_ray, tmp_path, api_key):
+    from symkd.errors import UserError
+    from symkd.session import TeacherSession
+    from symkd.store.db import Store
+
+    with Store(tmp_path / "run.db") as store, RayExecutor(workers=2) as executor:
+        session = TeacherSession("openai:fake", store, {"base_url": "http://127.0.0.1:9/v1", "max_retries": 0},
+                                 progress=False, executor=executor)  # fmt: skip
+        with pytest.raises(UserError, match=r"127\.0\.0\.1:9") as caught:
+            session.ask(api_requests(4), kind="generate", config={}, stage="gen")
+        assert "\n" not in str(caught.value) and executor.pool is None  # no actor left holding resources
+        assert store.scalar("select count(*) from responses") == 0

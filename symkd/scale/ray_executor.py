@@ -150,7 +150,11 @@ class RayExecutor(Executor):
                      self.fault_after if i == 0 else None) for i in range(workers)]  # fmt: skip
             self.fault_after = None
             pool = ActorPool(self.ray, TeacherWorker, args, resources)
-            pool.call_all("preflight")
+            try:
+                pool.call_all("preflight")
+            except BaseException:
+                pool.kill()  # a teacher that cannot start leaves no actor holding resources
+                raise
             return pool
 
         return self._pool(teacher.pool_key, build)
