@@ -122,13 +122,13 @@ def export(
     db: Path = typer.Option(..., "--db"),
     out: Path = typer.Option(..., "--out", "-o", help="chat-format JSONL"),
     source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales | eval (repeatable; default all)"),
-    verified: str = typer.Option("kept", "--verified", help="kept | rejected | all (by the verifier critic)"),
+    verified: str = typer.Option("kept", "--verified", help="teacher trajectories: kept | rejected | all (by the verifier critic)"),
 ) -> None:
     """Trajectories as chat JSONL (messages; observations as user turns)."""
     from symkd.jsonio import atomic_write
     from symkd.pipelines.agents.export import chat_record
 
-    rows = _read(db, source, verified if not (source and set(source) <= {"gold-rationales"}) else "all")
+    rows = _read(db, source, verified)
     with atomic_write(out) as fh:
         for row in rows:
             fh.write(json.dumps(chat_record(row), ensure_ascii=False) + "\n")
@@ -172,9 +172,7 @@ def train(
         raise UserError("--out is required: the folder for the trained student")
     config = build(TrainConfig, train_options)
     sources = list(source or SOURCES)
-    gold = [r for r in _read(db, [s for s in sources if s == "gold-rationales"], "all")] if "gold-rationales" in sources else []
-    taught = _read(db, ["teacher"], verified) if "teacher" in sources else []
-    rows = (gold + taught)[:limit]
+    rows = _read(db, sources, verified)[:limit]
     data = training_data(rows, load_tokenizer(config.base_model), {"kind": "agent-trajectories", "db": str(db),
                                                                    "sources": sources, "verified": verified})  # fmt: skip
     summary = run_train(data, config, progress=not quiet, overwrite=overwrite)

@@ -81,7 +81,8 @@ def read_trajectories(
 ) -> list[dict[str, Any]]:
     """Trajectory rows (JSON fields parsed), optionally of some sources.
 
-    ``verified``: None = all; ``"kept"`` = the verifier critic kept them (rows it has not
+    ``verified`` filters teacher trajectories (other sources are verified by construction or
+    are evaluations): None = all; ``"kept"`` = the verifier critic kept them (rows it has not
     scored are left out); ``"rejected"`` = it dropped them.
     """
     ensure(store)
@@ -92,8 +93,8 @@ def read_trajectories(
     if verified is not None:
         decision = "keep" if verified == "kept" else "drop"
         clauses.append(
-            "exists (select 1 from critic_scores s where s.item_table = 'trajectories' and s.item_id = t.id "
-            "and s.critic = 'verifier' and s.decision = ?)"
+            "(t.source != 'teacher' or exists (select 1 from critic_scores s where s.item_table = 'trajectories' "
+            "and s.item_id = t.id and s.critic = 'verifier' and s.decision = ?))"
         )
         params.append(decision)
     if where:

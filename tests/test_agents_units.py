@@ -1,0 +1,261 @@
+"""Agents pipeline: parsing, answer matching, the batched loop and SAG on a fake model, FTS5
+search, the verifier, gold-rationale conversion, the observation mask, and CLI errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from symkd.cli import main
+from symkd.pipelines.agents.actions import parse_action
+from symkd.pipelines.agents.agent import first_paragraph, solve
+from symkd.pipelines.agents.gsm8k import Task, answers_match, extract_answer
+from symkd.pipelines.agents.loop import AgentConfig, choose_by_consistency
+from symkd.teachers.types import Completion, Response, Usage
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return info.value.code or 0, out.out, out.err
+
+
+@dataclass
+class _Result:
+    items: list
+    run_id: str = "fake-run"
+    cached: int = 0
+    seconds: float = 0.0
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def keys(self):
+        return {r.id: f"key-{r.id}" for _, r, _ in self.items}
+
+
+class FakeSession:
+    """Answers each request with ``script(request, step)`` -> list of completion texts."""
+
+    def __init__(self, script):
+        self.script, self.calls = script, []
+
+    def ask(self, requests, *, kind, config, stage):
+        self.calls.append(len(requests))
+        step = len(self.calls)
+        items = [(r.id, r, Response(completions=[Completion(text=t) for t in self.script(r, step)],
+                                    usage=Usage(prompt_tokens=10, completion_tokens=5))) for r in requests]  # fmt: skip
+        return _Result([(i, r, resp) for i, r, resp in items])
+
+
+def _task(i: int, answer: str = "42") -> Task:
+    return Task(f"t{i}", f"question {i}?", "", answer)
+
+
+# ---- parsing and answers --------------------------------------------------------------------
+
+
+def test_parse_action_variants():
+    a = parse_action("Thought: add them\n```python\nx = 1 + 2\nprint(x)\n```\nObservation: 3 (invented)")
+    assert a.thought == "add them" and a.code == "x = 1 + 2\nprint(x)"
+    assert parse_action("```py\nprint(1)").code == "print(1)"  # unclosed block cut by the stop string
+    assert parse_action("just text, no code") is None
+    assert parse_action("Thought: x\n```python\n\n```") is None  # empty block
+
+
+@pytest.mark.parametrize("predicted,reference,ok", [
+    ("$1,200.00", "1200", True), ("18.0", "18", True), ("18 dollars.", "18", True), ("50%", "50", True),
+    ("-3", "-3", True), ("0.5", ".5", True), ("17", "18", False), (None, "18", False), ("abc", "18", False),
+])  # fmt: skip
+def test_answers_match_edge_cases(predicted, reference, ok):
+    assert answers_match(predicted, reference) is ok
+
+
+def test_extract_answer_and_first_paragraph():
+    assert extract_answer("so 3 + 4 = 7\n#### 7") == "7"
+    assert extract_answer("The answer is 12 apples.") == "12 apples."
+    assert first_paragraph("First add 2 and 3.\n\nThen double it.\n#### 10") == "First add 2 and 3."
+    assert first_paragraph("Add them.\n#### 5") == "Add them."
+
+
+# ---- the loop on a fake model ----------------------------------------------------------------
+
+
+def test_episodes_advance_together_and_recover_from_errors():
+    def script(request, step):
+        if step == 1:
+            return ["Thought: start\n```python\ny = undefined_name\n```"]  # raises: the episode goes on
+        if step == 2:
+            return ["Thought: fix\n```python\ny = 40 + 2\nprint(y)\n```"]
+        return ["Thought: done\n```python\nfinal_answer(y)\n```"]
+
+    session = FakeSession(script)
+    episodes, stats = solve(session, [_task(i) for i in range(3)], AgentConfig(max_steps=5, sandbox="bwrap"))
+    assert session.calls == [3, 3, 3]  # one batched ask per step for all unfinished episodes
+    for e in episodes:
+        assert e.correct and e.exec_errors == 1 and e.parse_errors == 0 and len(e.steps) == 3
+        assert "NameError" in e.steps[0]["observation"] and e.turns[-1]["role"] == "assistant"
+        assert e.turns[3]["content"] == "Observation: 42"
+
+
+def test_step_limit_and_parse_errors_are_counted():
+    session = FakeSession(lambda r, s: ["I will not write code"])
+    (episode,), _ = solve(session, [_task(0)], AgentConfig(max_steps=2))
+    assert episode.hit_step_limit and episode.parse_errors == 2 and episode.final_answer is None
+
+
+def test_sag_groups_by_output_on_forked_state():
+    from symkd.sandbox import Sandbox
+
+    with Sandbox(mode="bwrap") as sb:
+        sb.run("x = 0")
+        texts = ["```python\nx = 1\nprint(x)\n```", "```python\nx = 2\nprint(x)\n```", "no code",
+                 "```python\nx = 2\nprint(x)\n```", "```python\nraise ValueError\n```"]  # fmt: skip
+        chosen, result, child, vote = choose_by_consistency(texts, sb)
+        assert result.stdout == "2\n" and vote == {"candidates": 5, "parsed": 4, "valid": 3, "groups": 2, "group_size": 2}
+        assert child.run("print(x)").stdout == "2\n"
+        assert sb.run("print(x)").stdout == "0\n"  # the shared state never ran a candidate
+        child.close()
+
+
+def test_sag_in_the_loop_uses_n_candidates():
+    def script(request, step):
+        assert request.params.n == 3 and request.params.temperature == 0.4 and request.params.top_p == 0.8
+        return ["```python\nfinal_answer(41)\n```", "```python\nfinal_answer(42)\n```", "```python\nfinal_answer(42)\n```"]
+
+    (episode,), _ = solve(FakeSession(script), [_task(0)], AgentConfig(sag=3))
+    assert episode.final_answer == "42" and episode.steps[0]["vote"]["group_size"] == 2
+
+
+def test_tools_run_in_the_parent(tmp_path):
+    from langchain_core.tools import tool
+
+    seen = []
+
+    @tool
+    def lookup(query: str) -> str:
+        """Looks something up."""
+        seen.append(query)
+        return "forty-two"
+
+    session = FakeSession(lambda r, s: ['```python\nprint(lookup("answer"))\nfinal_answer(42)\n```'])
+    (episode,), _ = solve(session, [_task(0)], AgentConfig(), tools=[lookup])
+    assert seen == ["answer"] and episode.steps[0]["tool_calls"][0]["result"] == "forty-two"
+    assert "lookup(query)" in episode.base[0]["content"]
+
+
+# ---- search, verifier, gold rationales ------------------------------------------------------
+
+
+def test_fts5_search_and_index_is_idempotent(tmp_path):
+    from symkd.pipelines.agents.corpus import Corpus, index_docs
+    from symkd.store.db import Store
+
+    docs = [{"id": "a", "title": "Apples", "text": "An apple costs 2 dollars at the market."},
+            {"id": "b", "title": "Trains", "text": "The train leaves at noon."}]  # fmt: skip
+    with Store(tmp_path / "c.db") as store:
+        assert index_docs(store, docs, corpus="toy", origin="test")["added"] == 2
+        assert index_docs(store, docs, corpus="toy", origin="test")["added"] == 0
+    corpus = Corpus(tmp_path / "c.db")
+    hits = corpus.search("how much does an apple cost?", k=1)
+    assert [h["id"] for h in hits] == ["toy:a"]
+    assert corpus.search('"); drop table x; -- OR NEAR(') == []  # no FTS5 syntax reaches MATCH
+    corpus.close()
+
+
+def test_verifier_keeps_recovered_and_rejects_the_rest():
+    from symkd.pipelines.agents.verifier import VerifierCritic
+
+    base = {"final_answer": "42", "reference": "42", "parse_errors": 0, "hit_step_limit": 0, "exec_errors": 0}
+    verdicts = VerifierCritic().score([base, {**base, "exec_errors": 1}, {**base, "final_answer": "41"},
+                                       {**base, "parse_errors": 1}, {**base, "hit_step_limit": 1}])  # fmt: skip
+    assert [v.keep for v in verdicts] == [True, True, False, False, False]
+    assert verdicts[1].details["recovered"] and verdicts[2].details["reasons"] == ["wrong-answer"]
+
+
+def test_gold_rationales_run_to_the_reference_answer():
+    if not (DATA / "train.jsonl").is_file():
+        pytest.skip("../shared/data/gsm8k/train.jsonl is absent")
+    from symkd.pipelines.agents.agent import base_messages
+    from symkd.pipelines.agents.gold import convert
+    from symkd.pipelines.agents.gsm8k import read_tasks
+    from symkd.prompts import get_template
+    from symkd.sandbox import Sandbox
+
+    tasks = read_tasks(DATA / "train.jsonl", limit=200)
+    template = get_template("agents/codeact")
+    rows, counts = convert(tasks, lambda t: base_messages(template, t.question, few_shot=False), template=template,
+                           progress=False)  # fmt: skip
+    assert counts["converted"] == len(rows) and len(rows) >= 0.9 * len(tasks)
+    for row in rows:  # every converted trajectory, executed again from scratch, reaches the gold answer
+        with Sandbox(mode="bwrap") as sb:
+            results = [sb.run(step["code"]) for step in row["steps"]]
+        assert results[-1].is_final and answers_match(results[-1].final_answer, row["reference"])
+        assert all(r.error is None for r in results)
+
+
+# ---- the observation mask -------------------------------------------------------------------
+
+
+def test_observation_mask_on_token_labels():
+    from symkd.pipelines.agents.export import turn_segments
+    from symkd.students.data import IGNORE_INDEX, Example, tokenize
+    from symkd.students.modeling import load_tokenizer
+
+    tok = load_tokenizer("smollm2")
+    messages = [{"role": "system", "content": "Solve it."}, {"role": "user", "content": "Question: 2+2?"},
+                {"role": "assistant", "content": "Thought: add\n```python\nprint(2+2)\n```"},
+                {"role": "user", "content": "Observation: 4"},
+                {"role": "assistant", "content": "Thought: done\n```python\nfinal_answer(4)\n```"}]  # fmt: skip
+    segments = turn_segments(tok, messages)
+    assert "".join(t for t, _ in segments) == tok.apply_chat_template(messages, tokenize=False)
+    out = tokenize(Example("", "", messages=tuple(messages), segments=segments), tok, 512)
+    trained = tok.decode([i for i, lab in zip(out.input_ids, out.labels) if lab != IGNORE_INDEX])
+    masked = tok.decode([i for i, lab in zip(out.input_ids, out.labels) if lab == IGNORE_INDEX])
+    assert "print(2+2)" in trained and "final_answer(4)" in trained and trained.count("<|im_end|>") == 2
+    assert "Observation: 4" in masked and "Question: 2+2?" in masked and "Observation" not in trained
+
+
+# ---- CLI: bad input is one line, exit 2 -------------------------------------------------------
+
+
+def test_bad_inputs_exit_2_with_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q1", "answer": "#### 1"}\n{"question": "q2"}\n')
+    code, _, err = run_cli(capsys, "agent", "generate", "--data", str(bad), "--db", str(tmp_path / "r.db"))
+    assert code == 2 and err.strip().count("\n") == 0 and "bad.jsonl:2" in err and "'answer'" in err
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"question": "q1", "answer": "#### 1"}\n')
+    code, _, err = run_cli(capsys, "agent", "eval", "--teacher", "smollm2", "--data", str(good), "--tools", "calculator",
+                           "--db", str(tmp_path / "r.db"))  # fmt: skip
+    assert code == 2 and "unknown tool 'calculator'" in err and err.strip().count("\n") == 0
+    code, _, err = run_cli(capsys, "agent", "eval", "--model", str(tmp_path / "missing"), "--data", str(good))
+    assert code == 2 and "no such model" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_cli_gold_export_and_corpus(capsys, tmp_path):
+    tasks = tmp_path / "train.jsonl"
+    tasks.write_text(json.dumps({"question": "Ann has 3 bags of 4 pens. How many pens?",
+                                 "answer": "She has 3*4=<<3*4=12>>12 pens.\n#### 12"}) + "\n")  # fmt: skip
+    db = tmp_path / "run.db"
+    code, out, _ = run_cli(capsys, "agent", "generate", "--source", "gold-rationales", "--data", str(tasks), "--db", str(db), "-q")
+    assert code == 0 and "converted: 1" in out
+    code, _, _ = run_cli(capsys, "agent", "export", "--db", str(db), "--out", str(tmp_path / "t.jsonl"))
+    record = json.loads((tmp_path / "t.jsonl").read_text())
+    assert record["source"] == "gold-rationales" and [m["role"] for m in record["messages"]] == \
+        ["system", "user", "assistant", "user", "assistant"]  # fmt: skip
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"title": "pens", "text": "A bag holds 4 pens."}) + "\n")
+    code, out, _ = run_cli(capsys, "corpus", "index", str(docs), "--db", str(db))
+    assert code == 0 and "1 new of 1" in out
+    code, out, _ = run_cli(capsys, "agent", "export-cot", "--data", str(tasks), "--out", str(tmp_path / "cot.jsonl"))
+    cot = json.loads((tmp_path / "cot.jsonl").read_text())
+    assert cot["messages"][-1]["content"] == "She has 3*4=12 pens.\n#### 12"
