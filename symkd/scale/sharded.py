@@ -30,6 +30,7 @@ class ShardedTeacher(Teacher):
     """``spec`` answered by the executor's actors; the driver never loads the model."""
 
     heavy = False
+    accepts_source = True  # pulls from generation's claim feed as actors free up (no bubble per claimed batch)
 
     def __init__(self, executor: "RayExecutor", spec: str, options: dict[str, Any], identity: tuple[str, str],
                  describe: dict[str, Any], shard_dir: Path):  # fmt: skip
