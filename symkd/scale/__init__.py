@@ -14,7 +14,13 @@ Use it from Python with a scope (every :class:`~symkd.session.TeacherSession` an
     with executor_scope({"executor": "ray", "workers": 4}):
         distill_commonsense("openai:gpt-4o-mini", "run.db", n_events=1000)
 
-or pass ``executor=`` to ``TeacherSession`` / ``apply_critic`` directly.
+or pass ``executor=`` to ``TeacherSession`` / ``apply_critic`` directly. A pipeline with work
+of its own (an agent's episodes) maps a function that loads something once per worker::
+
+    executor = current_executor()          # None: do it here, as before
+    results = executor.map_batches(make_runner, batches, key="agents:episodes") if executor else ...
+
+where ``make_runner`` is a picklable zero-argument callable returning ``fn(batch) -> list``.
 """
 
 from __future__ import annotations
