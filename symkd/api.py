@@ -88,9 +88,10 @@ def to_dataset(
     return build_dataset(db, critics=critics, min_score=min_score, relations=relations, include_none=include_none)
 
 
-def open_store(path: str | Path, *, create: bool = True) -> Store:
-    """Open (and migrate) a run database."""
-    return Store(path, create=create)
+def open_store(path: str | Path, *, create: bool = True, adopt: bool = False) -> Store:
+    """Open (and migrate) a run database; ``adopt`` lets symkd add its tables to a SQLite
+    file that is not a symkd database (refused otherwise, the file left unchanged)."""
+    return Store(path, create=create, adopt=adopt)
 
 
 def list_runs(db: str | Path | Store) -> list[dict]:

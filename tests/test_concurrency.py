@@ -16,7 +16,7 @@ from symkd.store import Store
 from symkd.teachers.registry import cache_identity
 from symkd.requests_file import read_requests
 from symkd.testing.launch import start_fake_server
-from tests.procs import generate_args, start, wait_for_answers, write_prompts
+from tests.procs import generate_args, start, write_prompts
 
 
 def _summary(proc) -> dict:
@@ -105,3 +105,36 @@ def test_upsert_keeps_an_ok_answer(db_path, first, second):
         write_responses(store, [response_row("k", answer(second))])
         row = store.query("select status, text from responses")[0]
     assert row == {"status": "ok", "text": "ok"}  # a failure never lands on an ok; the first ok stays
+
+
+def test_two_batching_teachers_on_one_job_neither_waits_for_ever(db_path):
+    """A batching (local) teacher fills a batch only with keys it can claim now: holding claimed
+    keys in a half-full batch while waiting for the other's would leave both waiting."""
+    import asyncio
+
+    from symkd.generation import agenerate
+    from symkd.teachers.base import LocalTeacher
+    from symkd.teachers.types import Completion, Response
+
+    class Batching(LocalTeacher):
+        backend = "batching"
+
+        def __init__(self) -> None:
+            super().__init__("m", batch_size=5)  # claims come 8 at a time: batches straddle them
+            self.sent: list[str] = []
+
+        def generate_batch(self, batch):
+            time.sleep(0.05)
+            self.sent += [r.id for r in batch]
+            return [Response(completions=[Completion(text=r.id)]) for r in batch]
+
+    requests = [r for r in read_requests(write_prompts(db_path.with_suffix(".jsonl"), 16))]
+    a, b = Batching(), Batching()
+
+    async def both():
+        return await asyncio.wait_for(asyncio.gather(
+            agenerate(a, requests, db_path, progress=False), agenerate(b, requests, db_path, progress=False)), 30)
+
+    ra, rb = asyncio.run(both())
+    assert sorted(a.sent + b.sent) == sorted(r.id for r in requests)  # each sent once
+    assert ra.done + rb.done == 16 and ra.done + ra.cached == 16 and rb.done + rb.cached == 16

@@ -179,6 +179,13 @@ class ClaimFeed:
                     await asyncio.sleep(self.poll_s)
                     self._poll()
 
+    def next_nowait(self) -> Request | None:
+        """A request that is ready or claimable now, without waiting for keys held elsewhere
+        (a batching teacher fills a batch with these, never holding claimed keys while it waits)."""
+        if not self.ready and self.pending:
+            self._take([self.pending.popleft() for _ in range(min(self.chunk, len(self.pending)))])
+        return self.todo[self.ready.popleft()] if self.ready else None
+
     async def drain(self) -> list[Request]:
         """Everything that can be claimed now, as one list (for teachers that want a sequence);
         waits while only keys held elsewhere are left; [] when nothing is."""

@@ -56,6 +56,9 @@ class _Listed:
     async def next(self) -> Request | None:
         return next(self._it, None)
 
+    def next_nowait(self) -> Request | None:
+        return next(self._it, None)
+
 
 def as_source(requests: Requests) -> RequestSource:
     return requests if isinstance(requests, RequestSource) else _Listed(requests)
@@ -306,12 +309,13 @@ class LocalTeacher(Teacher):
 
     async def agenerate(self, requests: Requests, on_response: OnResponse) -> None:
         source = as_source(requests)
-        while True:
-            batch = []
-            while len(batch) < self.batch_size and (request := await source.next()) is not None:
+        more = getattr(source, "next_nowait", None)
+        while (first := await source.next()) is not None:
+            # fill the batch only with what is there now: waiting for keys another process
+            # holds while holding our own claimed ones could leave both waiting for ever
+            batch = [first]
+            while len(batch) < self.batch_size and more is not None and (request := more()) is not None:
                 batch.append(request)
-            if not batch:
-                return
             began = time.monotonic()
             try:
                 responses = await asyncio.to_thread(self.generate_batch, batch)
