@@ -109,7 +109,7 @@ def list_runs(store: Store) -> list[dict]:
                count(i.item_id) as items,
                sum(case when s.status = 'ok' then 1 else 0 end) as ok,
                sum(case when s.status = 'failed' then 1 else 0 end) as failed,
-               sum(case when s.status is null then 1 else 0 end) as pending
+               sum(case when i.item_id is not null and s.status is null then 1 else 0 end) as pending
         from runs r
         left join run_items i on i.run_id = r.id
         left join responses s on s.key = i.request_key
