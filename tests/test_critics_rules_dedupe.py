@@ -315,7 +315,7 @@ def test_cli_apply_cascades_resumes_and_reports(capsys, db_path):
 def test_cli_errors_are_one_line(capsys, tmp_path, db_path):
     Store(db_path).close()
     code, _, err = run_cli(capsys, "critic", "apply", "--db", str(db_path), "--critics", "rules,nosuch")
-    assert code == 2 and err.strip() == "symkd: error: unknown critic 'nosuch'; known: dedupe, judge, classifier, rules"
+    assert code == 2 and err.strip() == "symkd: error: unknown critic 'nosuch'; known: dedupe, judge, classifier, rules, verifier"
     code, _, err = run_cli(capsys, "critic", "apply", "--db", str(tmp_path / "absent.db"), "--critics", "rules")
     assert code == 2 and "no such database" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(capsys, "critic", "apply", "--db", str(db_path), "--critics", "dedupe:method=fuzzy")
