@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["import_s"] = round(import_seconds(), 3)
     else:
         result["in_process_seconds"] = out["in_process_seconds"]
-    name = args.name or ("teacher_throughput_cli" if args.via == "cli" else f"teacher_throughput_c{args.concurrency}")
+    cli_name = "teacher_throughput_cli" if args.concurrency == 64 else f"teacher_throughput_cli_c{args.concurrency}"
+    name = args.name or (cli_name if args.via == "cli" else f"teacher_throughput_c{args.concurrency}")
     title = f"OpenAI teacher throughput ({args.via}, concurrency {args.concurrency}, {args.latency_ms:g} ms server)"
     if args.via == "cli":
         scope = (
