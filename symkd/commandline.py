@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -22,12 +23,14 @@ from pydantic import BaseModel, ValidationError
 from symkd.errors import UserError
 
 
-def _cli_type(annotation: Any) -> type:
+def _cli_type(annotation: Any) -> Any:
     """The plain type typer parses a field as (validation of the value is the model's)."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    inner = args[0] if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args else annotation
+    inner = args[0] if typing.get_origin(annotation) in (typing.Union, types.UnionType) and args else annotation
     if typing.get_origin(inner) is typing.Literal:
         return str
+    if typing.get_origin(inner) is list:
+        return List[_cli_type(typing.get_args(inner)[0])]  # a repeatable option
     return inner if inner in (int, float, str, bool, Path) else str
 
 
@@ -67,8 +70,8 @@ def model_options(
         added = []
         for name in names:
             field = model.model_fields[name]
-            shown = defaults.get(name, field.default if field.default is not None else None)
-            help_text = (field.description or name.replace("_", " ")) + (f" [default: {shown}]" if shown not in (None, "") else "")
+            shown = defaults.get(name, None if field.is_required() else field.default)
+            help_text = (field.description or name.replace("_", " ")) + (f" (default {shown})" if shown not in (None, "") else "")
             option = typer.Option(None, *_flags(name, field, prefix, aliases), help=help_text, show_default=False)
             added.append(inspect.Parameter(py[name], inspect.Parameter.KEYWORD_ONLY, default=option,
                                            annotation=Optional[_cli_type(field.annotation)]))  # fmt: skip

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Literal, Optional
 
 import typer
+from pydantic import BaseModel, ConfigDict, Field
 
 from symkd.commandline import build, model_options
 from symkd.errors import UserError
@@ -179,73 +180,61 @@ def train(
     typer.echo(json.dumps({k: summary.get(k) for k in ("examples", "steps", "final_loss", "seconds", "out") if k in summary}, default=str))
 
 
-def _evaluate(mode: str, model: Optional[Path], teacher: Optional[str], data: Path, db: Optional[Path], sag: int,
-              max_steps: int, max_tokens: int, limit: Optional[int], strategies: Optional[Path], tools: Any,
-              corpus: Optional[Path], rerank: bool, few_shot: Optional[bool], sandbox: str, out: Optional[Path],
-              quiet: bool, as_json: bool, teacher_options: Any) -> None:  # fmt: skip
+class EvalOptions(BaseModel):
+    """The options ``agent eval`` and ``eval gsm8k`` share, defined once (flags from model_options)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Optional[Path] = Field(None, description="student folder (from symkd agent train / symkd train)")
+    teacher: Optional[str] = Field(None, description="a teacher spec instead: smollm2, hf:PATH, openai:MODEL, ...",
+                                   json_schema_extra={"cli": "-t"})  # fmt: skip
+    data: Path = Field(..., description="GSM8K JSONL")
+    db: Optional[Path] = Field(None, description="cache + trajectories DB (default MODEL/agent_eval.db or ./agent_eval.db)")
+    sag: int = Field(0, ge=0, description="self-consistent action generation: N candidates per step (8 usual; 0 off)")
+    max_steps: int = Field(5, ge=1, description="steps per episode")
+    max_tokens: int = Field(192, ge=1, description="tokens per step (CoT: per answer)")
+    limit: Optional[int] = Field(None, ge=1, description="first N tasks only")
+    strategies: Optional[Path] = Field(None, description="strategies DB: guidance added to the system prompt")
+    tools: Optional[List[str]] = Field(None, description="search, or module:attr of a LangChain BaseTool (repeatable)")
+    corpus: Optional[Path] = Field(None, description="DB holding the search tool's corpus")
+    rerank: bool = Field(False, description="re-rank search hits with MiniLM")
+    few_shot: Optional[bool] = Field(None, description="worked examples in the prompt (default: teachers yes, students no)")
+    sandbox: Literal["bwrap", "rlimit"] = Field("bwrap", description="bwrap | rlimit")
+    out: Optional[Path] = Field(None, description="per-item JSONL (trajectories)", json_schema_extra={"cli": "-o"})
+    quiet: bool = Field(False, description="no progress bars", json_schema_extra={"cli": "-q"})
+    json_out: bool = Field(False, description="print the report as JSON", json_schema_extra={"cli": "--json"})
+
+
+def _evaluate(mode: str, values: dict[str, Any], teacher_options: Any) -> None:
     from symkd.pipelines.agents import pipeline
 
-    target = _target(model, teacher)
+    if "data" not in values:
+        raise UserError("--data: a GSM8K JSONL file is required")
+    o = build(EvalOptions, values)
+    target = _target(o.model, o.teacher)
     build(TeacherOptions, teacher_options)
-    shots = few_shot if few_shot is not None else model is None  # students learned the format
-    config = _config(max_steps, max_tokens, sag, sandbox, shots)
-    db = db or (model / "agent_eval.db" if model is not None and model.is_dir() else Path("agent_eval.db"))
-    metrics = pipeline.evaluate(target, data, db, mode=mode, config=config, limit=limit,
-                                tools=_tools(tools, corpus, rerank) if mode == "agent" else [], strategies=strategies,
-                                teacher_options=teacher_options, out=out, progress=not quiet)  # fmt: skip
-    _print(metrics, as_json)
+    shots = o.few_shot if o.few_shot is not None else o.model is None  # students learned the format
+    config = _config(o.max_steps, o.max_tokens, o.sag, o.sandbox, shots)
+    db = o.db or (o.model / "agent_eval.db" if o.model is not None and o.model.is_dir() else Path("agent_eval.db"))
+    metrics = pipeline.evaluate(target, o.data, db, mode=mode, config=config, limit=o.limit,
+                                tools=_tools(o.tools, o.corpus, o.rerank) if mode == "agent" else [], strategies=o.strategies,
+                                teacher_options=teacher_options, out=o.out, progress=not o.quiet)  # fmt: skip
+    _print(metrics, o.json_out)
 
 
-_EVAL_OPTIONS = dict(
-    model=typer.Option(None, "--model", help="student folder (from symkd agent train / symkd train)"),
-    teacher=typer.Option(None, "--teacher", "-t", help="a teacher spec instead: smollm2, hf:PATH, openai:MODEL, ..."),
-    data=typer.Option(..., "--data", help="GSM8K JSONL"),
-    db=typer.Option(None, "--db", help="cache + trajectories DB (default MODEL/agent_eval.db or ./agent_eval.db)"),
-    sag=typer.Option(0, "--sag", help="self-consistent action generation: N candidates per step (8 usual; 0 off)"),
-    max_steps=typer.Option(5, "--max-steps"),
-    max_tokens=typer.Option(192, "--max-tokens", help="tokens per step (CoT: per answer)"),
-    limit=typer.Option(None, "--limit", help="first N tasks only"),
-    strategies=typer.Option(None, "--strategies", help="strategies DB: guidance added to the system prompt"),
-    tools=typer.Option(None, "--tools", help="search, or module:attr of a LangChain BaseTool (repeatable)"),
-    corpus=typer.Option(None, "--corpus", help="DB holding the search tool's corpus"),
-    rerank=typer.Option(False, "--rerank", help="re-rank search hits with MiniLM"),
-    few_shot=typer.Option(None, "--few-shot/--no-few-shot", help="worked examples in the prompt (default: teachers yes, students no)"),
-    sandbox=typer.Option("bwrap", "--sandbox", help="bwrap | rlimit"),
-    out=typer.Option(None, "--out", "-o", help="per-item JSONL (trajectories)"),
-    quiet=typer.Option(False, "--quiet", "-q"),
-    as_json=typer.Option(False, "--json"),
-)
-
-
+@model_options(EvalOptions, "eval_options")
 @model_options(TeacherOptions, "teacher_options")
-def agent_eval(model: Optional[Path] = _EVAL_OPTIONS["model"], teacher: Optional[str] = _EVAL_OPTIONS["teacher"],
-               data: Path = _EVAL_OPTIONS["data"], db: Optional[Path] = _EVAL_OPTIONS["db"], sag: int = _EVAL_OPTIONS["sag"],
-               max_steps: int = _EVAL_OPTIONS["max_steps"], max_tokens: int = _EVAL_OPTIONS["max_tokens"],
-               limit: Optional[int] = _EVAL_OPTIONS["limit"], strategies: Optional[Path] = _EVAL_OPTIONS["strategies"],
-               tools: Optional[List[str]] = _EVAL_OPTIONS["tools"], corpus: Optional[Path] = _EVAL_OPTIONS["corpus"],
-               rerank: bool = _EVAL_OPTIONS["rerank"], few_shot: Optional[bool] = _EVAL_OPTIONS["few_shot"],
-               sandbox: str = _EVAL_OPTIONS["sandbox"], out: Optional[Path] = _EVAL_OPTIONS["out"],
-               quiet: bool = _EVAL_OPTIONS["quiet"], as_json: bool = _EVAL_OPTIONS["as_json"],
-               teacher_options: Any = None) -> None:  # fmt: skip
+def agent_eval(eval_options: Any = None, teacher_options: Any = None) -> None:
     """Accuracy, average steps, parse- and execution-error rates of an agent (student or teacher)."""
-    _evaluate("agent", model, teacher, data, db, sag, max_steps, max_tokens, limit, strategies, tools, corpus, rerank,
-              few_shot, sandbox, out, quiet, as_json, teacher_options)  # fmt: skip
+    _evaluate("agent", eval_options, teacher_options)
 
 
+@model_options(EvalOptions, "eval_options")
 @model_options(TeacherOptions, "teacher_options")
-def eval_gsm8k(mode: str = typer.Option("agent", "--mode", help="cot | agent"),
-               model: Optional[Path] = _EVAL_OPTIONS["model"], teacher: Optional[str] = _EVAL_OPTIONS["teacher"],
-               data: Path = _EVAL_OPTIONS["data"], db: Optional[Path] = _EVAL_OPTIONS["db"], sag: int = _EVAL_OPTIONS["sag"],
-               max_steps: int = _EVAL_OPTIONS["max_steps"], max_tokens: int = _EVAL_OPTIONS["max_tokens"],
-               limit: Optional[int] = _EVAL_OPTIONS["limit"], strategies: Optional[Path] = _EVAL_OPTIONS["strategies"],
-               tools: Optional[List[str]] = _EVAL_OPTIONS["tools"], corpus: Optional[Path] = _EVAL_OPTIONS["corpus"],
-               rerank: bool = _EVAL_OPTIONS["rerank"], few_shot: Optional[bool] = _EVAL_OPTIONS["few_shot"],
-               sandbox: str = _EVAL_OPTIONS["sandbox"], out: Optional[Path] = _EVAL_OPTIONS["out"],
-               quiet: bool = _EVAL_OPTIONS["quiet"], as_json: bool = _EVAL_OPTIONS["as_json"],
-               teacher_options: Any = None) -> None:  # fmt: skip
+def eval_gsm8k(mode: Literal["cot", "agent"] = typer.Option("agent", "--mode", help="cot | agent"),
+               eval_options: Any = None, teacher_options: Any = None) -> None:  # fmt: skip
     """GSM8K accuracy of a student or teacher, answering by chain of thought or as an agent."""
-    _evaluate(mode, model, teacher, data, db, sag, max_steps, max_tokens, limit, strategies, tools, corpus, rerank,
-              few_shot, sandbox, out, quiet, as_json, teacher_options)  # fmt: skip
+    _evaluate(mode, eval_options, teacher_options)
 
 
 def corpus_index(
