@@ -26,6 +26,7 @@ def _summary(proc) -> dict:
         proc.kill()
         raise
     assert "Traceback" not in err, err
+    assert out.strip(), f"no summary (exit {proc.returncode}): {err}"
     return {"rc": proc.returncode, **json.loads(out.strip().splitlines()[-1])}
 
 
