@@ -17,12 +17,22 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 from symkd.pipelines.agents import pipeline
 from symkd.pipelines.agents.loop import AgentConfig
 from symkd.teachers.embedded import locate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+
+
+def epoch_tokens(data: Any, max_length: int) -> int:
+    """Tokens one epoch of ``data`` feeds the trainer (examples too long for max_length are left out)."""
+    from symkd.students.data import tokenize
+    from symkd.students.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer("smollm2")
+    return sum(len(t.input_ids) for t in (tokenize(ex, tokenizer, max_length) for ex in data.examples) if t is not None)
 
 
 def train_students(work: Path, n_train: int, max_length: int, record: dict) -> tuple[Path, Path]:
@@ -46,11 +56,15 @@ def train_students(work: Path, n_train: int, max_length: int, record: dict) -> t
             fh.write(json.dumps(cot_record(t)) + "\n")
     common = dict(base_model="smollm2", epochs=1.0, batch_size=8, max_length=max_length, eval_fraction=0.0, lr=1e-4)
     agent_data = training_data(rows, load_tokenizer("smollm2"), {"kind": "agent-trajectories", "db": str(db)})
+    budget = None  # the CoT student gets the agent student's training-token budget (float epochs)
     for name, data in (("agent", agent_data), ("cot", from_jsonl(work / "cot.jsonl"))):
         started = time.monotonic()
-        summary = train(data, TrainConfig(out=work / f"student-{name}", **common), progress=False)
+        epochs = common["epochs"] if budget is None else budget / max(1, epoch_tokens(data, max_length))
+        config = TrainConfig(out=work / f"student-{name}", **{**common, "epochs": round(epochs, 4)})
+        summary = train(data, config, progress=False)
+        budget = budget or summary["throughput"]["tokens"]
         record[f"train_{name}"] = {"examples": len(data), "seconds": round(time.monotonic() - started, 1),
-                                   "steps": summary.get("total_steps"), "final": summary.get("final"),
+                                   "steps": summary.get("total_steps"), "final": summary.get("final"), "epochs": config.epochs,
                                    "throughput": summary.get("throughput"), "too_long": summary["data"].get("too_long")}  # fmt: skip
     return work / "student-agent", work / "student-cot"
 

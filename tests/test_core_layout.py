@@ -171,3 +171,19 @@ def test_a_pipeline_uses_another_only_through_its_public_module():
                 if owner not in (None, source) and imported != owner:
                     wrong.append(f"{module} -> {imported}")
     assert not wrong, "import the other pipeline's public module instead: " + "; ".join(wrong)
+
+
+def test_a_model_retrained_in_the_same_folder_gets_new_cache_keys(tmp_path):
+    from symkd.teachers.embedded import model_id
+
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"x" * 10)
+    first = model_id(str(folder))
+    assert first.startswith(f"{folder}#") and model_id(str(folder)) == first  # stable while unchanged
+    (folder / "model.safetensors").write_bytes(b"y" * 11)  # retrained in place
+    assert model_id(str(folder)) != first
+    (folder / "training.json").write_text(json.dumps({"fingerprint": "abc123"}))
+    assert model_id(str(folder)) == f"{folder}#abc123"  # symkd students: their training fingerprint
+    assert model_id("gpt-4o-mini") == "gpt-4o-mini"  # API model names are left alone

@@ -75,9 +75,33 @@ def resolve(name: str) -> tuple[str, str]:
 
 
 def model_id(path: str) -> str:
-    """A location-independent identity for cache keys: ``embedded:NAME/FILE`` when embedded."""
+    """The model part of cache keys: ``embedded:NAME/FILE`` when embedded, else the spec plus,
+    for a local file or folder, ``#`` and a version of its weights, so a student retrained in
+    the same folder never answers from the previous model's cache."""
     p = Path(path)
     for name, entry in EMBEDDED.items():
         if p.name == entry.filename and p.parent.name == entry.package:
             return f"embedded:{name}/{entry.filename}"
-    return path
+    looks_local = p.is_absolute() or path.startswith((".", "~")) or "/" in path or p.suffix == ".gguf"
+    version = _local_version(p) if looks_local and p.exists() else None
+    return f"{path}#{version}" if version else path
+
+
+_WEIGHTS = ("*.safetensors", "*.bin", "*.gguf", "config.json")
+
+
+def _local_version(p: Path) -> str | None:
+    """symkd's training fingerprint when the folder has one, else the weights' sizes and mtimes."""
+    import hashlib
+    import json
+
+    try:
+        if p.is_dir() and (p / "training.json").is_file():
+            fingerprint = json.loads((p / "training.json").read_text()).get("fingerprint")
+            if fingerprint:
+                return str(fingerprint)[:16]
+        files = [p] if p.is_file() else sorted(f for pattern in _WEIGHTS for f in p.glob(pattern)) if p.is_dir() else []
+        stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    except (OSError, ValueError):
+        return None
+    return hashlib.sha1(repr(stats).encode()).hexdigest()[:12] if stats else None
