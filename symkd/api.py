@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from symkd.errors import UserError
-from symkd.generation import GenerationResult, RunSummary, agenerate, generate, run_results
+from symkd.generation import (
+    GenerationResult,
+    RunSummary,
+    agenerate,
+    generate,
+    run_results,
+)
+from symkd.knowledge.datasets import to_dataset
 from symkd.pipelines.commonsense import DistillResult, EvaluationResult
 from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
 from symkd.pipelines.commonsense.pipeline import distill_commonsense
@@ -21,14 +28,14 @@ from symkd.pipelines.strategies import learn_strategies
 from symkd.pipelines.strategies import retrieve as retrieve_strategies
 from symkd.prompts import get_template, list_templates
 from symkd.requests_file import read_requests
-from symkd.store import runs as _runs
-from symkd.store.db import Store
-from symkd.teachers.registry import list_backends, load_teacher
 from symkd.results import TrainResult
 from symkd.session import TeacherSession
+from symkd.store import runs as _runs
+from symkd.store.db import Store
 from symkd.students.data import TrainingData
 from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
+from symkd.teachers.registry import list_backends, load_teacher
 from symkd.teachers.types import GenerationParams, Message, Request
 
 
@@ -72,20 +79,6 @@ def train_student(
             raise UserError(f"{data}: critics/min_score/rounds/relations/limit apply to a run DB only")
         corpus = load_data(data)
     return TrainResult.from_dict(train(corpus, config, progress=progress))
-
-
-def to_dataset(
-    db: str | Path | Store,
-    *,
-    critics: Sequence[str] = (),
-    min_score: float | None = None,
-    relations: Sequence[str] = (),
-    include_none: bool = False,
-) -> Any:
-    """Curated triples with scores and provenance as a Hugging Face ``datasets.Dataset``."""
-    from symkd.knowledge.datasets import to_dataset as build_dataset
-
-    return build_dataset(db, critics=critics, min_score=min_score, relations=relations, include_none=include_none)
 
 
 def open_store(path: str | Path, *, create: bool = True, adopt: bool = False) -> Store:

@@ -52,7 +52,7 @@ def cancel_on_signals() -> Iterator[list[int]]:
         try:
             loop.add_signal_handler(sig, on_signal)
         except (ValueError, RuntimeError, NotImplementedError):
-            continue
+            continue  # not the main thread (e.g. the Jupyter helper loop) or no signal support: Ctrl-C stays Python's
         previous[sig] = handler
     try:
         yield caught

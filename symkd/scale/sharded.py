@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from symkd.errors import TeacherUnavailable
 from symkd.scale import shards

@@ -246,19 +246,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_commo
 
 def migrate(store: "Store") -> int:
     """Bring the store up to the latest schema version; return that version."""
-    with store.transaction() as db:
-        if not db["meta"].exists():
-            db["meta"].create({"key": str, "value": str}, pk="key")
-        row = store.conn.execute("select value from meta where key = 'schema_version'").fetchone()
-        current = int(row[0]) if row else 0
-        if current > len(MIGRATIONS):
-            from symkd.errors import UserError
+    from symkd.store.tables import run_migrations
 
-            raise UserError(
-                f"{store.path}: schema version {current} is newer than this symkd "
-                f"understands ({len(MIGRATIONS)}); upgrade symkd"
-            )
-        for version in range(current, len(MIGRATIONS)):
-            MIGRATIONS[version](db)
-        db["meta"].upsert({"key": "schema_version", "value": str(len(MIGRATIONS))}, pk="key")
-    return len(MIGRATIONS)
+    return run_migrations(store, "schema_version", MIGRATIONS, "schema version")

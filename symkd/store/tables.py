@@ -34,15 +34,25 @@ def ensure_tables(store: "Store", owner: str, migrations: Sequence[Migration]) -
     """Run ``owner``'s migrations that have not run on this store; return its version."""
     if owner_version(store, owner) == len(migrations):
         return len(migrations)  # the common case: no write lock taken
+    return run_migrations(store, f"schema_version:{owner}", migrations, f"{owner} tables: version")
+
+
+def run_migrations(store: "Store", key: str, migrations: Sequence[Migration], what: str) -> int:
+    """In one transaction: the migrations after the version in ``meta[key]``, then the new version.
+
+    The core schema (key ``schema_version``) and every pipeline's tables migrate through here.
+    """
     with store.transaction() as db:
-        row = store.conn.execute("select value from meta where key = ?", (f"schema_version:{owner}",)).fetchone()
+        if not db["meta"].exists():
+            db["meta"].create({"key": str, "value": str}, pk="key")
+        row = store.conn.execute("select value from meta where key = ?", (key,)).fetchone()
         current = int(row[0]) if row else 0
         if current > len(migrations):
             raise UserError(
-                f"{store.path}: {owner} tables are at version {current}, newer than this symkd "
-                f"understands ({len(migrations)}); upgrade symkd"
+                f"{store.path}: {what} {current} is newer than this symkd understands "
+                f"({len(migrations)}); upgrade symkd"
             )
         for version in range(current, len(migrations)):
             migrations[version](db)
-        db["meta"].upsert({"key": f"schema_version:{owner}", "value": str(len(migrations))}, pk="key")
+        db["meta"].upsert({"key": key, "value": str(len(migrations))}, pk="key")
     return len(migrations)

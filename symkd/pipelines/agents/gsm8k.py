@@ -8,7 +8,6 @@ trailing periods, percent signs and ``x.0`` decimals are handled, so "$1,200.00"
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from symkd.errors import UserError
+from symkd.jsonio import read_jsonl
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
@@ -45,29 +45,18 @@ def reference_answer(answer_field: str) -> tuple[str, str]:
 def read_tasks(path: str | Path, *, limit: int | None = None, offset: int = 0) -> list[Task]:
     """Tasks of a JSONL file; a bad line is a one-line UserError naming file, line and field."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such task file")
     tasks: list[Task] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object")
-            for name in ("question", "answer"):
-                if not isinstance(obj.get(name), (str, int, float)) or not str(obj[name]).strip():
-                    raise UserError(f"{path}:{lineno}: field {name!r} is missing or empty")
-            task_id = str(obj.get("id") or f"{path.stem}:{lineno}")
-            if task_id in seen:
-                raise UserError(f"{path}:{lineno}: duplicate id {task_id!r}")
-            seen.add(task_id)
-            solution, final = reference_answer(str(obj["answer"]))
-            tasks.append(Task(task_id, str(obj["question"]).strip(), solution, final))
+    for lineno, obj in read_jsonl(path):
+        for name in ("question", "answer"):
+            if not isinstance(obj.get(name), (str, int, float)) or not str(obj[name]).strip():
+                raise UserError(f"{path}:{lineno}: field {name!r} is missing or empty")
+        task_id = str(obj.get("id") or f"{path.stem}:{lineno}")
+        if task_id in seen:
+            raise UserError(f"{path}:{lineno}: duplicate id {task_id!r}")
+        seen.add(task_id)
+        solution, final = reference_answer(str(obj["answer"]))
+        tasks.append(Task(task_id, str(obj["question"]).strip(), solution, final))
     if not tasks:
         raise UserError(f"{path}: no tasks")
     return tasks[offset : None if limit is None else offset + limit]

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from symkd.errors import UserError
 from symkd.jsonio import atomic_write
 from symkd.store.db import Store, utcnow
-from symkd.pipelines.strategies.library import STATUSES, Strategy, all_strategies, edit, versions
+from symkd.pipelines.strategies.library import STATUSES, Strategy, all_strategies, versions
 
 MARKER = "<!-- symkd-strategies v1 -->"
 JSON_FORMAT = "symkd-strategies"
