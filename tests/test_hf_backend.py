@@ -145,6 +145,44 @@ def test_logprobs_cover_the_returned_text_only(teacher):
     assert len(c.token_logprobs) == n_text < r.usage.completion_tokens
 
 
+FEW_SHOT = "Answer with one short sentence. Examples: the sky is blue; grass is green; snow is white. " * 4
+
+
+def few_shot_batch(**params) -> list[Request]:
+    questions = ["What colour is the sea?", "What colour is coal, usually?", "Name a fruit.", "What is 3 + 4?"]
+    return [Request(id=f"f{i}", messages=[Message(role="system", content=FEW_SHOT), Message(role="user", content=q)],
+                    params=GenerationParams(**params)) for i, q in enumerate(questions)]  # fmt: skip
+
+
+@pytest.mark.parametrize("params", [{"temperature": 0}, {"temperature": 0.8, "seed": 5}], ids=["greedy", "seeded"])
+def test_a_shared_prompt_prefix_is_prefilled_once_and_changes_nothing(teacher, params):
+    batch = few_shot_batch(max_tokens=10, logprobs=True, **params)
+    teacher.reuse_prefix = False
+    try:
+        plain = teacher.generate_batch(batch) + teacher.generate_batch(batch[:1])
+    finally:
+        teacher.reuse_prefix = True
+    teacher._prefix = None  # a fresh prefix cache
+    reused = teacher.generate_batch(batch)
+    prefix = teacher._prefix
+    first_prefill = prefix.prefilled
+    assert first_prefill >= 32  # the system prompt went through the model once, for all four rows
+    reused += teacher.generate_batch(batch[:1])  # the next call reuses it: only its own tokens are new
+    assert 0 < prefix.prefilled - first_prefill < 32
+    for a, b in zip(plain, reused):
+        assert a.completions[0].text == b.completions[0].text
+        assert a.completions[0].token_logprobs == pytest.approx(b.completions[0].token_logprobs, abs=2e-3)
+        assert a.usage == b.usage
+
+
+def test_shared_length_of_token_sequences():
+    from symkd.teachers.prefix_cache import shared_length
+
+    assert shared_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert shared_length([[5], [6]]) == 0
+    assert shared_length([[1, 2], [1, 2]]) == 2
+
+
 def test_too_long_a_request_fails_alone(teacher):
     ok, bad = teacher.generate_batch(
         [completion("ok", "Hi", max_tokens=3, temperature=0), completion("bad", "Hi", max_tokens=9000, temperature=0)]

@@ -99,6 +99,7 @@ class HFTeacher(LocalTeacher):
         device: str = "auto",
         dtype: str = "auto",
         max_length: int | None = None,
+        reuse_prefix: bool = True,
     ):
         super().__init__(model, batch_size=batch_size)
         path = Path(model).expanduser()
@@ -110,6 +111,9 @@ class HFTeacher(LocalTeacher):
         self.device_name = device
         self.dtype_name = dtype
         self.max_length = max_length
+        #: prefill the prompt prefix a batch shares once and keep it for the next call
+        self.reuse_prefix = reuse_prefix
+        self._prefix: Any = None
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -175,7 +179,7 @@ class HFTeacher(LocalTeacher):
 
     async def aclose(self) -> None:
         with self._lock:
-            self._model = self._tokenizer = None
+            self._model = self._tokenizer = self._prefix = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -258,17 +262,14 @@ class HFTeacher(LocalTeacher):
         """One batched ``generate`` for requests that share their params (seeds may differ)."""
         params = requests[0].params
         rows = [(r, j) for r, req in enumerate(requests) for j in range(req.params.n)]
-        width = max(len(p) for p in prompts)
-        pad = self._tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(prompts[r])) + prompts[r] for r, _ in rows])
-        mask = torch.tensor([[0] * (width - len(prompts[r])) + [1] * len(prompts[r]) for r, _ in rows])
+        inputs = self._batch_inputs([prompts[r] for r, _ in rows], params.max_tokens)
+        width = inputs["input_ids"].shape[1]
         seeds = [sample_seed(requests[r].params.seed, j) for r, j in rows]
         picker = _Picker(params.temperature, params.top_p, seeds, params.logprobs)
         kwargs = self._generation_kwargs(params)
         with torch.inference_mode():
             result = self._model.generate(
-                input_ids=input_ids.to(self._device),
-                attention_mask=mask.to(self._device),
+                **{k: v.to(self._device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()},
                 logits_processor=LogitsProcessorList([*kwargs.pop("logits_processor", []), picker]),
                 **kwargs,
             )
@@ -280,6 +281,17 @@ class HFTeacher(LocalTeacher):
             responses[r].completions.append(completion)
             responses[r].usage.completion_tokens += used
         return responses
+
+    def _batch_inputs(self, prompts: list[list[int]], max_new_tokens: int) -> dict[str, Any]:
+        """Padded ``generate`` inputs; the shared prompt prefix prefilled once (see prefix_cache)."""
+        from symkd.teachers.prefix_cache import PrefixCache, left_padded
+
+        pad = self._tokenizer.pad_token_id
+        if not self.reuse_prefix:
+            return left_padded(prompts, pad)
+        if self._prefix is None:
+            self._prefix = PrefixCache(self._model, self._device)
+        return self._prefix.batch_inputs(prompts, pad, max_new_tokens)
 
     def _finish(self, tokens: list[int], params: GenerationParams, logprobs: list[float] | None) -> tuple[Completion, int]:
         """Text, finish reason and logprobs of one row; also the number of tokens it generated."""
