@@ -252,12 +252,12 @@ _CLI_PROBE = """
 import sys
 from symkd.cli import main
 main(sys.argv[1:])
-heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "transformers", "openai") if m in sys.modules)
 print("HEAVY", heavy)
 """
 
 
-def test_cli_generate_with_an_api_teacher_imports_no_torch(fake_openai, tmp_path):
+def test_cli_generate_with_an_api_teacher_imports_no_torch_and_no_sdk(fake_openai, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"id": "a", "prompt": "hi"}\n{"id": "b", "messages": [{"role": "user", "content": "yo"}]}\n')
     db = tmp_path / "cli.db"

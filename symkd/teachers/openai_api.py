@@ -1,33 +1,28 @@
 """OpenAI-compatible backend (OpenAI, vLLM, llama.cpp server, Ollama, ...).
 
-Builds and sends one request with the official SDK (AsyncOpenAI over aiohttp when
-available); everything else — concurrency, limits, retries, failure records — is the base
-class's. The API key is read from the environment and never stored or logged; neither are
-credentials written into ``--base-url`` (they are sent as HTTP Basic auth).
-
-The hot path is kept lean: requests go through the SDK's generic ``client.post`` with a
-plain JSON body and come back as plain JSON (``cast_to=object``), which skips the SDK's
-TypedDict transform of the parameters and its model construction of the answer — half of
-the SDK's CPU cost per request — while keeping its transport, headers, auth and error
-classes. The answer is checked and parsed here; anything malformed becomes a retryable
-error naming the problem.
+Builds one request and reads its answer; everything else — concurrency, limits, retries,
+failure records — is the base class's. The API key is read from the environment and never
+stored or logged; neither are credentials written into ``--base-url`` (they are sent as HTTP
+Basic auth). Requests go out as plain JSON through :mod:`symkd.teachers.openai_http` (why not
+the official SDK is measured there) and answers come back as plain JSON, checked and parsed
+here; anything malformed becomes a retryable error naming the problem.
 """
 
 from __future__ import annotations
 
 import base64
 import email.utils
-import importlib
 import json
 import os
 import time
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import openai
+import aiohttp
 
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import APITeacher, FatalRequestError, RetryableError, redact
+from symkd.teachers.openai_http import HTTPStatusError, OpenAIHTTP
 from symkd.teachers.types import Completion, Request, Response, Usage
 from symkd.teachers.urls import netloc, model_at, safe_url
 
@@ -109,14 +104,8 @@ class OpenAITeacher(APITeacher):
         if endpoint not in {"auto", "chat", "completions"}:
             raise TeacherUnavailable(f"endpoint must be auto, chat or completions, not {endpoint!r}")
         self.endpoint = endpoint
-        self.client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=client_url,
-            default_headers=headers,
-            max_retries=0,  # retries are ours
-            timeout=timeout,
-            http_client=_http_client(concurrency, timeout),
-        )
+        self.http = OpenAIHTTP(client_url, api_key=api_key, headers=headers, connections=max(1000, concurrency + 8),
+                               timeout=timeout)  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "base_url": safe_url(self.base_url), "endpoint": self.endpoint}
@@ -128,14 +117,16 @@ class OpenAITeacher(APITeacher):
     async def preflight(self) -> None:
         """Fail fast with one clear line when the server cannot be reached or refuses the key."""
         try:
-            await self.client.models.list(timeout=min(self.timeout, 10.0))
-        except openai.AuthenticationError:
-            raise TeacherUnavailable(f"{safe_url(self.base_url) or 'OpenAI'}: the API key was refused") from None
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            await self.http.get("/models", timeout=min(self.timeout, 10.0))
+        except HTTPStatusError as exc:
+            if exc.status == 401:
+                raise TeacherUnavailable(f"{safe_url(self.base_url) or 'OpenAI'}: the API key was refused") from None
+            # some servers have no /models; the requests themselves will tell
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             where = safe_url(self.base_url) or "the OpenAI API"
             raise TeacherUnavailable(f"cannot reach {where}: {redact(_transport_reason(exc), self._secrets)}") from None
-        except (openai.APIError, ValueError, TypeError):
-            pass  # some servers have no /models; the requests themselves will tell
+        except ValueError:
+            pass  # not JSON: the requests themselves will tell
 
     async def send(self, request: Request) -> Response:
         p = request.params
@@ -189,20 +180,16 @@ class OpenAITeacher(APITeacher):
     async def _call(self, request: Request, n: int, seed: int | None) -> tuple[list[Completion], Usage]:
         path, body = self._body(request, n, seed)
         try:
-            raw = await self.client.post(path, cast_to=object, body=body)
-        except openai.APIStatusError as exc:
-            reason = f"HTTP {exc.status_code}: {_status_message(exc)}"
-            if exc.status_code in _RETRY_STATUS or exc.status_code >= 500:
-                raise RetryableError(reason, retry_after_seconds(exc.response.headers)) from None
+            raw = await self.http.post(path, body)
+        except HTTPStatusError as exc:
+            reason = f"HTTP {exc.status}: {exc.message}"
+            if exc.status in _RETRY_STATUS or exc.status >= 500:
+                raise RetryableError(reason, retry_after_seconds(exc.headers)) from None
             raise FatalRequestError(reason) from None
-        except openai.APIConnectionError as exc:  # APITimeoutError included
-            raise RetryableError(_transport_reason(exc)) from None
-        except (openai.APIResponseValidationError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise RetryableError(_body_reason(exc)) from None
-        except Exception as exc:
-            if _is_transport_error(exc):  # an error the SDK did not wrap
-                raise RetryableError(_transport_reason(exc)) from None
-            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RetryableError(_transport_reason(exc)) from None
         try:
             parse = _parse_chat if path == "/chat/completions" else _parse_completion
             return parse(raw), _usage(raw)
@@ -210,7 +197,7 @@ class OpenAITeacher(APITeacher):
             raise RetryableError(f"malformed response body: {_short(exc)}") from None
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self.http.close()
 
 
 def _split_credentials(url: str | None) -> tuple[str | None, dict[str, str] | None]:
@@ -251,20 +238,12 @@ def _short(exc: BaseException, limit: int = 300) -> str:
     return text[:limit] or type(exc).__name__
 
 
-def _status_message(exc: openai.APIStatusError) -> str:
-    """The server's own error message when it sent one, else the SDK's summary."""
-    body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
-        return " ".join(body["message"].split())[:300]
-    return _short(exc)
-
-
 #: errors (aiohttp, httpx, http.client) that mean the body stopped short of what was announced
 _TRUNCATED = {"ClientPayloadError", "ContentLengthError", "TransferEncodingError", "RemoteProtocolError", "IncompleteRead"}
 
 
 def _transport_reason(exc: BaseException) -> str:
-    """Name what went wrong below the SDK (its own messages say only "Connection error.")."""
+    """Name what went wrong on the wire: truncated body, timeout or connection error, with the root cause."""
     chain = [exc]
     while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 8:
         chain.append(nxt)
@@ -275,11 +254,6 @@ def _transport_reason(exc: BaseException) -> str:
     if "Timeout" in type(root).__name__ or isinstance(root, TimeoutError):
         return f"request timed out ({detail})"
     return f"connection error: {detail}"
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    """An httpx/httpx2 TransportError (whichever HTTP library this SDK version uses)."""
-    return any(c.__name__ == "TransportError" and c.__module__.startswith("httpx") for c in type(exc).__mro__)
 
 
 def _choices(raw: Any) -> list[dict]:
@@ -331,31 +305,3 @@ def _usage(raw: dict) -> Usage:
     if not isinstance(u, dict):
         return Usage()
     return Usage(prompt_tokens=u.get("prompt_tokens") or 0, completion_tokens=u.get("completion_tokens") or 0)
-
-
-def _http_client(concurrency: int, timeout: float) -> Any:
-    """The SDK's aiohttp transport when installed (much faster at high concurrency), else httpx.
-
-    The SDK's default pool allows 1000 connections; a larger ``concurrency`` gets a larger
-    pool so the pool never caps the workers.
-    """
-    httpx = _sdk_httpx()
-    connections = max(1000, concurrency + 8)
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=max(100, concurrency + 8))
-    try:
-        import aiohttp  # noqa: F401
-        from openai import DefaultAioHttpClient
-
-        return DefaultAioHttpClient(limits=limits, timeout=timeout)
-    except (ImportError, RuntimeError):
-        return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
-
-
-def _sdk_httpx() -> Any:
-    """The HTTP library this SDK version is built on (httpx, or httpx2 in newer releases)."""
-    for cls in openai.DefaultAsyncHttpxClient.__mro__:
-        if cls.__name__ == "AsyncClient" and cls.__module__.startswith("httpx"):
-            return importlib.import_module(cls.__module__.split(".")[0])
-    import httpx
-
-    return httpx

@@ -39,7 +39,7 @@ BACKENDS: dict[str, BackendInfo] = {
         BackendInfo(
             "openai",
             "symkd.teachers.openai_api:OpenAITeacher",
-            ("openai",),
+            ("aiohttp",),
             "",
             "any OpenAI-compatible server (OpenAI, vLLM, llama.cpp server, Ollama); --base-url",
         ),
