@@ -44,18 +44,18 @@ def sb():
         yield box
 
 
-def nobody_pids(pgid: int | None = None) -> list[int]:
-    """Live processes of uid 65534 (the sandbox's uid), optionally in one process group."""
+def uid_pids(uid: int, pgid: int | None = None) -> list[int]:
+    """Live processes of ``uid`` (a sandbox's own), optionally in one process group."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            uid = (entry / "status").read_text().split("Uid:")[1].split()[0]
+            owner = (entry / "status").read_text().split("Uid:")[1].split()[0]
         except (OSError, IndexError):
             continue
-        if uid == "65534" and stat[0] not in "ZX" and (pgid is None or int(stat[2]) == pgid):
+        if owner == str(uid) and stat[0] not in "ZX" and (pgid is None or int(stat[2]) == pgid):
             found.append(int(entry.name))
     return found
 
@@ -141,7 +141,7 @@ print([name for _, name in socket.if_nameindex()])
     assert seen == []
 
 
-def test_subprocess_and_os_system_run_contained_as_nobody(sb, host_dir):
+def test_subprocess_and_os_system_run_contained_as_the_sandboxs_own_uid(sb, host_dir):
     target = host_dir / "from-subprocess"
     r = sb.run(f"""
 import os, subprocess
@@ -151,7 +151,9 @@ p = subprocess.run(['sh', '-c', 'echo sub > {target}'], capture_output=True, tex
 print('rc', p.returncode)
 """)
     assert r.error is None, r.error
-    assert "uid 65534 65534" in r.stdout and "65534" in r.stdout.splitlines()
+    if os.geteuid() == 0:
+        assert sb.uid >= 1 << 30  # never root, and not nobody: a uid of its own
+    assert f"uid {sb.uid} {sb.uid}" in r.stdout and str(sb.uid) in r.stdout.splitlines()
     assert "touch-failed" in r.stdout and "rc 0" not in r.stdout
     assert not target.exists()
 
@@ -161,14 +163,14 @@ def test_ctypes_libc_system_is_contained(sb, host_dir):
     r = sb.run(f"import ctypes\nlibc = ctypes.CDLL(None)\nprint('rc', libc.system(b'id -u; echo x > {target}'))\n"
                "print('setuid0', libc.setuid(0))")
     assert r.error is None, r.error
-    assert "65534" in r.stdout and "rc 0" not in r.stdout and "setuid0 -1" in r.stdout
+    assert str(sb.uid) in r.stdout and "rc 0" not in r.stdout and "setuid0 -1" in r.stdout
     assert not target.exists()
 
 
 def test_fork_bomb_is_stopped_and_cleaned_up():
-    before = len(nobody_pids())
     limits = SandboxLimits(step_timeout=2.0, cpu_seconds=5, max_processes=32)
     with Sandbox(limits=limits) as box:
+        uid = box.uid
         counted = box.run("import os\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
                           "            import time; time.sleep(60); os._exit(0)\n        n += 1\n"
                           "except OSError as exc:\n    print(n, type(exc).__name__)")
@@ -179,14 +181,32 @@ def test_fork_bomb_is_stopped_and_cleaned_up():
         bomb = box.run("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
         assert bomb.timed_out and time.monotonic() - began < 6
         settle = time.monotonic() + 3  # SIGKILLed processes leave /proc asynchronously (reaped inside the namespace)
-        while nobody_pids(pgid) and time.monotonic() < settle:
+        while uid_pids(uid, pgid) and time.monotonic() < settle:
             time.sleep(0.05)
-        assert nobody_pids(pgid) == []
+        assert uid_pids(uid, pgid) == []
         assert box.run("print('alive')").stdout == "alive\n"
     deadline = time.monotonic() + 3
-    while len(nobody_pids()) > before and time.monotonic() < deadline:
+    while uid_pids(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(nobody_pids()) <= before
+    assert uid_pids(uid) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="own uids per sandbox need root (as in CI)")
+def test_each_sandbox_has_its_own_process_budget():
+    """RLIMIT_NPROC counts per uid machine-wide: sandboxes sharing one uid would share one budget
+    (each holds a zygote and a worker, so with a limit of 4 a third could not even start)."""
+    limits = SandboxLimits(step_timeout=5.0, cpu_seconds=5, max_processes=4)
+    boxes = []
+    try:
+        for _ in range(6):
+            boxes.append(Sandbox(limits=limits))
+        assert len({b.uid for b in boxes}) == 6
+        results = [b.run("import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)\nprint('forked')")
+                   for b in boxes]  # fmt: skip
+        assert [r.stdout for r in results] == ["forked\n"] * 6, [r.error for r in results]
+    finally:
+        for b in boxes:
+            b.close()
 
 
 def test_memory_bomb_fails_inside_and_parent_is_fine(sb):
@@ -199,13 +219,13 @@ def test_memory_bomb_fails_inside_and_parent_is_fine(sb):
 def test_infinite_loop_is_killed_with_its_process_group(sb):
     r0 = sb.run("import subprocess\nchild = subprocess.Popen(['sleep', '300'])\nprint(child.pid)")
     pgid = sb.pid
-    assert len(nobody_pids(pgid)) == 2  # worker + sleep
+    assert len(uid_pids(sb.uid, pgid)) == 2  # worker + sleep
     began = time.monotonic()
     r = sb.run("while True:\n    pass")
     assert r.timed_out and r.worker_died and r.exit_code == -9
     assert 2.5 < time.monotonic() - began < 6
     assert "TimeoutError" in r.error and r0.error is None
-    assert nobody_pids(pgid) == []
+    assert uid_pids(sb.uid, pgid) == []
     after = sb.run("print('fresh', 'child' in globals())")
     assert after.restarted and after.stdout == "fresh False\n"
 

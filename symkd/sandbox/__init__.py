@@ -20,8 +20,10 @@ per episode, isolated by the kernel::
   (``apt-get install bubblewrap``). ``$SYMKD_BWRAP`` or ``bwrap=`` pick the binary.
 - ``mode="rlimit"``: the same limits and uid drop, no namespaces (host files and network are
   reachable). Weaker; a RuntimeWarning says so each time one starts.
-- When symkd runs as root, the sandbox setgroups/setgid/setuid's to nobody (65534) before any
-  model code runs (the kernel ignores RLIMIT_NPROC for root). Limits are setrlimit: CPU seconds
+- When symkd runs as root, the sandbox setgroups/setgid/setuid's to a uid of its own (one per
+  container, from 2**30 up; ``Sandbox.uid``) before any model code runs: the kernel ignores
+  RLIMIT_NPROC for root and counts it per uid machine-wide, so sandboxes sharing nobody would
+  share one process budget. Limits are setrlimit: CPU seconds
   (per step), address space, processes (per uid), file size, open files; the parent enforces
   a wall-clock timeout per step by killing the worker's process group; stdout/stderr are capped.
 - Tools run in the parent: ``search("q")`` in model code sends a request over the worker's

@@ -3,7 +3,7 @@ interpreter path (/opt/symkd-py) where nothing of symkd is importable, and the h
 only the framing helpers (``send_msg``/``recv_msg``) from here so both sides share one protocol.
 
 Started as ``python -s -B _worker.py CONFIG_JSON``; it becomes the *zygote*: it drops root
-(setgroups/setgid/setuid to nobody, so RLIMIT_NPROC binds), applies the rlimits, makes itself the
+(setgroups/setgid/setuid to its container's own uid, so RLIMIT_NPROC binds), applies the rlimits, makes itself the
 child subreaper, then waits for ``spawn`` requests. Each spawn forks one *worker* that holds one
 episode's globals. A worker forks itself (double fork, so the copy is reparented to the zygote and
 reaped there) to give ``Sandbox.fork()`` a copy of its state. Frames are a 4-byte big-endian
@@ -79,12 +79,12 @@ def recv_msg(sock: socket.socket) -> tuple[dict, list[int], int | None]:
 # ---------------------------------------------------------------- start-up (zygote)
 
 
-def drop_root() -> None:
-    """Become nobody for real: the kernel does not apply RLIMIT_NPROC to uid 0."""
+def drop_root(uid: int) -> None:
+    """Become ``uid`` for real: the kernel does not apply RLIMIT_NPROC to uid 0."""
     if os.getuid() == 0 or os.geteuid() == 0:
         os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
+        os.setgid(uid)
+        os.setuid(uid)
     if os.getuid() == 0:
         raise SystemExit("sandbox: still root after setuid")
 
@@ -111,7 +111,7 @@ def zygote(cfg: dict) -> None:
     ctl = socket.socket(fileno=cfg["fd"])
     for name in PRELOAD:
         __import__(name)
-    drop_root()
+    drop_root(cfg.get("uid", NOBODY))
     _prctl(38, 1)  # PR_SET_NO_NEW_PRIVS: setuid binaries cannot regain root
     _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphaned workers are reaped (and reported) here
     apply_limits(cfg["limits"])

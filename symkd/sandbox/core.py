@@ -72,6 +72,11 @@ class Sandbox:
         return self._ch.workdir if self._ch else None
 
     @property
+    def uid(self) -> int:
+        """The uid model code runs as: this sandbox's own (symkd's uid when symkd is not root)."""
+        return self._container.uid
+
+    @property
     def pid(self) -> int | None:
         """Host pid of the worker (also its process group id)."""
         return self._ch.pid if self._ch else None

@@ -9,6 +9,7 @@ limits and uid drop, but it sees the host's filesystem and network.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import select
@@ -100,12 +101,26 @@ def bwrap_command(bwrap: str, box: str, tmp_mb: int = 64) -> tuple[list[str], st
     py_args, python, py_env = _python_mounts()
     args += py_args + ["--ro-bind", _worker.__file__, WORKER_MOUNT, "--bind", box, BOX_MOUNT,
                        "--chdir", BOX_MOUNT, "--clearenv"]
-    if os.geteuid() == 0:  # needed only for the worker's own setuid to nobody
+    if os.geteuid() == 0:  # needed only for the zygote's own setuid to the container's uid
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     env = _clean_env(BOX_MOUNT, "/tmp", py_env)
     for key, value in env.items():
         args += ["--setenv", key, value]
     return args + [python, "-s", "-B", WORKER_MOUNT], BOX_MOUNT, env
+
+
+#: Model code runs as a uid of its own per container, never root and never shared: the kernel
+#: counts RLIMIT_NPROC per uid across the whole machine, so containers sharing one uid (nobody)
+#: would share one process budget (measured: with 64, the 33rd concurrent episode could not
+#: start). A live process's pid and a per-process counter make the uid; no account is needed.
+UID_BASE = 1 << 30
+_uid_counter = itertools.count()
+
+
+def container_uid() -> int:
+    """A uid in [2**30, 2**31): this process's pid (folded to 20 bits) and a counter (10 bits),
+    so containers of symkd processes running side by side do not share one."""
+    return UID_BASE + (((os.getpid() & 0xFFFFF) << 10) | (next(_uid_counter) & 0x3FF))
 
 
 @dataclass
@@ -140,16 +155,17 @@ class Container:
         self.box = self.host_dir / "box"
         self.box.mkdir()
         (self.box / ".tmp").mkdir()
-        if os.geteuid() == 0:  # nobody may pass through (not list) the host dir to its box
+        self.uid = container_uid() if os.geteuid() == 0 else os.getuid()
+        if os.geteuid() == 0:  # the container's uid may pass through (not list) the host dir to its box
             os.chmod(self.host_dir, 0o711)
             for path in (self.box, self.box / ".tmp"):
-                os.chown(path, _worker.NOBODY, _worker.NOBODY)
+                os.chown(path, self.uid, self.uid)
         self._next = 0
         self._start(bwrap_path, tools)
 
     def _start(self, bwrap_path: str | None, tools: list[str]) -> None:
         host, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cfg = {"fd": peer.fileno(), "limits": self.limits.for_worker(), "tools": tools}
+        cfg = {"fd": peer.fileno(), "limits": self.limits.for_worker(), "tools": tools, "uid": self.uid}
         if bwrap_path:
             argv, self.box_inside, env = bwrap_command(bwrap_path, str(self.box), self.limits.tmp_mb)
         else:
@@ -167,6 +183,9 @@ class Container:
         if msg is None:
             self.kill()
             raise SandboxError(f"sandbox did not start: {self.log_tail()}")
+        if msg.get("uid") != self.uid:
+            self.kill()
+            raise SandboxError(f"sandbox runs as uid {msg.get('uid')}, not its own uid {self.uid}")
 
     def log_tail(self) -> str:
         self.log.seek(0)
