@@ -287,8 +287,8 @@ class HFTeacher(LocalTeacher):
         from symkd.teachers.prefix_cache import PrefixCache, left_padded
 
         pad = self._tokenizer.pad_token_id
-        if not self.reuse_prefix:
-            return left_padded(prompts, pad)
+        if not self.reuse_prefix or not getattr(self._model, "_can_compile_fullgraph", False):
+            return left_padded(prompts, pad)  # no static cache for this architecture: transformers' default
         if self._prefix is None:
             self._prefix = PrefixCache(self._model, self._device)
         return self._prefix.batch_inputs(prompts, pad, max_new_tokens)
