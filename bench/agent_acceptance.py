@@ -1,6 +1,6 @@
 """Acceptance for agent distillation on GSM8K, end to end on the embedded SmolLM2-135M.
 
-    python bench/agent_acceptance.py --train 500 --test 100 --out agent_acceptance.json --work /tmp/acc
+    python bench/agent_acceptance.py --train 200 --test 40 --max-steps 4 --max-tokens 96 --sag 4 --work /tmp/acc
 
 Trains two students on the same first --train GSM8K train problems: CoT-distilled (worked
 solutions as chat, `symkd train` data) and agent-distilled (their gold-rationale CodeAct
