@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import typer
@@ -133,6 +134,20 @@ def test_rlimit_mode_runs_and_warns():
         assert child.run("x += 1\nprint(x)").stdout == "4\n"
         child.close()
         assert box.run("print(x)").stdout == "3\n"
+
+
+def test_rlimit_mode_worker_sees_the_stdlib_not_symkds_modules():
+    """Started in place, the worker's own folder (symkd/sandbox, with a types.py) came first on
+    sys.path: in a virtualenv whose start-up had not imported ``types`` yet, the sandbox failed."""
+    import types
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(limits=FAST, mode="rlimit") as box:
+            r = box.run("import sys, types\nprint(sys.path[0])\nprint(types.__file__)")
+    first, types_file = r.stdout.splitlines()
+    assert not (Path(first) / "types.py").exists() and not (Path(first) / "_worker.py").exists()
+    assert types_file == types.__file__
 
 
 def test_rlimit_mode_timeout_kills_the_worker():

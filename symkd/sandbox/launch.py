@@ -169,7 +169,11 @@ class Container:
         if bwrap_path:
             argv, self.box_inside, env = bwrap_command(bwrap_path, str(self.box), self.limits.tmp_mb)
         else:
-            argv = [sys.executable, "-s", "-B", _worker.__file__]
+            # run a copy from a folder of its own: started in place, the script's folder
+            # (symkd/sandbox, with its types.py) would come first on sys.path and shadow the stdlib
+            worker = self.host_dir / "symkd-worker.py"
+            shutil.copyfile(_worker.__file__, worker)
+            argv = [sys.executable, "-s", "-B", str(worker)]
             self.box_inside = str(self.box)
             env = _clean_env(str(self.box), str(self.box / ".tmp"), {})
         self.log = open(self.host_dir / "container.log", "w+b")
@@ -181,8 +185,9 @@ class Container:
         self.zygote = host
         msg = self._await(host, "ready")
         if msg is None:
+            why = self.log_tail()  # before kill() closes the log
             self.kill()
-            raise SandboxError(f"sandbox did not start: {self.log_tail()}")
+            raise SandboxError(f"sandbox did not start: {why}")
         if msg.get("uid") != self.uid:
             self.kill()
             raise SandboxError(f"sandbox runs as uid {msg.get('uid')}, not its own uid {self.uid}")
