@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 #: each rank runs this: train on the triples with the JSON config; optionally "die" after N checkpoints
 RANK_SCRIPT = """
-import json, sys
+import json, os, sys
 from symkd.students import train as train_module
 from symkd.students.data import from_triples
 from symkd.students.train import TrainConfig, train
@@ -35,7 +35,8 @@ if die_after:
         return path
     train_module.checkpoints.save = save_then_die
 summary = train(from_triples([tuple(t) for t in triples]), TrainConfig(**config), progress=False)
-print("SUMMARY " + json.dumps({k: summary[k] for k in ("steps", "final", "evals", "history", "global_batch")}))
+if os.environ.get("RANK", "0") == "0":  # one rank reports: two ranks' prints can interleave on one line
+    print("SUMMARY " + json.dumps({k: summary[k] for k in ("steps", "final", "evals", "history", "global_batch")}), flush=True)
 """
 
 # 21 examples for training (6 held out): the last global micro-batch of an epoch has one row, so rank 1
