@@ -29,7 +29,6 @@ import traceback
 
 MAX_FRAME = 16 << 20
 _ANC = socket.CMSG_SPACE(8 * 4) + socket.CMSG_SPACE(12)
-NOBODY = 65534
 # Imported before dropping root in "rlimit" mode, where the interpreter may live under an
 # unreadable /root; in "bwrap" mode the interpreter is bind-mounted readable and this is a warm-up.
 PRELOAD = ("base64", "bisect", "collections", "copy", "csv", "dataclasses", "datetime", "decimal",
@@ -111,7 +110,7 @@ def zygote(cfg: dict) -> None:
     ctl = socket.socket(fileno=cfg["fd"])
     for name in PRELOAD:
         __import__(name)
-    drop_root(cfg.get("uid", NOBODY))
+    drop_root(cfg["uid"])
     _prctl(38, 1)  # PR_SET_NO_NEW_PRIVS: setuid binaries cannot regain root
     _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphaned workers are reaped (and reported) here
     apply_limits(cfg["limits"])

@@ -18,8 +18,8 @@ class SandboxLimits:
     (CPU used so far + cpu_seconds); going over it delivers SIGXCPU. ``episode_cpu_seconds`` is
     the hard RLIMIT_CPU, a worker's lifetime cap that model code cannot raise.
     ``max_processes`` is RLIMIT_NPROC, which the kernel counts per uid (each container has its
-    own when symkd runs as root), threads included: it covers the zygote, the episode's worker and its forks and every process model
-    code starts, so 64 allows ~16 forks with room to spare while a fork bomb stops at 64.
+    own when symkd runs as root), threads included: it covers the zygote, the episode's worker
+    and its forks and every process model code starts, so 64 allows ~16 forks with room to spare while a fork bomb stops at 64.
     ``step_timeout`` is wall seconds per step (time spent inside host tools is not counted).
     ``output_bytes`` caps stdout and stderr each per step. ``tmp_mb`` sizes the private /tmp
     (a tmpfs, i.e. RAM, which RLIMIT_AS does not cover).

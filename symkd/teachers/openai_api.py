@@ -186,10 +186,10 @@ class OpenAITeacher(APITeacher):
             if exc.status in _RETRY_STATUS or exc.status >= 500:
                 raise RetryableError(reason, retry_after_seconds(exc.headers)) from None
             raise FatalRequestError(reason) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # before ValueError: InvalidURL is both
+            raise RetryableError(_transport_reason(exc)) from None
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise RetryableError(_body_reason(exc)) from None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RetryableError(_transport_reason(exc)) from None
         try:
             parse = _parse_chat if path == "/chat/completions" else _parse_completion
             return parse(raw), _usage(raw)
@@ -238,8 +238,8 @@ def _short(exc: BaseException, limit: int = 300) -> str:
     return text[:limit] or type(exc).__name__
 
 
-#: errors (aiohttp, httpx, http.client) that mean the body stopped short of what was announced
-_TRUNCATED = {"ClientPayloadError", "ContentLengthError", "TransferEncodingError", "RemoteProtocolError", "IncompleteRead"}
+#: aiohttp's errors for a body that stopped short of what was announced
+_TRUNCATED = {"ClientPayloadError", "ContentLengthError", "TransferEncodingError"}
 
 
 def _transport_reason(exc: BaseException) -> str:

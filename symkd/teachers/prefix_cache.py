@@ -112,7 +112,7 @@ def left_padded(prompts: list[list[int]], pad: int) -> dict[str, Any]:
 
 def _middle_padded(prompts: list[list[int]], pad: int, shared: int) -> dict[str, Any]:
     """Rows laid out [shared prefix][padding][own suffix], the padding masked out."""
-    width = shared + max(len(p) - shared for p in prompts)
+    width = max(len(p) for p in prompts)
     ids = [p[:shared] + [pad] * (width - len(p)) + p[shared:] for p in prompts]
     mask = [[1] * shared + [0] * (width - len(p)) + [1] * (len(p) - shared) for p in prompts]
     return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
