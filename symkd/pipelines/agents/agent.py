@@ -7,17 +7,47 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from symkd.errors import UserError
 from symkd.pipelines.agents.episode import Episode
 from symkd.pipelines.agents.gsm8k import Task
 from symkd.pipelines.agents.loop import AgentConfig, LoopStats, run_episodes
+from symkd.pipelines.agents.tables import trajectory_id
 from symkd.pipelines.agents.tools import describe, sandbox_callables
 from symkd.prompts import get_template
 
 COT_TEMPLATE = "agents/cot"
+
+
+def _config_digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def episode_rows(episodes: Sequence[Any], *, source: str, model: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    digest = _config_digest(config)
+    rows = []
+    for e in episodes:
+        if e.error is not None:
+            continue
+        tid = trajectory_id(source, model, f"{e.template_id}@{e.template_version}", e.task.id, e.sample, digest)
+        rows.append(e.to_row(source=source, model=model, trajectory_id=tid, config=config))
+    return rows
+
+
+def guidance_from(strategies_db: Path | None) -> Callable[[str], str] | None:
+    """The ``strategies`` context provider (another pipeline registers it), or None."""
+    if strategies_db is None:
+        return None
+    from symkd.plugins import CONTEXT_PROVIDERS
+
+    if not Path(strategies_db).is_file():
+        raise UserError(f"{strategies_db}: no such strategies database")
+    return CONTEXT_PROVIDERS.load("strategies")(strategies_db)
 
 
 def base_messages(template: Any, question: str, *, tools: Sequence[Any] = (), guidance: str | None = None,
@@ -57,14 +87,28 @@ def solve(session: Any, tasks: Sequence[Task], config: AgentConfig, *, samples: 
 # ---- chain of thought and the first-thought prefix -----------------------------------------
 
 
-def cot_answers(session: Any, tasks: Sequence[Task], *, guidance: Callable[[str], str] | None = None,
-                max_tokens: int = 256, stage: str = "cot") -> dict[str, str]:  # fmt: skip
-    """task id -> the model's chain-of-thought answer (greedy; cached)."""
+def cot_completions(session: Any, tasks: Sequence[Task], *, guidance: Callable[[str], str] | None = None,
+                    max_tokens: int = 256, stage: str = "cot") -> dict[str, tuple[str | None, bool, str | None]]:  # fmt: skip
+    """task id -> (greedy chain-of-thought text, ended on its own, error); cached."""
     template = get_template(COT_TEMPLATE)
     requests = [template.request(t.id, {"question": t.question, "guidance": guidance(t.question) if guidance else ""},
                                  max_tokens=max_tokens) for t in tasks]  # fmt: skip
     result = session.ask(requests, kind="agent-cot", config={"template": template.ref}, stage=stage)
-    return {item: resp.completions[0].text for item, _, resp in result if resp is not None and resp.ok and resp.completions}
+    out: dict[str, tuple[str | None, bool, str | None]] = {}
+    for item, _, resp in result:
+        if resp is None or not resp.ok or not resp.completions:
+            out[item] = (None, False, (resp.error if resp is not None else None) or "no answer stored")
+        else:
+            first = resp.completions[0]
+            out[item] = (first.text, first.finish_reason != "length", None)
+    return out
+
+
+def cot_answers(session: Any, tasks: Sequence[Task], *, guidance: Callable[[str], str] | None = None,
+                max_tokens: int = 256, stage: str = "cot") -> dict[str, str]:  # fmt: skip
+    """task id -> the model's chain-of-thought answer (greedy; cached); failed requests left out."""
+    answers = cot_completions(session, tasks, guidance=guidance, max_tokens=max_tokens, stage=stage)
+    return {item: text for item, (text, _, _) in answers.items() if text is not None}
 
 
 def first_paragraph(cot: str) -> str:

@@ -5,7 +5,8 @@
     symkd agent export --db run.db --out traj.jsonl [--source gold-rationales]
     symkd agent export-cot --data train.jsonl --out cot.jsonl
     symkd agent train --db run.db --source gold-rationales --base-model smollm2 --out students/agent
-    symkd agent eval --model students/agent --data test.jsonl [--sag 8] [--max-steps 5] [--limit 100]
+    symkd agent self-train --db run.db --data train.jsonl --student students/agent --out students/self --rounds 2
+    symkd agent eval --model students/agent --data test.jsonl [--sag 8 | --votes 8] [--max-steps 5] [--limit 100]
     symkd corpus index docs.jsonl --db run.db | symkd corpus index --from-triples commonsense.db --db run.db
     symkd eval gsm8k --model students/cot --data test.jsonl --mode cot|agent [--strategies DB]
 """
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from symkd.commandline import build, model_options
 from symkd.errors import UserError
+from symkd.pipelines.agents.self_train import SelfTrainConfig
 from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
 
@@ -140,6 +142,8 @@ def export_cot(
     data: Path = typer.Option(..., "--data", help="GSM8K JSONL with worked solutions"),
     out: Path = typer.Option(..., "--out", "-o"),
     limit: Optional[int] = typer.Option(None, "--limit"),
+    same_as: Optional[Path] = typer.Option(None, "--same-as", help="only the problems that have trajectories in this DB (of --source)"),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="with --same-as: trajectory sources counted (default gold-rationales)"),
 ) -> None:
     """GSM8K worked solutions as chat JSONL for `symkd train` (the CoT-distilled baseline)."""
     from symkd.jsonio import atomic_write
@@ -147,6 +151,9 @@ def export_cot(
     from symkd.pipelines.agents.gsm8k import read_tasks
 
     tasks = [t for t in read_tasks(data, limit=limit) if t.solution]
+    if same_as is not None:
+        solved = {r["task_id"] for r in _read(same_as, list(source or ["gold-rationales"]), "kept")}
+        tasks = [t for t in tasks if t.id in solved]
     with atomic_write(out) as fh:
         for t in tasks:
             fh.write(json.dumps(cot_record(t), ensure_ascii=False) + "\n")
@@ -180,6 +187,37 @@ def train(
     typer.echo(json.dumps({k: summary.get(k) for k in ("examples", "steps", "final_loss", "seconds", "out") if k in summary}, default=str))
 
 
+@model_options(TrainConfig, "train_options", exclude=("kd_loss", "teacher_model", "kd_weight", "max_steps"),
+               defaults={"max_length": 384, "epochs": 1.0, "batch_size": 8})  # fmt: skip
+@model_options(SelfTrainConfig, "self_options")
+@model_options(TeacherOptions, "teacher_options", prefix="gen-")  # the sampling student's options: --gen-batch-size ...
+def self_train(
+    db: Path = typer.Option(..., "--db", help="DB with the seed trajectories; sampled episodes and rounds go here"),
+    data: Path = typer.Option(..., "--data", help="training problems (GSM8K JSONL) the student samples on"),
+    student: Path = typer.Option(..., "--student", help="round 0 student (e.g. from symkd agent train)"),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="GSM8K JSONL to evaluate each round's student on"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="first N training problems only"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    as_json: bool = typer.Option(False, "--json"),
+    train_options: Any = None,
+    self_options: Any = None,
+    teacher_options: Any = None,
+) -> None:
+    """Verified self-training: the student samples, the verifier keeps correct new code, retrain; N rounds."""
+    from symkd.pipelines.agents import self_train as st
+
+    if "out" not in train_options:
+        raise UserError("--out is required: the folder for the rounds' students")
+    if not (student / "training.json").is_file():
+        raise UserError(f"{student}: not a finished student folder (no training.json)")
+    config = build(SelfTrainConfig, self_options)
+    base = build(TrainConfig, train_options).model_dump(exclude={"out"}, exclude_unset=True)
+    build(TeacherOptions, teacher_options)
+    report = st.run(db, data, student, Path(train_options["out"]), config=config, train_options={**{"max_length": 384, "epochs": 1.0, "batch_size": 8}, **base},
+                    eval_data=eval_data, limit=limit, teacher_options=teacher_options, progress=not quiet)  # fmt: skip
+    _print(report, as_json)
+
+
 class EvalOptions(BaseModel):
     """The options ``agent eval`` and ``eval gsm8k`` share, defined once (flags from model_options)."""
 
@@ -191,6 +229,8 @@ class EvalOptions(BaseModel):
     data: Path = Field(..., description="GSM8K JSONL")
     db: Optional[Path] = Field(None, description="cache + trajectories DB (default MODEL/agent_eval.db or ./agent_eval.db)")
     sag: int = Field(0, ge=0, description="self-consistent action generation: N candidates per step (8 usual; 0 off)")
+    votes: int = Field(0, ge=0, description="self-consistency: K sampled episodes per task, majority vote on the answer (0 off)")
+    vote_temperature: float = Field(0.7, gt=0, le=2, description="sampling temperature of --votes episodes")
     max_steps: int = Field(5, ge=1, description="steps per episode")
     max_tokens: int = Field(192, ge=1, description="tokens per step (CoT: per answer)")
     limit: Optional[int] = Field(None, ge=1, description="first N tasks only")
@@ -218,7 +258,8 @@ def _evaluate(mode: str, values: dict[str, Any], teacher_options: Any) -> None:
     db = o.db or (o.model / "agent_eval.db" if o.model is not None and o.model.is_dir() else Path("agent_eval.db"))
     metrics = pipeline.evaluate(target, o.data, db, mode=mode, config=config, limit=o.limit,
                                 tools=_tools(o.tools, o.corpus, o.rerank) if mode == "agent" else [], strategies=o.strategies,
-                                teacher_options=teacher_options, out=o.out, progress=not o.quiet)  # fmt: skip
+                                votes=o.votes, vote_temperature=o.vote_temperature, teacher_options=teacher_options,
+                                out=o.out, progress=not o.quiet)  # fmt: skip
     _print(metrics, o.json_out)
 
 
@@ -262,6 +303,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     agent_app.command("export")(export)
     agent_app.command("export-cot")(export_cot)
     agent_app.command("train")(train)
+    agent_app.command("self-train")(self_train)
     agent_app.command("eval")(agent_eval)
     corpus_app.command("index")(corpus_index)
     app.add_typer(agent_app, name="agent")

@@ -1,11 +1,17 @@
 """Indirect knowledge -> demonstrations: GSM8K worked solutions as CodeAct trajectories.
 
 GSM8K's solutions mark each calculation as ``<<expr=value>>``. A solution becomes at most
-three code steps (its annotated lines in order, grouped) and a final step: each step's
-thought is the lines' text without the annotations, its code one assignment per annotation
-(a number that an earlier step computed and the question does not mention becomes that
-step's variable), then ``print`` of the step's last variable; the final step calls
-``final_answer`` on the variable holding the reference answer. Every converted trajectory
+three code steps (its annotated lines in order, grouped) and a final step: each step's code
+is one assignment per annotation (a number that an earlier line computed and the question
+does not mention becomes that line's variable), then ``print`` of the step's last variable;
+the final step calls ``final_answer`` on the variable holding the reference answer.
+
+A step's thought says what to compute, never the result: each line's written calculation and
+its result (``48/2 = <<48/2=24>>24``) become the expression the code evaluates, with earlier
+results named by their variables (``Natalia sold 48/2 clips in May.``, then ``Natalia sold
+48 + clips clips altogether``). The values appear only in the observations, where the
+sandbox printed them, so a student learns to let the code do the arithmetic. The final
+step's thought states the answer only when an observation already showed it. Every converted trajectory
 really runs in the sandbox (observations are what it printed) and is kept only when the
 sandbox's final answer matches the reference; ``source`` is ``gold-rationales``.
 """
@@ -24,6 +30,9 @@ SOURCE = "gold-rationales"
 _ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>]*)>>")
 _NUMBER_TOKEN = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
 _AFTER = re.compile(r"^\s*[\d.,]*\s*%?\s*([A-Za-z]+)")
+#: the calculation written before an annotation ("48/2 = $", "0.2 x 50 =") and the result after it
+_WRITTEN_CALC = re.compile(r"(?:[\d.,]+|[ \t+\-*/×÷()%$^]|(?<=[\d ])x(?=[\d ]))*=[ \t]*\$?[ \t]*$")
+_WRITTEN_RESULT = re.compile(r"[ \t]*\$?-?[\d.,]*\d")
 _NAMES_TO_AVOID = set(keyword.kwlist) | {"print", "sum", "min", "max", "round", "int", "float", "abs", "list",
                                          "id", "type", "len", "final_answer", "str", "input", "range"}  # fmt: skip
 
@@ -73,14 +82,19 @@ def gold_steps(task: Task, *, max_code_steps: int = 3) -> list[GoldStep] | None:
         found = list(_ANNOTATION.finditer(line))
         if not found:
             continue
-        code, var = [], ""
+        code, var, thought, cursor = [], "", "", 0
         for m in found:
             var = _name_for(line[m.end():], used, len(used) + 1)
-            code.append(f"{var} = {_substitute(clean_expression(m.group(1)), known, question_numbers)}")
+            expr = _substitute(clean_expression(m.group(1)), known, question_numbers)
+            code.append(f"{var} = {expr}")
+            before = _WRITTEN_CALC.sub("", line[cursor : m.start()])
+            thought += f"{before} {expr}"
+            result = _WRITTEN_RESULT.match(line, m.end())
+            cursor = result.end() if result else m.end()
             value = m.group(2).strip().replace(",", "").replace("$", "")
             if value:
                 known[value] = var
-        thought = _ANNOTATION.sub("", line).strip()
+        thought = _substitute(re.sub(r"\s+", " ", thought + line[cursor:]).strip(), known, question_numbers)
         blocks.append((thought, code, var))
     if not blocks:
         return None
@@ -88,7 +102,9 @@ def gold_steps(task: Task, *, max_code_steps: int = 3) -> list[GoldStep] | None:
     steps = [GoldStep(" ".join(b[0] for b in g), "\n".join([*(c for b in g for c in b[1]), f"print({g[-1][2]})"]))
              for g in groups]  # fmt: skip
     answer_var = known.get(task.answer.replace(",", "").replace("$", "").strip(), blocks[-1][2])
-    steps.append(GoldStep(f"The answer is {task.answer}.", f"final_answer({answer_var})"))
+    printed = {g[-1][2] for g in groups}
+    final = f"The answer is {task.answer}." if answer_var in printed else f"The answer is {answer_var}."
+    steps.append(GoldStep(final, f"final_answer({answer_var})"))
     return steps
 
 

@@ -3,7 +3,14 @@
 A task file is JSONL of ``{"question", "answer"}`` where the answer is a worked solution ending
 in ``#### final`` (GSM8K's format) or a bare final answer; an optional ``id`` is kept, otherwise
 the id is ``<file stem>:<line>``. Answers match numerically: commas, currency and unit words,
-trailing periods, percent signs and ``x.0`` decimals are handled, so "$1,200.00" matches 1200.
+trailing periods, percent signs, ``x.0`` and ``.5`` decimals and scientific notation are
+handled, and equality allows float round-off (relative 1e-6), so "$1,200.00" matches 1200 and
+``0.30000000000000004`` matches 0.3.
+
+A chain-of-thought answer is the number right after ``####`` (the first one: ``#### 18 ... 7``
+is 18); without ``####``, ``\\boxed{}`` or "the answer is"; only a completion that ended on its
+own falls back to its last number; one cut off at the token limit (typically looping) has no
+answer.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from typing import Iterable
 from symkd.errors import UserError
 from symkd.jsonio import read_jsonl
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
+_NUMBER = re.compile(r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
+_FINAL = re.compile(r"####[ \t]*([^\n]*)")
+#: relative tolerance of numeric equality (float round-off, not rounding by the model)
+REL_TOL = 1e-6
 _ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*([^\n]*)", re.I)
 _BOXED = re.compile(r"\\boxed\{([^}]*)\}")
 
@@ -62,27 +71,43 @@ def read_tasks(path: str | Path, *, limit: int | None = None, offset: int = 0) -
     return tasks[offset : None if limit is None else offset + limit]
 
 
+def _numbers(text: str) -> list[str]:
+    return _NUMBER.findall(str(text).replace("\u2212", "-"))
+
+
+def _decimal(token: str) -> Decimal | None:
+    try:
+        value = Decimal(token.replace(",", ""))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
 def to_number(text: str | int | float | None) -> Decimal | None:
     """The last number in ``text`` (commas, $, %, units ignored); None when there is none."""
     if text is None:
         return None
     if isinstance(text, (int, float)):
         text = repr(text)
-    found = _NUMBER.findall(str(text).replace("\u2212", "-"))
-    if not found:
-        return None
-    try:
-        return Decimal(found[-1].replace(",", ""))
-    except InvalidOperation:
-        return None
+    found = _numbers(str(text))
+    return _decimal(found[-1]) if found else None
 
 
-def extract_answer(completion: str) -> str | None:
-    """The final answer a model wrote: after ``####``, ``\\boxed{}``, "the answer is", else the last number."""
-    for pattern in (_FINAL, _BOXED):
-        m = pattern.search(completion)
-        if m:
-            return m.group(1).strip()
+def extract_answer(completion: str, *, finished: bool = True) -> str | None:
+    """The final answer a model wrote (see the module docstring); None when it gave none.
+
+    ``finished`` is False for a completion cut off at the token limit: it then counts only
+    with an explicit ``####`` or ``\\boxed{}`` answer.
+    """
+    m = _FINAL.search(completion)
+    if m:
+        found = _numbers(m.group(1))
+        return found[0].replace(",", "") if found else None
+    m = _BOXED.search(completion)
+    if m:
+        return m.group(1).strip()
+    if not finished:
+        return None
     matches = _ANSWER_IS.findall(completion)
     if matches and to_number(matches[-1]) is not None:
         return matches[-1].strip()
@@ -91,11 +116,11 @@ def extract_answer(completion: str) -> str | None:
 
 
 def answers_match(predicted: str | int | float | None, reference: str | int | float) -> bool:
-    """Numeric equality of the two answers (exact decimal comparison after normalising)."""
+    """Numeric equality of the two answers, up to float round-off (:data:`REL_TOL`)."""
     a, b = to_number(predicted), to_number(reference)
     if a is None or b is None:
         return predicted is not None and str(predicted).strip().lower() == str(reference).strip().lower()
-    return a == b
+    return a == b or abs(a - b) <= Decimal(str(REL_TOL)) * max(abs(a), abs(b))
 
 
 def accuracy(pairs: Iterable[tuple[str | None, str]]) -> float:

@@ -120,6 +120,9 @@ def _one_step(session: Any, active: list[Episode], config: AgentConfig, label: s
 
 def _request(episode: Episode, params: GenerationParams, continuation: Continuation | None) -> Request:
     messages = episode.conversation()
+    if episode.sample and params.seed is not None and params.temperature > 0:
+        # samples of one task start from the same messages: each needs its own seed to differ
+        params = params.model_copy(update={"seed": (params.seed + 7919 * episode.sample) % (2**63)})
     common = {"id": episode.item_id, "params": params, "sample_index": episode.sample,
               "template_id": episode.template_id, "template_version": episode.template_version}  # fmt: skip
     if episode.prefill and not episode.steps:

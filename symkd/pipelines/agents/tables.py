@@ -8,6 +8,9 @@
   ``critic_scores`` table (item_table ``trajectories``); rejected rows stay for
   negative-aware training.
 * ``corpus_docs`` + ``corpus_fts`` (FTS5): documents the ``search`` tool retrieves (BM25).
+* ``gsm8k_evaluations`` + ``gsm8k_predictions``: every evaluation (model, data, mode, config,
+  accuracy with its 95 % Wilson interval) and its per-item predictions, failed requests
+  included (as wrong), so two students can be compared item by item.
 """
 
 from __future__ import annotations
@@ -44,7 +47,23 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """GSM8K evaluations and their per-item predictions (the rows paired tests compare)."""
+    db["gsm8k_evaluations"].create(
+        {"id": str, "model": str, "data": str, "mode": str, "n": int, "correct": int, "accuracy": float,
+         "ci95_low": float, "ci95_high": float, "answered_rate": float, "config": str, "metrics": str,
+         "created_at": str},
+        pk="id",
+    )  # fmt: skip
+    db["gsm8k_predictions"].create(
+        {"evaluation_id": str, "task_id": str, "sample": int, "prediction": str, "correct": int, "answered": int,
+         "finished": int, "error": str, "completion": str, "trajectory_id": str},
+        pk=("evaluation_id", "task_id", "sample"),
+        foreign_keys=[("evaluation_id", "gsm8k_evaluations", "id")],
+    )  # fmt: skip
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 def ensure(store: Store) -> None:
@@ -106,3 +125,21 @@ def read_trajectories(
             if isinstance(row.get(name), str):
                 row[name] = json.loads(row[name])
     return rows
+
+
+def write_evaluation(store: Store, evaluation: dict[str, Any], predictions: Sequence[dict[str, Any]]) -> None:
+    """Replace an evaluation and its predictions in one transaction."""
+    ensure(store)
+    row = {**evaluation, "created_at": utcnow()}
+    for name in ("config", "metrics"):
+        row[name] = json.dumps(row.get(name), ensure_ascii=False, default=str)
+    with store.transaction() as db:
+        db.execute("delete from gsm8k_predictions where evaluation_id = ?", [row["id"]])
+        db["gsm8k_evaluations"].upsert(row, pk="id")
+        db["gsm8k_predictions"].insert_all([{**p, "evaluation_id": row["id"]} for p in predictions], batch_size=500)
+
+
+def read_predictions(store: Store, evaluation_id: str) -> list[dict[str, Any]]:
+    """An evaluation's per-item predictions in task order (as written)."""
+    ensure(store)
+    return store.query("select * from gsm8k_predictions where evaluation_id = ? order by rowid", [evaluation_id])
