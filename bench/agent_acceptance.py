@@ -1,125 +1,289 @@
-"""Acceptance for agent distillation on GSM8K, end to end on the embedded SmolLM2-135M.
+"""Acceptance for agent distillation on GSM8K: students that learn, measured honestly.
 
-    python bench/agent_acceptance.py --train 200 --test 40 --max-steps 4 --max-tokens 96 --sag 4 --work /tmp/acc
+    python bench/agent_acceptance.py --preset gpu --gold-db gold.db        # the H200 run (bf16, CUDA)
+    python bench/agent_acceptance.py --preset cpu --gold-db gold.db        # the 2-core CPU run
+    python bench/agent_acceptance.py --preset smoke --work /tmp/acc        # minutes on a CPU (the test)
 
-Trains two students on the same first --train GSM8K train problems: CoT-distilled (worked
-solutions as chat, `symkd train` data) and agent-distilled (their gold-rationale CodeAct
-trajectories, observations masked), one epoch each, same max length; then evaluates on the
-first --test test problems: the base model with CoT and agent prompting, the CoT student,
-the agent student, the agent student with SAG, and with `search` over an index of the GSM8K
-train problems+solutions. Every number comes out as JSON (with sizes and wall times).
+The gold DB comes from ``symkd agent generate --source gold-rationales --data train.jsonl
+--db gold.db [--variants K]`` (converted here once: it needs only the sandbox). For each
+training size N (the first N GSM8K train problems) it trains an agent student on their
+gold-rationale trajectories and a CoT student on the same problems' worked solutions at the
+agent's training-token budget, and evaluates both on the same first ``--test`` problems of
+GSM8K test (accuracy, 95 % Wilson interval, exact McNemar test of the pair). Then, on one
+size: program-variant augmentation (1x/4x/16x), maj@K self-consistency, one round of verified
+self-training with SFT and with the REDI loss on the same positives, and the base model.
+Settings run in the preset's order; each is written to ``--out`` as soon as it finishes, and
+none starts past ``--deadline-s`` (the rest are listed as skipped), so a run cut short keeps
+what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
+import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from symkd.pipelines.agents import pipeline
-from symkd.pipelines.agents.loop import AgentConfig
-from symkd.teachers.embedded import locate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _acceptance_steps as steps  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+from symkd.stats import mcnemar_exact  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"plan": ["size:8", "variants:8:4", "votes:8", "self:8", "base"], "sizes": [8], "test": 4, "epochs": 1.0, "max_steps": 2, "max_tokens": 48, "cot_tokens": 64,
+              "batch_size": 4, "eval_batch": 8, "wave": 8, "variants": [4], "votes": 2, "self_train": 4,
+              "self_samples": 2, "extra_size": 8, "base": False, "lr": 1e-4, "max_length": 512},
+    "cpu": {"plan": ["size:250", "size:1000", "variants:250:4", "votes:250", "self:250", "size:2000", "base"],
+            "sizes": [250, 1000, 2000], "test": 500, "epochs": 2.0, "max_steps": 5, "max_tokens": 160,
+            "cot_tokens": 256, "batch_size": 8, "eval_batch": 32, "wave": 64, "variants": [4], "votes": 4,
+            "self_train": 250, "self_samples": 4, "extra_size": 250, "base": True, "lr": 1e-4, "max_length": 512},
+    "gpu": {"plan": ["size:all", "variants:all:4", "votes:all", "size:250", "size:1000", "size:2000", "self:1000",
+                     "variants:1000:4", "variants:1000:16", "base"],
+            "sizes": [None, 2000, 1000, 250], "test": 500, "epochs": 3.0, "max_steps": 5, "max_tokens": 160,
+            "cot_tokens": 256, "batch_size": 32, "eval_batch": 512, "wave": 512, "variants": [4, 16], "votes": 4,
+            "self_train": 2000, "self_samples": 4, "extra_size": 1000, "base": True, "lr": 1e-4, "max_length": 512},
+}  # fmt: skip
 
 
-def epoch_tokens(data: Any, max_length: int) -> int:
-    """Tokens one epoch of ``data`` feeds the trainer (examples too long for max_length are left out)."""
-    from symkd.students.data import tokenize
-    from symkd.students.modeling import load_tokenizer
+class Run:
+    """The result document, written atomically after every setting (and copied to $OUT when set)."""
 
-    tokenizer = load_tokenizer("smollm2")
-    return sum(len(t.input_ids) for t in (tokenize(ex, tokenizer, max_length) for ex in data.examples) if t is not None)
+    def __init__(self, args: argparse.Namespace, preset: dict[str, Any]) -> None:
+        self.args, self.preset, self.started = args, preset, time.monotonic()
+        self.students: dict[str, dict[str, Any]] = {}
+        self.outcomes: dict[str, dict[str, bool]] = {}
+        self.doc: dict[str, Any] = {
+            "n_test": preset["test"], "eval_set": f"first {preset['test']} problems of GSM8K test.jsonl",
+            "preset": args.preset, "config": preset, "hardware": steps.hardware(args.device), "settings": [],
+            "mcnemar": {}, "data": {}}  # fmt: skip
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
-def train_students(work: Path, n_train: int, max_length: int, record: dict) -> tuple[Path, Path]:
-    from symkd.jsonio import atomic_write
-    from symkd.pipelines.agents.export import cot_record, training_data
-    from symkd.pipelines.agents.gsm8k import read_tasks
-    from symkd.pipelines.agents.tables import read_trajectories
-    from symkd.store.db import Store
-    from symkd.students.data import from_jsonl
-    from symkd.students.modeling import load_tokenizer
-    from symkd.students.train import TrainConfig, train
+    def save(self) -> None:
+        self.doc["seconds"] = round(self.elapsed(), 1)
+        text = json.dumps(self.doc, indent=2, default=str) + "\n"
+        targets = [self.args.out] + ([Path(os.environ["OUT"]) / self.args.out.name] if os.environ.get("OUT") else [])
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(target)
 
-    db = work / "train.db"
-    record["gold"] = pipeline.convert_gold_rationales(db, DATA / "train.jsonl", limit=n_train, progress=False)
-    with Store(db) as store:
-        rows = read_trajectories(store, sources=["gold-rationales"])
-    solved = {r["task_id"] for r in rows}
-    tasks = [t for t in read_tasks(DATA / "train.jsonl", limit=n_train) if t.id in solved]  # the same problems
-    with atomic_write(work / "cot.jsonl") as fh:
-        for t in tasks:
-            fh.write(json.dumps(cot_record(t)) + "\n")
-    common = dict(base_model="smollm2", epochs=1.0, batch_size=8, max_length=max_length, eval_fraction=0.0, lr=1e-4)
-    agent_data = training_data(rows, load_tokenizer("smollm2"), {"kind": "agent-trajectories", "db": str(db)})
-    budget = None  # the CoT student gets the agent student's training-token budget (float epochs)
-    for name, data in (("agent", agent_data), ("cot", from_jsonl(work / "cot.jsonl"))):
+    def setting(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        """Run one setting unless past the deadline; a failure is recorded, never fatal."""
+        if self.elapsed() > self.args.deadline_s:
+            self.doc["settings"].append({"name": name, "skipped": f"deadline ({self.args.deadline_s:.0f} s) passed"})
+            return self.save()
         started = time.monotonic()
-        epochs = common["epochs"] if budget is None else budget / max(1, epoch_tokens(data, max_length))
-        config = TrainConfig(out=work / f"student-{name}", **{**common, "epochs": round(epochs, 4)})
-        summary = train(data, config, progress=False)
-        budget = budget or summary["throughput"]["tokens"]
-        record[f"train_{name}"] = {"examples": len(data), "seconds": round(time.monotonic() - started, 1),
-                                   "steps": summary.get("total_steps"), "final": summary.get("final"), "epochs": config.epochs,
-                                   "throughput": summary.get("throughput"), "too_long": summary["data"].get("too_long")}  # fmt: skip
-    return work / "student-agent", work / "student-cot"
+        try:
+            record = {"name": name, **fn()}
+        except Exception as exc:  # noqa: BLE001 - one failed setting must not lose the others
+            record = {"name": name, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
+        record.update(seconds=round(time.monotonic() - started, 1), hardware=self.doc["hardware"])
+        self.doc["settings"].append(record)
+        print(json.dumps({k: v for k, v in record.items() if k != "trace"}, default=str), flush=True)
+        self.save()
+
+    def compare(self, a: str, b: str) -> None:
+        if a in self.outcomes and b in self.outcomes:
+            ids = sorted(set(self.outcomes[a]) & set(self.outcomes[b]))
+            test = mcnemar_exact([self.outcomes[a][i] for i in ids], [self.outcomes[b][i] for i in ids])
+            self.doc["mcnemar"][f"{a} vs {b}"] = {**test, "n": len(ids)}
+            self.save()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--train", type=int, default=500)
-    ap.add_argument("--test", type=int, default=100)
-    ap.add_argument("--max-steps", type=int, default=5)
-    ap.add_argument("--max-tokens", type=int, default=128)
-    ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--sag", type=int, default=8)
-    ap.add_argument("--work", type=Path, default=Path("agent_acceptance"))
-    ap.add_argument("--out", type=Path, default=Path("agent_acceptance.json"))
-    args = ap.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    record: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "hardware": platform.processor() or platform.machine(),
-                    "evals": {}}  # fmt: skip
-    started = time.monotonic()
+def common_train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
+    return {"base_model": args.base_model, "batch_size": p["batch_size"], "max_length": p["max_length"],
+            "eval_fraction": 0.0, "lr": p["lr"], "device": args.device}  # fmt: skip
 
-    def save() -> None:
-        record["seconds"] = round(time.monotonic() - started, 1)
-        args.out.write_text(json.dumps(record, indent=2, default=str) + "\n")
 
-    agent_dir, cot_dir = train_students(args.work, args.train, args.max_length, record)
-    save()
-    from symkd.pipelines.agents.corpus import index_docs
-    from symkd.pipelines.agents.gsm8k import read_tasks
-    from symkd.pipelines.agents.tools import search_tool
+def eval_config(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
+    return {"max_steps": p["max_steps"], "max_tokens": p["max_tokens"], "cot_tokens": p["cot_tokens"],
+            "sandbox": args.sandbox, "wave": p["wave"], "batch_size": p["eval_batch"]}  # fmt: skip
+
+
+def trained_and_evaluated(run: Run, name: str, mode: str, data: Any, *, epochs: float | None = None,
+                          budget: int | None = None, n_problems: int, extra: dict | None = None) -> dict[str, Any]:  # fmt: skip
+    args, p = run.args, run.preset
+    common = {**common_train(args, p), **(extra or {})}
+    info = steps.train_student(name, data, args.work / name, common, epochs=epochs, budget=budget)
+    run.students[name] = info
+    metrics, outcome = steps.evaluate(f"hf:{args.work / name}", mode, args.test_file, args.work / "eval.db", p["test"],
+                                      eval_config(args, p))  # fmt: skip
+    run.outcomes[name] = outcome
+    return {"mode": mode, "n_train_problems": n_problems, **metrics, **info}
+
+
+def size_pair(run: Run, n: int | None) -> None:
+    """Agent vs CoT student on the first ``n`` train problems (None: all), equal token budgets."""
+    args, p = run.args, run.preset
+    tasks = steps.train_tasks(args.data_dir, n)
+    rows = steps.gold_rows(args.gold_db, tasks)
+    label = str(n or "all")
+    agent_data = steps.agent_training_data(rows, args.base_model, args.gold_db, label=f"first {label}")
+    run.setting(f"agent_{label}", lambda: trained_and_evaluated(run, f"agent_{label}", "agent", agent_data,
+                                                                 epochs=p["epochs"], n_problems=len(tasks)))  # fmt: skip
+    budget = (run.students.get(f"agent_{label}") or {}).get("train_tokens")
+    if budget:
+        cot = steps.cot_data(tasks, rows, args.work / f"cot_{label}.jsonl")
+        run.setting(f"cot_{label}", lambda: trained_and_evaluated(run, f"cot_{label}", "cot", cot, budget=budget,
+                                                                   n_problems=len(tasks)))  # fmt: skip
+    run.compare(f"agent_{label}", f"cot_{label}")
+
+
+def variants(run: Run, n: int | None, factor: int) -> None:
+    """Gold + up to factor-1 program variants per problem, same epochs as the 1x student."""
+    args, p = run.args, run.preset
+    tasks = steps.train_tasks(args.data_dir, n)
+    rows = steps.gold_rows(args.gold_db, tasks)
+    extra = steps.gold_rows(args.gold_db, tasks, sources=("gold-variants",))
+    per_parent: dict[str, int] = {}
+    chosen = []
+    for row in extra:
+        parent = steps._parent(row)
+        if per_parent.get(parent, 0) < factor - 1:
+            per_parent[parent] = per_parent.get(parent, 0) + 1
+            chosen.append(row)
+    label = str(n or "all")
+    name = f"agent_{label}_x{factor}"
+    if not chosen:
+        run.doc["settings"].append({"name": name, "skipped": "no gold-variants in the gold DB"})
+        return
+    data = steps.agent_training_data(rows + chosen, args.base_model, args.gold_db, label=f"first {label} + variants x{factor}")
+    run.setting(name, lambda: {**trained_and_evaluated(run, name, "agent", data, epochs=p["epochs"], n_problems=len(tasks)),
+                               "variant_trajectories": len(chosen)})  # fmt: skip
+    run.compare(name, f"agent_{label}")
+
+
+def votes(run: Run, student: str) -> None:
+    args, p = run.args, run.preset
+    name = f"{student}_maj{p['votes']}"
+
+    def go() -> dict[str, Any]:
+        metrics, outcome = steps.evaluate(f"hf:{args.work / student}", "agent", args.test_file, args.work / "eval.db",
+                                          p["test"], eval_config(args, p), votes=p["votes"])  # fmt: skip
+        run.outcomes[name] = outcome
+        return {"mode": "agent", "votes": p["votes"], **metrics}
+
+    run.setting(name, go)
+    run.compare(name, student)
+
+
+def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
+    """One verified self-training round from ``student``; retrain with SFT and with REDI on it."""
+    from symkd.pipelines.agents import self_train as st
     from symkd.store.db import Store
 
-    with Store(args.work / "corpus.db") as store:
-        docs = [{"id": t.id, "title": t.question, "text": t.solution} for t in read_tasks(DATA / "train.jsonl")]
-        record["corpus"] = index_docs(store, docs, corpus="gsm8k-train", origin="train.jsonl")
-    base = f"hf:{locate('smollm2')}"
-    test = DATA / "test.jsonl"
-    agent = AgentConfig(max_steps=args.max_steps, max_tokens=args.max_tokens)
-    student = AgentConfig(max_steps=args.max_steps, max_tokens=args.max_tokens, few_shot=False)
-    runs = {
-        "base_cot": (base, "cot", agent, []),
-        "base_agent": (base, "agent", agent, []),
-        "cot_student": (f"hf:{cot_dir}", "cot", agent, []),
-        "agent_student": (f"hf:{agent_dir}", "agent", student, []),
-        "agent_student_sag": (f"hf:{agent_dir}", "agent", AgentConfig(**{**student.__dict__, "sag": args.sag}), []),
-        "agent_student_search": (f"hf:{agent_dir}", "agent", student, "search"),
-    }
-    for name, (spec, mode, config, tools) in runs.items():
-        tool_list = [search_tool(args.work / "corpus.db")] if tools else []
-        metrics = pipeline.evaluate(spec, test, args.work / "eval.db", mode=mode, config=config, limit=args.test,
-                                    tools=tool_list, teacher_options={"batch_size": 16}, progress=False,
-                                    out=args.work / f"{name}.jsonl")  # fmt: skip
-        record["evals"][name] = {k: v for k, v in metrics.items() if k not in ("config", "teacher", "data")}
-        print(name, json.dumps(record["evals"][name]), flush=True)
-        save()
-    save()
+    args, p = run.args, run.preset
+    tasks = steps.train_tasks(args.data_dir, p["self_train"])
+    cfg = st.SelfTrainConfig(rounds=1, samples=p["self_samples"], max_steps=p["max_steps"], max_tokens=p["max_tokens"],
+                             sandbox=args.sandbox, wave=p["wave"])  # fmt: skip
+    sampled: dict[str, Any] = {}
+
+    def sample() -> dict[str, Any]:
+        with Store(args.gold_db) as store:
+            rows = st.sample_round(store, f"hf:{args.work / student}", tasks, 1, cfg, {"batch_size": p["eval_batch"]}, False)
+        sampled["rows"] = rows
+        return {"sampled": len(rows), "correct": sum(r["correct"] for r in rows), "problems": len(tasks)}
+
+    run.setting(f"{student}_self_sample", sample)
+    if "rows" not in sampled:
+        return
+    gold = steps.gold_rows(args.gold_db, steps.train_tasks(args.data_dir, n))
+    seen: dict[str, set[str]] = {}
+    st.new_positives(gold, seen)
+    positives = st.new_positives(sampled["rows"], seen)
+    negatives = [r for r in sampled["rows"] if not r["correct"]]
+    sft = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, label="gold + self-round-1")
+    run.setting("self_round1_sft", lambda: {**trained_and_evaluated(run, "self_round1_sft", "agent", sft, epochs=p["epochs"],
+                                                                     n_problems=len(gold)), "positives_added": len(positives)})  # fmt: skip
+    run.compare("self_round1_sft", student)
+    redi = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, negatives=negatives,
+                                     label="gold + self-round-1, REDI negatives")  # fmt: skip
+    run.setting("self_round1_redi", lambda: {**trained_and_evaluated(run, "self_round1_redi", "agent", redi, epochs=p["epochs"],
+                                                                      n_problems=len(gold), extra={"loss": "redi"}),
+                                             "negatives": len(negatives)})  # fmt: skip
+    run.compare("self_round1_redi", "self_round1_sft")
+
+
+def base_model(run: Run) -> None:
+    args, p = run.args, run.preset
+    from symkd.teachers.embedded import locate
+
+    spec = f"hf:{locate('smollm2')}" if args.base_model == "smollm2" else f"hf:{args.base_model}"
+    for mode in ("agent", "cot"):
+        name = f"base_{mode}"
+
+        def go(mode: str = mode, name: str = name) -> dict[str, Any]:
+            metrics, outcome = steps.evaluate(spec, mode, args.test_file, args.work / "eval.db", p["test"],
+                                              eval_config(args, p), few_shot=mode == "agent")  # fmt: skip
+            run.outcomes[name] = outcome
+            return {"mode": mode, "n_train_problems": 0, "few_shot": mode == "agent", **metrics}
+
+        run.setting(name, go)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    ap.add_argument("--gold-db", type=Path, help="DB with gold-rationales (+ gold-variants); converted when missing")
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "gsm8k")
+    ap.add_argument("--work", type=Path, default=Path("agent_acceptance"))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_acceptance.json")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--sandbox", default="bwrap", help="bwrap | rlimit (a throwaway machine without bubblewrap)")
+    ap.add_argument("--base-model", default="smollm2")
+    ap.add_argument("--deadline-s", type=float, default=float("inf"), help="start no setting after this many seconds")
+    ap.add_argument("--only", default="", help="comma list of plan kinds: size,variants,votes,self,base (default all)")
+    args = ap.parse_args(argv)
+    args.test_file = args.data_dir / "test.jsonl"
+    args.gold_db = args.gold_db or args.work / "gold.db"
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    p = PRESETS[args.preset]
+    args.work.mkdir(parents=True, exist_ok=True)
+    run = Run(args, p)
+    if not args.gold_db.is_file():
+        largest = None if None in p["sizes"] else max(p["sizes"])
+        run.doc["data"]["gold"] = pipeline_convert(args, largest, p["variants"])
+    only = set(args.only.split(",")) if args.only else None
+    for item in p["plan"]:
+        kind, *rest = item.split(":")
+        if only is not None and kind not in only:
+            continue
+        sizes = [None if r == "all" else int(r) for r in rest[:1]]
+        label = rest[0] if rest else ""
+        if kind == "size":
+            size_pair(run, sizes[0])
+        elif kind == "variants":
+            variants(run, sizes[0], int(rest[1]))
+        elif kind == "votes" and p["votes"]:
+            votes(run, f"agent_{label}")
+        elif kind == "self" and p["self_train"]:
+            self_train_and_redi(run, f"agent_{label}", sizes[0])
+        elif kind == "base":
+            base_model(run)
+    run.save()
+    return run.doc
+
+
+def pipeline_convert(args: argparse.Namespace, limit: int | None, factors: list[int]) -> dict[str, Any]:
+    """``symkd agent generate --source gold-rationales --data train.jsonl --db GOLD [--variants K]``."""
+    from symkd.pipelines.agents import pipeline
+
+    options: dict[str, Any] = {"limit": limit, "sandbox": args.sandbox, "progress": False}
+    if factors:
+        options.update(variants=max(factors) - 1, exclude=args.test_file)
+    return pipeline.convert_gold_rationales(args.gold_db, args.data_dir / "train.jsonl", **options)
 
 
 if __name__ == "__main__":

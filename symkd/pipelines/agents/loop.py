@@ -41,6 +41,7 @@ class AgentConfig:
     step_timeout: float = 10.0
     wave: int = 64  # episodes in flight at once (each holds a sandbox worker)
     template: str = "agents/codeact"
+    workers: int = 0  # threads starting sandboxes and running steps (0: one per core, at most 16)
 
     def params(self) -> GenerationParams:
         stop = ("Observation:",)
@@ -52,7 +53,12 @@ class AgentConfig:
                                 stop=stop, seed=seed)  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "wave"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("wave", "workers")}
+
+    def threads(self) -> int:
+        import os
+
+        return self.workers or min(16, os.cpu_count() or 1)
 
 
 @dataclass
@@ -82,23 +88,42 @@ def run_episodes(
     waves = [episodes[i : i + config.wave] for i in range(0, len(episodes), config.wave)]
     for w, wave in enumerate(waves):
         try:
-            for episode in wave:
-                if not episode.done:
-                    episode.sandbox = Sandbox(limits=limits, tools=tools or {}, mode=config.sandbox)
+
+            def start(episode: Episode) -> None:
+                episode.sandbox = Sandbox(limits=limits, tools=tools or {}, mode=config.sandbox)
+
+            _parallel(start, [e for e in wave if not e.done], config.threads())
             for step in range(config.max_steps):
                 active = [e for e in wave if not e.done]
                 if not active:
                     break
                 label = f"{stage} step {step + 1}" + (f" (wave {w + 1}/{len(waves)})" if len(waves) > 1 else "")
-                _one_step(session, active, config, label, continuation, stats)
+                _one_step(session, active, config, label, continuation, stats, parallel=not tools)
         finally:
             for episode in wave:
                 episode.close_sandbox()
     return stats
 
 
+def _parallel(fn: Callable[[Any], None], items: Sequence[Any], threads: int) -> None:
+    """``fn`` over ``items`` on a thread pool: each call waits on its own sandbox process."""
+    if threads <= 1 or len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        list(pool.map(fn, items))
+
+
 def _one_step(session: Any, active: list[Episode], config: AgentConfig, label: str,
-              continuation: Continuation | None, stats: LoopStats) -> None:  # fmt: skip
+              continuation: Continuation | None, stats: LoopStats, *, parallel: bool = True) -> None:  # fmt: skip
+    """One batched generation for the active episodes, then each runs its action.
+
+    Actions run on a thread pool when no host tool is involved (tools run in this process
+    and may not be thread-safe); each episode only touches its own state and sandbox.
+    """
     params = config.params()
     requests = [_request(e, params, continuation) for e in active]
     result = session.ask(requests, kind="agent-step", config=config.as_dict(), stage=label)
@@ -107,6 +132,7 @@ def _one_step(session: Any, active: list[Episode], config: AgentConfig, label: s
     stats.requests += len(requests)
     stats.seconds += result.seconds
     stats.per_step.append({"stage": label, "episodes": len(active), "cached": result.cached, "seconds": result.seconds})
+    answered = []
     for (item_id, _, response), episode in zip(result, active):
         episode.run_ids.add(result.run_id)
         episode.response_keys.append(keys[item_id])
@@ -115,7 +141,8 @@ def _one_step(session: Any, active: list[Episode], config: AgentConfig, label: s
             stats.failed += 1
             continue
         episode.add_usage(response)
-        advance(episode, response, config)
+        answered.append((episode, response))
+    _parallel(lambda pair: advance(pair[0], pair[1], config), answered, config.threads() if parallel else 1)
 
 
 def _request(episode: Episode, params: GenerationParams, continuation: Continuation | None) -> Request:

@@ -41,6 +41,7 @@ class SelfTrainConfig(BaseModel):
     max_tokens: int = Field(192, ge=1, description="tokens per step")
     sandbox: str = Field("bwrap", description="bwrap | rlimit")
     eval_limit: int | None = Field(None, ge=1, description="first N evaluation problems only")
+    wave: int = Field(64, ge=1, description="episodes in flight at once (each holds a sandbox worker)")
 
 
 def round_source(r: int) -> str:
@@ -84,7 +85,7 @@ def sample_round(store: Store, student: str, tasks: Sequence[Any], r: int, confi
     from symkd.session import TeacherSession
 
     agent = AgentConfig(max_steps=config.max_steps, max_tokens=config.max_tokens, few_shot=False,
-                        temperature=config.temperature, seed=r, sandbox=config.sandbox)  # fmt: skip
+                        temperature=config.temperature, seed=r, sandbox=config.sandbox, wave=config.wave)  # fmt: skip
     record = {**agent.as_dict(), "round": r, "samples": config.samples}
     with TeacherSession(student, store, options=teacher_options, progress=progress) as session:
         episodes, _ = solve(session, tasks, agent, samples=config.samples, stage=f"self-train round {r}", progress=progress)

@@ -1,0 +1,83 @@
+"""Render bench/results/agent_acceptance*.json as the tables in BENCHMARKS.md and README.md.
+
+    python bench/acceptance_report.py bench/results/agent_acceptance.json [more.json ...]
+
+Every row comes from a results file (no number is typed by hand): accuracy with its 95 %
+Wilson interval, training size and tokens, epochs, wall time and hardware; then the exact
+McNemar p-values of each compared pair. The README's table sits between
+``<!-- agents-table -->`` and ``<!-- /agents-table -->``; BENCHMARKS.md's section is
+``agent_acceptance`` (replaced whole).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fmt_acc(s: dict[str, Any]) -> str:
+    lo, hi = s["ci95"]
+    return f"{s['accuracy']:.3f} ({s['correct']}/{s['items']}) [{lo:.3f}, {hi:.3f}]"
+
+
+def rows(doc: dict[str, Any]) -> list[str]:
+    out = []
+    for s in doc["settings"]:
+        if "accuracy" not in s:
+            why = s.get("skipped") or (s.get("error") or "")[:80] or "sampling step"
+            if "sampled" in s:
+                why = f"sampled {s['sampled']} episodes on {s['problems']} train problems, {s['correct']} correct"
+            out.append(f"| {s['name']} | - | - | - | - | - | {why} |")
+            continue
+        tokens = f"{s['train_tokens']:,}" if s.get("train_tokens") else "-"
+        extra = [f"answered {s.get('answered_rate', 0):.2f}"]
+        if s.get("votes"):
+            extra.append(f"mean sample {s.get('sample_accuracy', 0):.3f}, pass@{s['votes']} {s.get('pass_at_k', 0):.3f}")
+        if s.get("parse_error_rate") is not None:
+            extra.append(f"parse err {s['parse_error_rate']:.2f}")
+        if s.get("tokens_per_s"):
+            extra.append(f"{s['tokens_per_s']:,.0f} train tok/s" + (f", MFU {s['mfu']:.1%}" if s.get("mfu") else ""))
+        epochs = f"{s['epochs']:.2f}" if s.get("epochs") else "-"
+        out.append(f"| {s['name']} | {s.get('mode', '-')} | {_fmt_acc(s)} | {s.get('n_train_problems', '-')} | {tokens} | "
+                   f"{epochs} | {s['seconds']:.0f} s; {'; '.join(extra)} |")  # fmt: skip
+    return out
+
+
+def table(doc: dict[str, Any]) -> str:
+    head = ("| setting | mode | accuracy (k/n) [95 % Wilson] | train problems | train tokens | epochs | notes |\n"
+            "|---|---|---|---|---|---|---|\n")  # fmt: skip
+    tests = "\n".join(f"- {pair}: only-first {t['a_only']}, only-second {t['b_only']}, exact McNemar p = {t['p_value']:.4g}"
+                      for pair, t in doc.get("mcnemar", {}).items())  # fmt: skip
+    return (f"Hardware: {doc['hardware']}. Evaluation: {doc['eval_set']} (n = {doc['n_test']}), greedy, "
+            f"preset `{doc['preset']}`, {doc.get('seconds', 0):.0f} s in all.\n\n" + head + "\n".join(rows(doc))
+            + ("\n\nPaired tests (same problems):\n" + tests if tests else ""))  # fmt: skip
+
+
+def replace_between(path: Path, start: str, end: str, body: str) -> None:
+    text = path.read_text()
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    new = f"{start}\n{body}\n{end}"
+    text = pattern.sub(lambda _: new, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + new + "\n"
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(paths: list[str]) -> None:
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    body = "\n\n".join(f"### `{Path(p).name}`\n\n{table(d)}" for p, d in zip(paths, docs))
+    replace_between(ROOT / "README.md", "<!-- agents-table -->", "<!-- /agents-table -->", body)
+    bench = ("## Agents: acceptance on GSM8K test (`bench/agent_acceptance.py`)\n\n"
+             "Rendered by `python bench/acceptance_report.py " + " ".join(paths) + "` from the results JSON.\n\n" + body)
+    replace_between(ROOT / "BENCHMARKS.md", "<!-- bench:agent_acceptance -->", "<!-- /bench:agent_acceptance -->", bench)
+    print(body)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [str(ROOT / "bench" / "results" / "agent_acceptance.json")])
