@@ -1,7 +1,7 @@
 """The ``agent`` and ``corpus`` command groups and ``eval gsm8k``.
 
     symkd agent generate --teacher smollm2 --task gsm8k --data train.jsonl --samples 1 --db run.db
-    symkd agent generate --source gold-rationales --data train.jsonl --db run.db
+    symkd agent generate --source gold-rationales --data train.jsonl --db run.db [--variants 3 --exclude test.jsonl]
     symkd agent export --db run.db --out traj.jsonl [--source gold-rationales]
     symkd agent export-cot --data train.jsonl --out cot.jsonl
     symkd agent train --db run.db --source gold-rationales --base-model smollm2 --out students/agent
@@ -76,6 +76,9 @@ def generate(
     samples: int = typer.Option(1, "--samples", help="trajectories per task (temperature 0.7 when more than 1)"),
     first_thought: bool = typer.Option(False, "--first-thought", help="prefill the first Thought with the first paragraph of the teacher's CoT answer"),
     limit: Optional[int] = typer.Option(None, "--limit", help="first N tasks only"),
+    variants: int = typer.Option(0, "--variants", help="gold-rationales: also up to K program variants per problem (source gold-variants)"),
+    exclude: Optional[Path] = typer.Option(None, "--exclude", help="gold-rationales: JSONL of questions no task or variant may equal (a test set)"),
+    seed: int = typer.Option(0, "--seed", help="gold-rationales: seed of the variants' new numbers"),
     max_steps: int = typer.Option(5, "--max-steps"),
     max_tokens: int = typer.Option(192, "--max-tokens", help="tokens per step"),
     sandbox: str = typer.Option("bwrap", "--sandbox", help="bwrap | rlimit (weaker; no namespaces)"),
@@ -96,8 +99,11 @@ def generate(
     if samples < 1:
         raise UserError("--samples must be at least 1")
     if source == "gold-rationales":
-        report = pipeline.convert_gold_rationales(db, data, limit=limit, sandbox=sandbox, progress=not quiet)
+        report = pipeline.convert_gold_rationales(db, data, limit=limit, sandbox=sandbox, progress=not quiet,
+                                                  variants=variants, exclude=exclude, seed=seed)  # fmt: skip
         return _print(report, as_json)
+    if variants or exclude is not None:
+        raise UserError("--variants and --exclude go with --source gold-rationales")
     build(TeacherOptions, teacher_options)
     config = _config(max_steps, max_tokens, 0, sandbox, True, temperature=0.7 if samples > 1 else 0.0)
     report = pipeline.generate_trajectories(teacher, db, data, config=config, samples=samples, first_thought=first_thought,
@@ -164,7 +170,7 @@ def export_cot(
                defaults={"max_length": 384, "epochs": 1.0, "batch_size": 8})  # fmt: skip
 def train(
     db: Path = typer.Option(..., "--db"),
-    source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales (repeatable; default both)"),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales | gold-variants (repeatable; default the first two)"),
     verified: str = typer.Option("kept", "--verified", help="kept | rejected | all (teacher trajectories)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most N trajectories (first by task order)"),
     overwrite: bool = typer.Option(False, "--overwrite"),

@@ -50,19 +50,33 @@ def generate_trajectories(teacher: str, db: Path, data: Path, *, config: AgentCo
 
 
 def convert_gold_rationales(db: Path, data: Path, *, limit: int | None = None, sandbox: str = "bwrap",
-                            progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """GSM8K worked solutions -> CodeAct trajectories (source ``gold-rationales``), verified in the sandbox."""
+                            progress: bool = True, variants: int = 0, exclude: Path | None = None,
+                            seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """GSM8K worked solutions -> CodeAct trajectories (source ``gold-rationales``), verified in the sandbox.
+
+    ``variants=K``: also up to K program variants per problem (source ``gold-variants``, see
+    :mod:`symkd.pipelines.agents.variants`), deterministic given ``seed``. ``exclude``: a JSONL of
+    questions (a test set); a task or variant whose normalized question is there is dropped.
+    """
     from symkd.pipelines.agents.agent import base_messages
     from symkd.pipelines.agents.gold import SOURCE, convert
+    from symkd.pipelines.agents.variants import drop_excluded, make_variants
     from symkd.prompts import get_template
 
-    tasks = read_tasks(data, limit=limit)
+    if variants < 0:
+        raise UserError(f"--variants must be 0 (off) or more, not {variants}")
+    tasks, excluded, dropped = drop_excluded(read_tasks(data, limit=limit), exclude)
     template = get_template("agents/codeact")
-    rows, counts = convert(tasks, lambda t: base_messages(template, t.question, few_shot=False), template=template,
-                           sandbox_mode=sandbox, progress=progress)  # fmt: skip
+    base = lambda t: base_messages(template, t.question, few_shot=False)  # noqa: E731
+    rows, counts = convert(tasks, base, template=template, sandbox_mode=sandbox, progress=progress)
     for row in rows:
         row["id"] = tables.trajectory_id(SOURCE, SOURCE, template.ref, row["task_id"], 0)
         row["source"] = SOURCE
+    report = {**counts, "rate": round(counts["converted"] / max(counts["tasks"], 1), 4), "excluded": dropped}
+    if variants:
+        extra, report["variants"] = make_variants(tasks, base, template=template, k=variants, seed=seed, exclude=excluded,
+                                                  sandbox_mode=sandbox, progress=progress)  # fmt: skip
+        rows += extra
     with Store(db) as store:
         tables.write_trajectories(store, rows)
-    return {**counts, "rate": round(counts["converted"] / max(counts["tasks"], 1), 4), "db": str(db)}
+    return {**report, "db": str(db)}
