@@ -28,6 +28,14 @@ SANDBOX=bwrap
 command -v bwrap >/dev/null || SANDBOX=rlimit
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 echo "sandbox: $SANDBOX" | tee -a "$OUT/gpu.txt"
+# a quick pass of every setting at toy size first: a broken path shows in seconds, not after minutes
+timeout 240 python3 bench/agent_acceptance.py --preset smoke --device cuda --sandbox "$SANDBOX" --gold-db /tmp/acc/gold.db \
+  --data-dir "$BUNDLE/data" --work /tmp/smoke --out /tmp/smoke/agent_acceptance_smoke.json 2>&1 | tee "$OUT/smoke.log" | cut -c1-300
+python3 - <<'PY' || exit 6
+import json; d = json.load(open("/tmp/smoke/agent_acceptance_smoke.json"))
+bad = [s["name"] + ": " + s["error"] for s in d["settings"] if "error" in s]
+print("smoke:", len(d["settings"]), "settings,", len(bad), "errors"); print("\n".join(bad))
+PY
 python3 bench/agent_acceptance.py --preset gpu --device cuda --sandbox "$SANDBOX" --gold-db /tmp/acc/gold.db \
   --data-dir "$BUNDLE/data" --work /tmp/acc --out /tmp/acc/agent_acceptance.json --deadline-s "$DEADLINE" \
   2>&1 | tee "$OUT/acceptance.log" | grep -v "^\s*$" | cut -c1-400

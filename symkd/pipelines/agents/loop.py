@@ -41,7 +41,7 @@ class AgentConfig:
     step_timeout: float = 10.0
     wave: int = 64  # episodes in flight at once (each holds a sandbox worker)
     template: str = "agents/codeact"
-    workers: int = 0  # threads starting sandboxes and running steps (0: one per core, at most 16)
+    workers: int = 0  # threads running the episodes' steps (0: one per core, at most 16)
 
     def params(self) -> GenerationParams:
         stop = ("Observation:",)
@@ -81,28 +81,42 @@ def run_episodes(
     progress: bool = True,
 ) -> LoopStats:
     """Run every episode to its end (final answer, step limit or teacher failure)."""
-    from symkd.sandbox import Sandbox, SandboxLimits
+    from tqdm.auto import tqdm
+
+    from symkd.sandbox import SandboxLimits
 
     stats = LoopStats()
     limits = SandboxLimits(step_timeout=config.step_timeout)
     waves = [episodes[i : i + config.wave] for i in range(0, len(episodes), config.wave)]
-    for w, wave in enumerate(waves):
-        try:
-
-            def start(episode: Episode) -> None:
-                episode.sandbox = Sandbox(limits=limits, tools=tools or {}, mode=config.sandbox)
-
-            _parallel(start, [e for e in wave if not e.done], config.threads())
-            for step in range(config.max_steps):
-                active = [e for e in wave if not e.done]
-                if not active:
-                    break
-                label = f"{stage} step {step + 1}" + (f" (wave {w + 1}/{len(waves)})" if len(waves) > 1 else "")
-                _one_step(session, active, config, label, continuation, stats, parallel=not tools)
-        finally:
-            for episode in wave:
-                episode.close_sandbox()
+    with tqdm(total=len(episodes), initial=sum(e.done for e in episodes), desc=f"{stage} episodes", unit="episode",
+              disable=not progress, dynamic_ncols=True, mininterval=0.5) as bar:  # fmt: skip
+        for w, wave in enumerate(waves):
+            suffix = f" (wave {w + 1}/{len(waves)})" if len(waves) > 1 else ""
+            _run_wave(session, wave, config, limits, tools, stage, suffix, continuation, stats, bar)
     return stats
+
+
+def _run_wave(session: Any, wave: Sequence[Episode], config: AgentConfig, limits: Any, tools: dict | None, stage: str,
+              suffix: str, continuation: Continuation | None, stats: LoopStats, bar: Any) -> None:  # fmt: skip
+    """One wave of episodes, each with a sandbox worker of its own, run to their ends."""
+    from symkd.sandbox import Sandbox
+
+    def start(episode: Episode) -> None:
+        episode.sandbox = Sandbox(limits=limits, tools=tools or {}, mode=config.sandbox)
+
+    try:
+        # started one at a time: concurrent starts are not safe in the sandbox launcher (measured:
+        # workers died at their first step); their steps run concurrently below
+        _parallel(start, [e for e in wave if not e.done], 1)
+        for step in range(config.max_steps):
+            active = [e for e in wave if not e.done]
+            if not active:
+                break
+            _one_step(session, active, config, f"{stage} step {step + 1}{suffix}", continuation, stats, parallel=not tools)
+            bar.update(sum(e.done for e in active))
+    finally:
+        for episode in wave:
+            episode.close_sandbox()
 
 
 def _parallel(fn: Callable[[Any], None], items: Sequence[Any], threads: int) -> None:
@@ -191,7 +205,7 @@ def record_step(episode: Episode, raw: str, action: Action | None, result: Any, 
         episode.steps.append(step)
         return
     step.update(stdout=result.stdout, error=result.error, tool_calls=result.tool_calls, timed_out=result.timed_out,
-                seconds=result.seconds, is_final=result.is_final)  # fmt: skip
+                seconds=result.seconds, is_final=result.is_final, restarted=bool(getattr(result, "restarted", False)))  # fmt: skip
     if result.error:
         episode.exec_errors += 1
     episode.turns.append({"role": "assistant", "content": action.text})
@@ -215,26 +229,36 @@ def choose_by_consistency(texts: Sequence[str], sandbox: Any) -> tuple[str, Any,
     """(chosen text, its step result, its forked sandbox, vote summary) among candidate actions.
 
     Each parsed candidate runs on its own fork of ``sandbox``; candidates that raise or time
-    out are dropped; the first candidate of the largest group of equal outputs wins. When
-    none survives, the first parsed candidate is kept (its error goes back to the model), and
-    when none parses, the first text (a parse failure).
+    out are dropped, and so are those whose fork fails; the first candidate of the largest
+    group of equal outputs wins. When none survives, the first parsed candidate is kept (its
+    error goes back to the model), and when none parses, the first text (a parse failure).
     """
+    from symkd.sandbox import SandboxError, StepResult
+
     runs: list[tuple[str, Any, Any]] = []
+    parsed, unforked = 0, []  # a candidate whose fork fails (the sandbox's budget is spent) is dropped
     for text in texts:
         action = parse_action(text)
         if action is None:
             continue
-        child = sandbox.fork()
+        parsed += 1
+        try:
+            child = sandbox.fork()
+        except SandboxError as exc:
+            unforked.append((text, StepResult(error=f"SandboxError: {exc}"), None))
+            continue
         runs.append((text, child.run(action.code), child))
     valid = [r for r in runs if not r[1].error and not r[1].timed_out]
     counts = Counter(consistency_key(r[1]) for r in valid)
-    vote = {"candidates": len(texts), "parsed": len(runs), "valid": len(valid), "groups": len(counts)}
+    vote = {"candidates": len(texts), "parsed": parsed, "valid": len(valid), "groups": len(counts)}
+    if unforked:
+        vote["fork_failed"] = len(unforked)
     if valid:
         best = max(counts.values())
         chosen = next(r for r in valid if counts[consistency_key(r[1])] == best)
         vote["group_size"] = best
-    elif runs:
-        chosen = runs[0]
+    elif runs or unforked:
+        chosen = (runs or unforked)[0]
     else:
         chosen = (texts[0], None, None)
     for run in runs:
