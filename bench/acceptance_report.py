@@ -6,7 +6,8 @@ Every row comes from a results file (no number is typed by hand): accuracy with 
 Wilson interval, training size and tokens, epochs, wall time and hardware; then the exact
 McNemar p-values of each compared pair. The README's table sits between
 ``<!-- agents-table -->`` and ``<!-- /agents-table -->``; BENCHMARKS.md's section is
-``agent_acceptance`` (replaced whole).
+``agent_acceptance`` (replaced whole). A person's reading of a results file goes in
+``NAME.notes.md`` beside it and is appended under its table.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def table(doc: dict[str, Any]) -> str:
             + ("\n\nPaired tests (same problems):\n" + tests if tests else ""))  # fmt: skip
 
 
+def _notes(path: Path) -> str:
+    """The reading of a results file, written by a person beside it (``NAME.notes.md``)."""
+    notes = path.with_suffix(".notes.md")
+    return "\n\n" + notes.read_text().strip() if notes.is_file() else ""
+
+
 def replace_between(path: Path, start: str, end: str, body: str) -> None:
     text = path.read_text()
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
@@ -71,7 +78,7 @@ def replace_between(path: Path, start: str, end: str, body: str) -> None:
 
 def main(paths: list[str]) -> None:
     docs = [json.loads(Path(p).read_text()) for p in paths]
-    body = "\n\n".join(f"### `{Path(p).name}`\n\n{table(d)}" for p, d in zip(paths, docs))
+    body = "\n\n".join(f"### `{Path(p).name}`\n\n{table(d)}{_notes(Path(p))}" for p, d in zip(paths, docs))
     replace_between(ROOT / "README.md", "<!-- agents-table -->", "<!-- /agents-table -->", body)
     bench = ("## Agents: acceptance on GSM8K test (`bench/agent_acceptance.py`)\n\n"
              "Rendered by `python bench/acceptance_report.py " + " ".join(paths) + "` from the results JSON.\n\n" + body)

@@ -46,7 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "self:1000", "size:2000", "variants:1000:4", "base"],
             "sizes": [None, 2000, 1000, 250], "test": 500, "epochs": 3.0, "max_steps": 5, "max_tokens": 160,
             "cot_tokens": 256, "batch_size": 32, "eval_batch": 512, "wave": 512, "variants": [4, 16], "votes": 4,
-            "self_train": 500, "self_samples": 4, "extra_size": 1000, "base": True, "lr": 1e-4, "max_length": 512,
+            "self_train": 500, "self_samples": 4, "extra_size": 1000, "base": True, "lr": 1e-4, "max_length": 640,
             "save_every": 100000},
 }  # fmt: skip
 

@@ -1,0 +1,42 @@
+"""bench/agent_acceptance.py at toy size on the CPU: the same script the GPU run uses.
+
+Trains an agent and a CoT student on 8 GSM8K train problems (the real embedded SmolLM2-135M,
+real sandbox), evaluates both on 4 test problems and checks the result document the README
+and BENCHMARKS tables are rendered from.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "gsm8k"
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DATA / "train.jsonl").is_file(), reason="needs ../shared/data/gsm8k")]
+
+
+def test_smoke_preset_writes_every_field_a_table_needs(tmp_path: Path):
+    out = tmp_path / "acceptance.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "agent_acceptance.py"), "--preset", "smoke", "--only", "size",
+                           "--work", str(tmp_path / "work"), "--out", str(out), "--data-dir", str(DATA), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=1500)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["n_test"] == 4 and doc["hardware"]
+    settings = {s["name"]: s for s in doc["settings"]}
+    assert set(settings) == {"agent_8", "cot_8"}, [s.get("error") for s in doc["settings"]]
+    for s in settings.values():
+        for key in ("accuracy", "ci95", "n_train_problems", "train_tokens", "epochs", "seconds", "hardware", "items"):
+            assert key in s, (s["name"], key)
+        assert s["items"] == 4 and s["n_train_problems"] == 8 and 0 <= s["ci95"][0] <= s["accuracy"] <= s["ci95"][1]
+    # the CoT student gets the agent student's training-token budget (to within one batch)
+    assert abs(settings["cot_8"]["train_tokens"] - settings["agent_8"]["train_tokens"]) < 0.25 * settings["agent_8"]["train_tokens"]
+    pair = doc["mcnemar"]["agent_8 vs cot_8"]
+    assert pair["n"] == 4 and 0 <= pair["p_value"] <= 1
+    # the gold data was converted by the bench itself (the sandbox ran every program)
+    assert doc["data"]["gold"]["converted"] >= 6
