@@ -1,13 +1,14 @@
 """The process that runs model code, inside the sandbox. Stdlib only: it runs from a neutral
-interpreter path (/opt/symkd-py) where nothing of symkd is importable, and the host imports
-only the framing helpers (``send_msg``/``recv_msg``) from here so both sides share one protocol.
+interpreter path (/opt/symkd-py) where nothing of symkd is importable.
 
-Started as ``python -s -B _worker.py CONFIG_JSON``; it becomes the *zygote*: it drops root
-(setgroups/setgid/setuid to its container's own uid, so RLIMIT_NPROC binds), applies the rlimits, makes itself the
-child subreaper, then waits for ``spawn`` requests. Each spawn forks one *worker* that holds one
-episode's globals. A worker forks itself (double fork, so the copy is reparented to the zygote and
-reaped there) to give ``Sandbox.fork()`` a copy of its state. Frames are a 4-byte big-endian
-length and UTF-8 JSON; file descriptors travel with SCM_RIGHTS.
+Started as ``python -s -B _worker.py CONFIG_JSON``, it becomes the *zygote*: it drops root to
+its container's own uid, sets no-new-privs, becomes the child subreaper and not dumpable, loads
+the host-built seccomp filter (seccomp.py), applies the rlimits and serves ``spawn`` requests;
+each forks a *worker* holding one episode's globals, and a worker double-forks itself for
+``Sandbox.fork()``. Frames: a 4-byte big-endian length, then UTF-8 JSON; fds ride SCM_RIGHTS
+from the host only. Model code shares its worker's process and socket, so the host (protocol.py)
+checks every frame and believes nothing there but step data; exit statuses come from the
+zygote, whose socket is closed in every worker.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import linecache
 import math
 import os
+import re
 import resource
 import select
 import shutil
@@ -27,8 +29,10 @@ import struct
 import sys
 import traceback
 
-MAX_FRAME = 16 << 20
-_ANC = socket.CMSG_SPACE(8 * 4) + socket.CMSG_SPACE(12)
+MAX_FRAME = 16 << 20  # from the host (trusted)
+OUT_FRAME = 1 << 20  # to the host: protocol.MAX_FRAME, over which the host ends the step
+OUT_NESTING = 60  # protocol.MAX_NESTING less the frame's own levels
+_ANC = socket.CMSG_SPACE(8 * 4)
 # Imported before dropping root in "rlimit" mode, where the interpreter may live under an
 # unreadable /root; in "bwrap" mode the interpreter is bind-mounted readable and this is a warm-up.
 PRELOAD = ("base64", "bisect", "collections", "copy", "csv", "dataclasses", "datetime", "decimal",
@@ -37,9 +41,9 @@ PRELOAD = ("base64", "bisect", "collections", "copy", "csv", "dataclasses", "dat
            "tempfile", "textwrap", "time", "typing", "uuid", "zlib")
 
 
-def send_msg(sock: socket.socket, obj: dict, fds: list[int] | tuple = ()) -> None:
-    """Send one frame; ``fds`` ride along with the first byte (SCM_RIGHTS)."""
-    data = json.dumps(obj, default=str).encode()
+def send_msg(sock: socket.socket, obj: dict, fds: list[int] | tuple = (), data: bytes | None = None) -> None:
+    """Send one frame (``data``: ``obj`` already encoded); ``fds`` ride along with the first byte."""
+    data = json.dumps(obj, default=str).encode() if data is None else data
     frame = struct.pack(">I", len(data)) + data
     if fds:
         sent = socket.send_fds(sock, [frame[:4]], list(fds))
@@ -47,32 +51,29 @@ def send_msg(sock: socket.socket, obj: dict, fds: list[int] | tuple = ()) -> Non
     sock.sendall(frame)
 
 
-def _recv_exact(sock: socket.socket, n: int, fds: list[int], creds: list[int]) -> bytes:
+def _recv_exact(sock: socket.socket, n: int, fds: list[int]) -> bytes:
     buf = b""
     while len(buf) < n:
         data, anc, _flags, _addr = sock.recvmsg(n - len(buf), _ANC)
         for level, kind, payload in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.extend(struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]))
-            elif level == socket.SOL_SOCKET and kind == getattr(socket, "SCM_CREDENTIALS", -1):
-                creds[:] = struct.unpack("iII", payload[:12])
         if not data:
             raise EOFError("peer closed the channel")
         buf += data
     return buf
 
 
-def recv_msg(sock: socket.socket) -> tuple[dict, list[int], int | None]:
-    """Receive one frame: (message, passed fds, sender pid in *our* pid namespace if SO_PASSCRED)."""
+def recv_msg(sock: socket.socket) -> tuple[dict, list[int]]:
+    """Receive one frame from the host: (message, passed fds)."""
     fds: list[int] = []
-    creds: list[int] = []
-    (size,) = struct.unpack(">I", _recv_exact(sock, 4, fds, creds))
+    (size,) = struct.unpack(">I", _recv_exact(sock, 4, fds))
     if size > MAX_FRAME:
         raise EOFError(f"frame of {size} bytes is over the {MAX_FRAME} limit")
-    msg = json.loads(_recv_exact(sock, size, fds, creds))
+    msg = json.loads(_recv_exact(sock, size, fds))
     if not isinstance(msg, dict):
         raise EOFError("frame is not a JSON object")
-    return msg, fds, (creds[0] if creds else None)
+    return msg, fds
 
 
 # ---------------------------------------------------------------- start-up (zygote)
@@ -106,6 +107,20 @@ def _prctl(option: int, arg: int) -> None:
         raise OSError(ctypes.get_errno(), f"prctl({option})")
 
 
+def install_filter(prog: bytes) -> None:
+    """Load the host-built seccomp program (PR_SET_SECCOMP, SECCOMP_MODE_FILTER); fail closed."""
+
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = Fprog(len(prog) // 8, ctypes.addressof(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    if libc.prctl(22, 2, ctypes.addressof(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "could not install the seccomp filter")
+
+
 def zygote(cfg: dict) -> None:
     ctl = socket.socket(fileno=cfg["fd"])
     for name in PRELOAD:
@@ -113,6 +128,9 @@ def zygote(cfg: dict) -> None:
     drop_root(cfg["uid"])
     _prctl(38, 1)  # PR_SET_NO_NEW_PRIVS: setuid binaries cannot regain root
     _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphaned workers are reaped (and reported) here
+    _prctl(4, 0)  # PR_SET_DUMPABLE 0: same-uid processes cannot ptrace us or open our /proc files
+    if cfg.get("seccomp"):
+        install_filter(bytes.fromhex(cfg["seccomp"]))
     apply_limits(cfg["limits"])
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -126,11 +144,13 @@ def zygote(cfg: dict) -> None:
             _report_exits(ctl)
         if ctl in ready:
             try:
-                msg, fds, _ = recv_msg(ctl)
+                msg, fds = recv_msg(ctl)
             except (EOFError, OSError):
                 os._exit(0)
             if msg.get("op") == "spawn":
                 _spawn(ctl, msg, fds, cfg, (wake_r, wake_w))
+            elif msg.get("op") == "remove":
+                _remove(str(msg.get("workdir", "")), cfg.get("box", ""), (wake_r, wake_w))
 
 
 def _report_exits(ctl: socket.socket) -> None:
@@ -145,6 +165,34 @@ def _report_exits(ctl: socket.socket) -> None:
         items.append([pid, os.waitstatus_to_exitcode(status)])
     if items:
         send_msg(ctl, {"op": "exits", "items": items[-1000:]})
+
+
+def _remove(workdir: str, box: str, wake: tuple) -> None:
+    """Delete a discarded worker's workdir: moved to the box's .trash at once, then emptied by a
+    child (the zygote never waits on model files; a child killed midway leaves the rest to the
+    next one)."""
+    if not box or os.path.dirname(workdir.rstrip("/")) != box.rstrip("/"):
+        return
+    trash = os.path.join(box, ".trash")
+    try:
+        os.makedirs(trash, exist_ok=True)
+        os.rename(workdir, os.path.join(trash, os.path.basename(workdir)))
+        if os.fork():
+            return
+    except OSError:
+        return
+    signal.set_wakeup_fd(-1)
+    for fd in wake:
+        os.close(fd)
+    for root, dirs, _ in os.walk(trash):  # model code may have made folders unwritable
+        for name in dirs:
+            try:
+                os.chmod(os.path.join(root, name), 0o700)
+            except OSError:
+                pass
+    for name in os.listdir(trash):
+        shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+    os._exit(0)
 
 
 def _spawn(ctl: socket.socket, msg: dict, fds: list[int], cfg: dict, wake: tuple) -> None:
@@ -195,7 +243,11 @@ class Worker:
         os.setpgid(0, 0)  # own process group: the host kills a step's whole tree with killpg
         self.pid = os.getpid()
         if copy_from:
-            shutil.copytree(copy_from, workdir, symlinks=True)
+            try:
+                shutil.copytree(copy_from, workdir, symlinks=True)
+            except OSError:  # the box is full, say: leave no half copy, send no hello
+                shutil.rmtree(workdir, ignore_errors=True)
+                os._exit(1)
         os.makedirs(workdir, exist_ok=True)
         os.chdir(workdir)
         os.environ["HOME"] = workdir
@@ -216,12 +268,13 @@ class Worker:
     def serve(self) -> None:
         while True:
             try:
-                msg, fds, _ = recv_msg(self.ch)
+                msg, fds = recv_msg(self.ch)
             except (EOFError, OSError):
                 os._exit(0)
             op = msg.get("op")
             if op == "run":
-                send_msg(self.ch, self.run_step(str(msg.get("code", ""))))
+                result = self.run_step(str(msg.get("code", "")))
+                send_msg(self.ch, result, data=fit_frame(result, ("final_answer", "error")))
             elif op == "fork":
                 self.fork(msg["workdir"], fds)
             elif op == "close":
@@ -238,7 +291,10 @@ class Worker:
             pass
         except SystemExit as exc:
             code_ = exc.code
-            result["exit_code"] = code_ if isinstance(code_, int) else (0 if code_ is None else 1)
+            if isinstance(code_, int) and not isinstance(code_, bool):
+                result["exit_code"] = code_ if -(1 << 31) <= code_ < 1 << 31 else 1
+            else:
+                result["exit_code"] = 0 if code_ is None else 1
         except BaseException as exc:  # noqa: BLE001 - model code may raise anything
             result["error"] = format_error(exc)
         for stream in (sys.stdout, sys.stderr):
@@ -294,8 +350,8 @@ def _tool_stub(name: str):
         if os.getpid() != _CURRENT[0].pid:
             raise ToolError("tools can only be called from the sandbox's main process")
         ch = _CURRENT[0].ch
-        send_msg(ch, {"op": "tool", "name": name, "args": list(args), "kwargs": kwargs})
-        reply, _, _ = recv_msg(ch)
+        send_msg(ch, {}, data=tool_frame(name, args, kwargs))
+        reply, _ = recv_msg(ch)
         if not reply.get("ok"):
             raise ToolError(reply.get("error", "tool failed"))
         return reply.get("value", "")
@@ -303,6 +359,38 @@ def _tool_stub(name: str):
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"Calls the host tool {name!r}; returns its result as a string."
     return call
+
+
+def tool_frame(name: str, args: tuple, kwargs: dict) -> bytes:
+    """A tool call as the host accepts it (size, nesting, no NaN), else ToolError here."""
+    msg = {"op": "tool", "name": name, "args": list(args), "kwargs": {str(k): v for k, v in kwargs.items()}}
+    try:
+        data = json.dumps(msg, default=str, allow_nan=False).encode()
+    except (ValueError, RecursionError) as exc:
+        raise ToolError(f"the arguments of {name} are not JSON-safe ({exc})") from None
+    if len(data) > OUT_FRAME or _nesting(data) > OUT_NESTING:
+        raise ToolError(f"the arguments of {name} are too large or nested too deep "
+                        f"(at most {OUT_FRAME} bytes, {OUT_NESTING} levels)")
+    return data
+
+
+def _nesting(data: bytes) -> int:
+    depth = deepest = 0
+    for bracket in re.findall(rb"[\[\]{}]", re.sub(rb'"(?:[^"\\]|\\.)*"', b"", data, flags=re.S)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def fit_frame(msg: dict, fields: tuple) -> bytes:
+    """``msg`` encoded within OUT_FRAME: its longest text field is halved until it fits."""
+    while True:
+        data = json.dumps(msg, default=str).encode()
+        longest = max(fields, key=lambda f: len(msg.get(f) or ""))
+        text = msg.get(longest) or ""
+        if len(data) <= OUT_FRAME or not text:
+            return data
+        msg[longest] = text[: len(text) // 2] + f"\n[... truncated {len(text) - len(text) // 2} characters]"
 
 
 def final_answer(value=None):

@@ -21,8 +21,11 @@ class SandboxLimits:
     own when symkd runs as root), threads included: it covers the zygote, the episode's worker
     and its forks and every process model code starts, so 64 allows ~16 forks with room to spare while a fork bomb stops at 64.
     ``step_timeout`` is wall seconds per step (time spent inside host tools is not counted).
-    ``output_bytes`` caps stdout and stderr each per step. ``tmp_mb`` sizes the private /tmp
-    (a tmpfs, i.e. RAM, which RLIMIT_AS does not cover).
+    ``output_bytes`` caps stdout and stderr each per step (and the final answer, the error text
+    and each string of a tool call, in characters). ``tmp_mb`` sizes the private /tmp and
+    ``work_mb`` the episode's working directory, shared by its forks: both are tmpfs (RAM, which
+    RLIMIT_AS does not cover, bounded by these sizes; nothing on the host disk). Writing past
+    them fails with ENOSPC. "rlimit" mode has neither: its workdir is a host folder, uncapped.
     """
 
     cpu_seconds: int = 10
@@ -34,6 +37,7 @@ class SandboxLimits:
     output_bytes: int = 65536
     episode_cpu_seconds: int = 600
     tmp_mb: int = 64
+    work_mb: int = 256
 
     def for_worker(self) -> dict:
         return asdict(self)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Iterable, Sequence
 
 import sqlite_utils
@@ -25,6 +26,7 @@ from symkd.store.db import Store, utcnow
 from symkd.store.tables import ensure_tables
 
 JSON_FIELDS = ("steps", "messages", "response_keys", "run_ids", "config")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -75,6 +77,12 @@ def trajectory_id(source: str, model: str, template: str, task_id: str, sample: 
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+def _storable(value: Any) -> Any:
+    """Text SQLite and every exporter can encode: a lone surrogate (model text can hold one,
+    e.g. ``final_answer(chr(0xd800))``) becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
 def write_trajectories(store: Store, rows: Iterable[dict[str, Any]]) -> int:
     """Upsert trajectory rows (JSON fields serialised); returns how many were written."""
     ensure(store)
@@ -85,7 +93,7 @@ def write_trajectories(store: Store, rows: Iterable[dict[str, Any]]) -> int:
         for name in JSON_FIELDS:
             if name in row and not isinstance(row[name], str):
                 row[name] = json.dumps(row[name], ensure_ascii=False)
-        out.append(row)
+        out.append({k: _storable(v) for k, v in row.items()})
     with store.transaction() as db:
         db["trajectories"].upsert_all(out, pk="id", batch_size=200)
     return len(out)
