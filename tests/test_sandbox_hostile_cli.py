@@ -225,6 +225,18 @@ def _start_time(pid: int) -> int:
     return start_time(pid)
 
 
+@pytest.mark.parametrize("mode", ["bwrap", "rlimit"])
+def test_an_uncaught_exception_leaves_nothing_behind(tmp, mode):
+    crash = ("import warnings\nwarnings.simplefilter('ignore')\nfrom symkd.sandbox import Sandbox\n"
+             f"box = Sandbox(mode={mode!r})\nchild = box.fork()\nbox.run('x = 1')\nraise RuntimeError('boom')")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", crash], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp)}, cwd=ROOT)  # fmt: skip
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "RuntimeError: boom" in err
+    time.sleep(0.3)
+    assert os.listdir(tmp) == [] and _owned_uids(proc.pid) == []
+
+
 def test_trajectory_rows_with_lone_surrogates_store_and_read_back(tmp_path):
     """Model text that did not come through the sandbox (a teacher's raw answer, a task file)."""
     from symkd.pipelines.agents.tables import read_trajectories, write_trajectories
