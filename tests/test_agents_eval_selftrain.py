@@ -109,3 +109,18 @@ def test_finished_rounds_are_skipped_on_rerun(tmp_path: Path, monkeypatch):
     assert calls == [3]  # rounds 1 and 2 come from the table
     assert [r["generator"] for r in again["rounds"]] == [f"hf:{tmp_path / 's0'}", f"hf:{tmp_path / 'out' / 'round-1'}",
                                                          f"hf:{tmp_path / 'out' / 'round-2'}"]  # fmt: skip
+
+
+def test_cli_votes_and_same_as(capsys, tmp_path: Path):
+    from tests.test_agents_units import run_cli
+
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"question": "Ann has 3 bags of 4 pens. How many pens?", "answer": "3*4=<<3*4=12>>12 pens.\\n#### 12"}\n'
+                     '{"question": "Bob has 5 pens and no other.", "answer": "He has 5 pens.\\n#### 5"}\n')  # fmt: skip
+    code, _, err = run_cli(capsys, "agent", "eval", "--teacher", "smollm2", "--data", str(train), "--votes", "1",
+                           "--db", str(tmp_path / "e.db"))  # fmt: skip
+    assert code == 2 and "--votes" in err and err.strip().count("\n") == 0
+    db = tmp_path / "gold.db"
+    assert run_cli(capsys, "agent", "generate", "--source", "gold-rationales", "--data", str(train), "--db", str(db), "-q")[0] == 0
+    code, out, _ = run_cli(capsys, "agent", "export-cot", "--data", str(train), "--same-as", str(db), "--out", str(tmp_path / "c.jsonl"))
+    assert code == 0 and "1 solutions" in out  # the second problem has no annotation, so no trajectory
