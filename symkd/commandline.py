@@ -96,4 +96,6 @@ def build(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> A
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].replace("Input should be ", "must be ").replace("Value error, ", "")
-        raise UserError(f"--{prefix}{name.replace('_', '-')}: {msg} (got {err.get('input')!r})") from None
+        from symkd.teachers.options import given_value
+
+        raise UserError(f"--{prefix}{name.replace('_', '-')}: {msg} (got {given_value(err.get('input'))})") from None

@@ -9,13 +9,16 @@ claims and records ``interrupted``; the caller then raises :class:`Interrupted`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import os
 import signal
+import sys
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: what the CLI prints when a signal stops it
+LINE = "symkd: interrupted, rerun the same command to resume"
 #: signals this process was stopped by, latest last (the CLI exits with 128 + the latest:
 #: typer turns every KeyboardInterrupt into a plain exit code 130, losing which it was)
 received: list[int] = []
@@ -32,6 +35,8 @@ class Interrupted(KeyboardInterrupt):
 @contextlib.contextmanager
 def cancel_on_signals() -> Iterator[list[int]]:
     """While inside, SIGINT/SIGTERM cancel the current task; yields the signals caught."""
+    import asyncio
+
     caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield caught  # signals go to the main thread; its KeyboardInterrupt cancels our future
@@ -60,3 +65,32 @@ def cancel_on_signals() -> Iterator[list[int]]:
         for sig, handler in previous.items():
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    if caught:  # the task finished although it was cancelled (something swallowed it): still a stop
+        raise Interrupted(caught[0])
+
+
+def quiet_startup() -> Callable[[], None]:
+    """Until the returned function is called, Ctrl-C ends the process with the one interrupted
+    line and exit code 130 instead of a KeyboardInterrupt traceback from whatever module was
+    being imported. For the CLI's start-up (about 1.5 s of imports on 2 cores); only where
+    Ctrl-C has Python's default handler (an ignored SIGINT stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        return lambda: None
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        with contextlib.suppress(OSError):
+            sys.stderr.write(LINE + "\n")
+            sys.stderr.flush()
+        os._exit(128 + signum)  # nothing has run yet: no state to save, no half-imported module to unwind
+
+    signal.signal(signal.SIGINT, handler)
+
+    def done() -> None:
+        if signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, previous)
+
+    return done

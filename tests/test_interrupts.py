@@ -10,13 +10,26 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
 import time
 
 import pytest
 
-from tests.procs import ENV, LINE, generate_args, ok_count, run, start, wait_for_answers, write_prompts
+from tests.procs import ENV, LINE, ROOT, cmd, generate_args, ok_count, run, start, wait_for_answers, write_prompts
 
 N = 200  # 100 ms a request, 4 in flight: 5 s of work, interrupted after a few answers
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_with_ctrl_c(*args: str) -> subprocess.Popen:
+    """``symkd`` in a subprocess that Ctrl-C reaches however this test was started: a test
+    run in the background of a non-interactive shell inherits SIGINT *ignored*, and symkd,
+    like any Unix program, keeps an ignored SIGINT ignored (the run then finished, exit 0)."""
+    return subprocess.Popen(cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+                            preexec_fn=_default_sigint)  # fmt: skip
 
 
 def _run_row(db) -> dict:
@@ -39,8 +52,9 @@ def _claims(db) -> int:
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_prints_one_line_and_records_interrupted(tmp_path, slow_openai, signum, code):
     prompts, db = write_prompts(tmp_path / "p.jsonl", N), tmp_path / "r.db"
-    proc = start(*generate_args(slow_openai.base_url, prompts, db, "-c", "4"))
+    proc = start_with_ctrl_c(*generate_args(slow_openai.base_url, prompts, db, "-c", "4"))
     wait_for_answers(db, 8, proc)
+    assert ok_count(db) < N - 40, "the run must still be going when the signal lands"
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err

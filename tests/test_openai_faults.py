@@ -231,9 +231,19 @@ def test_a_percent_encoded_password_is_redacted_decoded_too(fake_openai, db_path
     url = f"http://alice:p%40ss%2Fw0rd-secret@127.0.0.1:{fake_openai.port}/v1"
     summary = run(fake_openai, db_path, [chat("who #fault=401userx1")], base_url=url)
     assert summary.failed == 1
-    assert rows(db_path)["who #fault=401userx1"]["error"] == "HTTP 401: bad credentials alice:***"
+    assert rows(db_path)["who #fault=401userx1"]["error"] == "HTTP 401: bad credentials ***:***"
     text = _all_text(db_path)
     assert "p@ss/w0rd-secret" not in text and "p%40ss%2Fw0rd-secret" not in text
+
+
+def test_a_key_in_the_user_name_is_redacted_like_a_password(fake_openai, db_path):
+    # some servers take the key as the Basic-auth user name, with no password; this one echoes it
+    url = f"http://tok%2Bin-the-user-name@127.0.0.1:{fake_openai.port}/v1"
+    summary = run(fake_openai, db_path, [chat("who #fault=401userx1")], base_url=url)
+    assert summary.failed == 1
+    assert rows(db_path)["who #fault=401userx1"]["error"] == "HTTP 401: bad credentials ***:"
+    text = _all_text(db_path)
+    assert "in-the-user-name" not in text
 
 
 def test_unreachable_server_is_one_clear_line_without_credentials(db_path):

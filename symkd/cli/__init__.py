@@ -8,12 +8,16 @@ by the commands (and backends) that need them.
 
 from __future__ import annotations
 
-import signal
-import sys
+from symkd.interrupts import quiet_startup
 
-import typer
+_starting = quiet_startup()  # Ctrl-C while the commands load: the one line, not a traceback
 
-from symkd.errors import UserError
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+import typer  # noqa: E402
+
+from symkd.errors import UserError  # noqa: E402
 
 app = typer.Typer(
     help="symkd: distill teacher LLMs into symbolic knowledge, agent trajectories and strategies.",
@@ -52,6 +56,7 @@ def _root(
 
 
 _register_commands()
+_starting()
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -100,6 +105,12 @@ def _main(argv: list[str] | None) -> None:
             sys.exit(code)
         if type(exc).__name__ == "Abort":
             sys.exit(1)
+        raise
+    except BaseException as exc:  # noqa: B036
+        from symkd.interrupts import received
+
+        if type(exc).__name__ == "CancelledError" and received:  # a signal's cancel that landed late
+            _interrupted()
         raise
     if rc == 130:  # typer's non-standalone mode returns 130 for a KeyboardInterrupt it caught
         _interrupted()

@@ -16,11 +16,14 @@ from symkd.teachers.options import TeacherOptions
 
 def _echo_table(rows: list[dict], columns: list[str]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    from symkd.safetext import shown
+
     table = Table(*columns)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    for row in rows:  # cells may hold outside text: controls shown as escapes, markup as text
+        table.add_row(*("" if row.get(c) is None else escape(shown(row.get(c), 200)) for c in columns))
     Console().print(table)
 
 
@@ -58,7 +61,7 @@ def generate(
     stop: Optional[List[str]] = typer.Option(None, "--stop", help="stop sequence (repeatable)"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     logprobs: Optional[bool] = typer.Option(None, "--logprobs/--no-logprobs"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write results as JSONL"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write results as JSONL (- for standard output)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     adopt: bool = typer.Option(False, "--adopt", help="add symkd's tables to an existing SQLite file that is not symkd's"),
@@ -68,6 +71,7 @@ def generate(
     """Generate completions for a JSONL batch; resumable and cached in the DB."""
     from symkd.commandline import build
     from symkd.generation import generate as run_generate
+    from symkd.jsonio import is_stdout
     from symkd.requests_file import read_requests
 
     from symkd.teachers.types import GenerationParams
@@ -88,12 +92,13 @@ def generate(
         summary = run_generate(target, requests, db, config={"prompts_file": prompts.name}, progress=not quiet,
                                adopt=adopt or None, **options)  # fmt: skip
     out_error = _write_out(out, db, summary.run_id) if out is not None else None
+    to_err = is_stdout(out)  # the results are on stdout: the summary goes to stderr
     if as_json:
-        typer.echo(json.dumps(summary.as_dict()))
+        typer.echo(json.dumps(summary.as_dict()), err=to_err)
     else:
         typer.echo(
             f"run {summary.run_id}: {summary.total} items - done {summary.done}, "
-            f"cached {summary.cached}, failed {summary.failed} ({summary.seconds:.1f}s) -> {db}"
+            f"cached {summary.cached}, failed {summary.failed} ({summary.seconds:.1f}s) -> {db}", err=to_err
         )
     if out_error is not None:
         raise UserError(f"--out {out}: not written ({out_error}); every answer is safe in {db}: "
@@ -104,20 +109,14 @@ def generate(
 
 
 def check_out_file(out: Path) -> None:
-    """Fail before the run when ``--out`` cannot be written: no folder, a folder, read-only."""
-    import os
-    import tempfile
+    """Fail before the run when ``--out`` cannot be written: no folder, a folder, a device or
+    a symbolic link, read-only (see :func:`symkd.jsonio.check_writable`)."""
+    from symkd.jsonio import check_writable
 
-    if out.is_dir():
-        raise UserError(f"--out {out}: is a folder; give a file path")
-    if not out.parent.is_dir():
-        raise UserError(f"--out {out}: folder {out.parent} does not exist")
-    try:  # permissions say too little (root, read-only mounts, immutable folders): try it
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot write in {out.parent} ({exc.strerror or exc})") from None
+    try:
+        check_writable(out)
+    except UserError as exc:
+        raise UserError(f"--out {exc}") from None
 
 
 def _write_out(out: Path, db: Path, run_id: str) -> str | None:

@@ -34,7 +34,7 @@ def selection(critic: Optional[List[str]], min_score: Optional[float], relations
 def export_cmd(
     db: Path = _DB,
     fmt: str = typer.Option(..., "--format", "-f", help="graphml | gexf | json | tsv | neo4j | html | parquet | chat-jsonl"),
-    out: Path = typer.Option(..., "--out", "-o", help="file to write (a folder for neo4j)"),
+    out: Path = typer.Option(..., "--out", "-o", help="file to write (a folder for neo4j; - for standard output)"),
     critic: Optional[List[str]] = _CRITIC,
     min_score: Optional[float] = _MIN_SCORE,
     relations: Optional[str] = _RELATIONS,
@@ -48,14 +48,15 @@ def export_cmd(
 
     from symkd.graphs import FORMATS, export, open_store
     from symkd.graphs.export import check_out
+    from symkd.jsonio import check_writable, is_stdout
     from symkd.knowledge import datasets
 
     if fmt not in FORMATS and fmt not in datasets.FORMATS:
         raise UserError(f"--format {fmt!r}: unknown format; known: {', '.join([*FORMATS, *datasets.FORMATS])}")
     if fmt in FORMATS:
         check_out(FORMATS[fmt], out)
-    elif out.is_dir() or not out.parent.is_dir():
-        raise UserError(f"--out {out}: must be a file in an existing folder")
+    else:
+        check_writable(out)
     sel = selection(critic, min_score, relations, include_none)
     started = time.monotonic()
     with open_store(db) as store:
@@ -63,11 +64,12 @@ def export_cmd(
             summary = export(store, fmt, out, sel, sample=sample, progress=not quiet)
         else:
             summary = {**datasets.FORMATS[fmt](store, sel, out), "seconds": round(time.monotonic() - started, 3)}
+    to_err = is_stdout(out)  # the export itself is on stdout: the summary goes to stderr
     if as_json:
-        typer.echo(json.dumps(summary))
+        typer.echo(json.dumps(summary), err=to_err)
         return
     counts = ", ".join(f"{summary[k]} {k}" for k in ("nodes", "edges", "lines", "triples") if k in summary)
-    typer.echo(f"{fmt}: {counts} -> {', '.join(summary['files'])} ({summary['seconds']:.1f}s)")
+    typer.echo(f"{fmt}: {counts} -> {', '.join(summary['files'])} ({summary['seconds']:.1f}s)", err=to_err)
 
 
 def stats_cmd(
@@ -84,29 +86,38 @@ def stats_cmd(
     """Counts per relation and critic decision, degree distribution, top hubs."""
     from symkd.graphs import graph_stats, open_store, plot_stats
 
-    if plot is not None and not plot.parent.exists():
-        raise UserError(f"{plot}: folder {plot.parent} does not exist")
+    if plot is not None:
+        from symkd.jsonio import check_writable
+
+        check_writable(plot)
     sel = selection(critic, min_score, relations, include_none)
     with open_store(db) as store:
         stats = graph_stats(store, sel, top=top, progress=not quiet)
     if plot is not None:
         plot_stats(stats, plot)
     if as_json:
-        typer.echo(json.dumps(stats, ensure_ascii=False))
+        from symkd.jsonio import dumps
+
+        typer.echo(dumps(stats))
         return
     _print_stats(stats, plot)
 
 
 def _print_stats(stats: dict, plot: Optional[Path]) -> None:
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as markup
     from rich.table import Table
+
+    from symkd.safetext import shown
+
+    def escape(text: str, limit: int = 80) -> str:  # triples are model text: controls as escapes, cut
+        return markup(shown(text, limit))
 
     console = Console()
     deg = stats["degree"]
     console.print(
         f"{stats['triples']:,} triples ({stats['none_triples']:,} none) -> {stats['nodes']:,} nodes, {stats['edges']:,} edges; "
-        f"degree mean {deg['mean']}, median {deg['median']}, max {deg['max']}, isolated {deg['isolated']}; {escape(stats['selection'])}"
+        f"degree mean {deg['mean']}, median {deg['median']}, max {deg['max']}, isolated {deg['isolated']}; {escape(stats['selection'], 300)}"
     )
     table = Table("relation", "triples", "none")
     for rel, row in stats["relations"].items():
@@ -122,7 +133,7 @@ def _print_stats(stats: dict, plot: Optional[Path]) -> None:
         table.add_row(escape(hub["label"]), escape(str(hub["type"])), str(hub["degree"]), str(hub["out"]), str(hub["in"]), hub["id"])
     console.print(table)
     if plot is not None:
-        console.print(f"plot -> {escape(str(plot))}")
+        console.print(f"plot -> {escape(str(plot), 300)}")
 
 
 def register(app: typer.Typer) -> None:

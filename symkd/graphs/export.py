@@ -21,7 +21,8 @@ from symkd.errors import UserError
 from symkd.graphs.build import IN, OUT, Selection, TripleSource, node_attrs, progress_bar, sample_nodes, snapshot
 from symkd.graphs.html import write_html
 from symkd.graphs.xmlout import write_gexf, write_graphml
-from symkd.jsonio import atomic_write
+from symkd.jsonio import atomic_write, check_writable, is_stdout
+from symkd.safetext import json_escape_unsafe
 from symkd.store.db import Store
 
 _BREAKS = re.compile(r"[\t\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
@@ -75,7 +76,11 @@ def export_gexf(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
 def export_json(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
     """networkx node-link JSON (``node_link_graph(data, edges="edges")`` reads it); streamed."""
     table = src.node_table(opts.progress)
-    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+
+    def dumps(obj: Any) -> str:  # C1 controls, U+2028 and the like as \uXXXX: safe to print
+        return json_escape_unsafe(encode(obj))
+
     edges = 0
     with atomic_write(out) as fh:
         fh.write(f'{{"directed": true, "multigraph": true, "graph": {dumps(_graph_info(src))},\n"nodes": [\n')
@@ -180,13 +185,19 @@ FORMATS: dict[str, Format] = {
 
 
 def check_out(fmt: Format, out: Path) -> None:
-    """Fail before any work when ``out`` cannot be written."""
+    """Fail before any work when ``out`` cannot be written (see :func:`symkd.jsonio.check_writable`)."""
+    if not fmt.folder:
+        check_writable(out)
+        return
+    if is_stdout(out):
+        raise UserError(f"{out}: the {fmt.name} export writes a folder of CSV files, not standard output")
     if not out.parent.exists():
         raise UserError(f"{out}: folder {out.parent} does not exist")
-    if fmt.folder and out.exists() and not out.is_dir():
+    if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file; the {fmt.name} export writes a folder of CSV files")
-    if not fmt.folder and out.is_dir():
-        raise UserError(f"{out}: is a folder; give a file path for the {fmt.name} export")
+    for name in ("nodes.csv", "relationships.csv"):
+        if out.is_dir():
+            check_writable(out / name)
 
 
 def export(store: Store, fmt: str, out: str | Path, sel: Selection = Selection(), *, sample: int = 300, progress: bool = False) -> dict[str, Any]:

@@ -12,13 +12,12 @@ Parquet export and a GraphML export of the same options hold the same triples.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from symkd.errors import UserError
 from symkd.graphs.build import Selection, TripleSource
-from symkd.jsonio import atomic_write
+from symkd.jsonio import atomic_write, dumps
 from symkd.knowledge.relations import RELATIONS
 from symkd.store.db import Store
 
@@ -90,10 +89,10 @@ def write_chat_jsonl(store: Store, sel: Selection, out: Path, progress: bool = F
         for row in curated_rows(store, sel):
             messages = [{"role": "user", "content": comet_prompt(row["head"], row["relation"])},
                         {"role": "assistant", "content": row["tail"].strip()}]  # fmt: skip
-            fh.write(json.dumps({"messages": messages, "id": row["id"], "run_id": row["run_id"]}, ensure_ascii=False) + "\n")
+            fh.write(dumps({"messages": messages, "id": row["id"], "run_id": row["run_id"]}) + "\n")
             n += 1
-    if not n:
-        raise UserError(f"{store.path}: no triples match {sel.describe()}")
+        if not n:  # inside the block: an existing file stays as it was
+            raise UserError(f"{store.path}: no triples match {sel.describe()}")
     return {"lines": n, "files": [str(out)]}
 
 

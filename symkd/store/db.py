@@ -205,7 +205,10 @@ def _check_marker(path: Path, conn: sqlite3.Connection, adopt: bool) -> int:
         return 0
     row = None
     if "meta" in tables:
-        row = conn.execute("select value from meta where key = 'schema_version'").fetchone()
+        try:
+            row = conn.execute("select value from meta where key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:  # someone else's table called meta: no marker
+            row = None
     if row is None:
         if not adopt:
             conn.close()
@@ -214,6 +217,12 @@ def _check_marker(path: Path, conn: sqlite3.Connection, adopt: bool) -> int:
                 f"{path}: not a symkd database (it holds tables {shown}); left unchanged - "
                 "pass --adopt (adopt=True in Python) to add symkd's tables to it"
             )
+        from symkd.store.tables import clash_message, foreign_tables
+
+        clashes = foreign_tables(conn, schema.MIGRATIONS, core=True)
+        if clashes:  # adopting would fail half-way (or write into the user's table): refuse first
+            conn.close()
+            raise UserError(clash_message(path, clashes, "symkd's tables"))
         return 0
     current = int(row[0])
     if current > len(schema.MIGRATIONS):

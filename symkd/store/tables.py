@@ -13,6 +13,8 @@ this and live in core migrations v2/v3, which are never edited.)
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import sqlite_utils
@@ -30,10 +32,28 @@ def owner_version(store: "Store", owner: str) -> int:
     return int(value) if value else 0
 
 
+def check_owner_version(store: "Store", owner: str, migrations: Sequence[Migration]) -> int:
+    """``owner``'s recorded version; one line when it is newer than ``migrations`` know (read only)."""
+    current = owner_version(store, owner) if _has_meta(store) else 0
+    if current > len(migrations):
+        raise UserError(
+            f"{store.path}: {owner} tables: version {current} is newer than this symkd understands "
+            f"({len(migrations)}); upgrade symkd"
+        )
+    return current
+
+
+def _has_meta(store: "Store") -> bool:
+    return bool(store.scalar("select count(*) from sqlite_master where type = 'table' and name = 'meta'"))
+
+
 def ensure_tables(store: "Store", owner: str, migrations: Sequence[Migration]) -> int:
     """Run ``owner``'s migrations that have not run on this store; return its version."""
-    if owner_version(store, owner) == len(migrations):
+    current = check_owner_version(store, owner, migrations)
+    if current == len(migrations):
         return len(migrations)  # the common case: no write lock taken
+    if current == 0:
+        refuse_foreign_tables(store, migrations, f"the {owner} tables")
     return run_migrations(store, f"schema_version:{owner}", migrations, f"{owner} tables: version")
 
 
@@ -56,3 +76,50 @@ def run_migrations(store: "Store", key: str, migrations: Sequence[Migration], wh
             migrations[version](db)
         db["meta"].upsert({"key": key, "value": str(len(migrations))}, pk="key")
     return len(migrations)
+
+
+@functools.lru_cache(maxsize=16)
+def _expected(migrations: tuple[Migration, ...], core: bool) -> dict[str, frozenset[str]]:
+    """The tables ``migrations`` create and their columns (run on an empty in-memory database,
+    after the core schema for a pipeline's migrations)."""
+    from symkd.store import schema
+
+    db = sqlite_utils.Database(memory=True)
+    before: set[str] = set()
+    if not core:
+        for migration in schema.MIGRATIONS:
+            migration(db)
+        before = set(db.table_names())
+    for migration in migrations:
+        migration(db)
+    return {name: frozenset(db[name].columns_dict) for name in db.table_names() if name not in before}
+
+
+def foreign_tables(conn: sqlite3.Connection, migrations: Sequence[Migration], *, core: bool = False) -> list[str]:
+    """Tables and views in ``conn`` that have a name ``migrations`` would create but are not
+    what they would create (other columns, or a view): symkd cannot share a name with them."""
+    expected = _expected(tuple(migrations), core)
+    found = dict(conn.execute("select name, type from sqlite_master where type in ('table', 'view')").fetchall())
+    clashes = []
+    for name in sorted(set(found) & set(expected)):
+        columns = {row[1] for row in conn.execute(f"pragma table_info({_quote(name)})")}
+        if found[name] != "table" or columns != expected[name]:
+            clashes.append(name)
+    return clashes
+
+
+def refuse_foreign_tables(store: "Store", migrations: Sequence[Migration], what: str) -> None:
+    """One line, nothing written, when the store holds someone else's table under a name of ours."""
+    clashes = foreign_tables(store.conn, migrations)
+    if clashes:
+        raise UserError(clash_message(store.path, clashes, what))
+
+
+def clash_message(path: object, clashes: Sequence[str], what: str) -> str:
+    names = ", ".join(repr(c) for c in clashes[:5]) + (", ..." if len(clashes) > 5 else "")
+    return (f"{path}: cannot add {what}: its own table(s) {names} have the same name but other columns; "
+            "left unchanged")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

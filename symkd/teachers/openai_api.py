@@ -24,7 +24,7 @@ from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import APITeacher, FatalRequestError, RetryableError, redact
 from symkd.teachers.openai_http import HTTPStatusError, OpenAIHTTP
 from symkd.teachers.types import Completion, Request, Response, Usage
-from symkd.teachers.urls import netloc, model_at, safe_url
+from symkd.teachers.urls import netloc, model_at, safe_url, server_url
 
 _RETRY_STATUS = {408, 409, 425, 429}
 
@@ -87,7 +87,7 @@ class OpenAITeacher(APITeacher):
             backoff_base=backoff_base,
             backoff_max=backoff_max,
         )
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        self.base_url = server_url(base_url)
         api_key = os.environ.get(api_key_env)
         if api_key:
             self._secrets.append(api_key)
@@ -98,9 +98,11 @@ class OpenAITeacher(APITeacher):
         client_url, headers = _split_credentials(self.base_url)
         if headers:
             token = headers["Authorization"].split()[1]
-            password = urlsplit(self.base_url).password
-            # as written in the URL and as sent (a percent-encoded password is sent decoded)
-            self._secrets += [s for s in (password, unquote(password or ""), token) if s]
+            parts = urlsplit(self.base_url)
+            # both halves (a key is often put in the user name), as written in the URL and as
+            # sent (percent-encoded text is sent decoded)
+            given = (parts.username, parts.password)
+            self._secrets += [s for v in given for s in (v, unquote(v or "")) if s] + [token]
         if endpoint not in {"auto", "chat", "completions"}:
             raise TeacherUnavailable(f"endpoint must be auto, chat or completions, not {endpoint!r}")
         self.endpoint = endpoint

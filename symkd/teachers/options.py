@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from symkd.errors import UserError
 
@@ -35,6 +35,13 @@ class TeacherOptions(BaseModel):
     n_threads: Optional[int] = Field(None, ge=1, description="CPU threads (llamacpp)",
                                      json_schema_extra={"cli": "--threads"})  # fmt: skip
     n_ctx: Optional[int] = Field(None, ge=64, description="context length (llamacpp)")
+
+    @field_validator("base_url")
+    @classmethod
+    def _usable_url(cls, value: Optional[str]) -> Optional[str]:
+        from symkd.teachers.urls import check_base_url
+
+        return value if value is None else check_base_url(value)
 
     def given(self) -> dict[str, Any]:
         """The options that were set (None means the backend's default)."""
@@ -65,4 +72,11 @@ def one_line(exc: ValidationError, flag_prefix: str = "") -> str:
     name = ".".join(str(p) for p in err["loc"]) or "option"
     flag = flag_prefix + name.replace("_", "-") if flag_prefix else name
     msg = err["msg"].replace("Input should be ", "must be ").replace("Value error, ", "")
-    return f"{flag}: {msg} (got {err.get('input')!r})"
+    return f"{flag}: {msg} (got {given_value(err.get('input'))})"
+
+
+def given_value(value: Any) -> str:
+    """The value a user gave, for an error line: credentials in a URL are not repeated."""
+    from symkd.teachers.urls import redact_credentials
+
+    return redact_credentials(repr(value)) if isinstance(value, str) else repr(value)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,8 +150,9 @@ def cache_identity(spec: str | Teacher, **options: Any) -> tuple[str, str] | Non
     if backend not in BACKENDS or backend == "langchain":  # identity comes from the built teacher
         return None
     if backend == "openai":
-        base_url = options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
-        return backend, model_at(model_id(model), base_url)
+        from symkd.teachers.urls import server_url
+
+        return backend, model_at(model_id(model), server_url(options.get("base_url")))
     return backend, model_id(model)
 
 

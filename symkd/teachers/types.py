@@ -10,7 +10,9 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from symkd.safetext import valid_unicode
 
 
 class GenerationParams(BaseModel):
@@ -83,11 +85,17 @@ class Request(BaseModel):
 
 
 class Completion(BaseModel):
-    """One sampled continuation."""
+    """One sampled continuation. A model may answer a lone surrogate (valid JSON, but no UTF-8
+    file or SQLite text can hold it): it becomes U+FFFD here, where every backend's answer enters."""
 
     text: str
     finish_reason: str | None = None
     token_logprobs: list[float] | None = None
+
+    @field_validator("text", "finish_reason")
+    @classmethod
+    def _valid_unicode(cls, value: str | None) -> str | None:
+        return value if value is None else valid_unicode(value)
 
     @property
     def logprob_sum(self) -> float | None:
@@ -107,6 +115,11 @@ class Response(BaseModel):
     error: str | None = None
     attempts: int = 1
     latency_s: float = 0.0
+
+    @field_validator("error")
+    @classmethod
+    def _valid_unicode(cls, value: str | None) -> str | None:
+        return value if value is None else valid_unicode(value)
 
     @property
     def ok(self) -> bool:

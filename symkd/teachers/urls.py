@@ -6,11 +6,63 @@ importing any SDK.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]*@")
 
 #: the official endpoint: keys for it carry no suffix, so databases made before endpoint
 #: identity existed keep answering from their cache
 OFFICIAL = "https://api.openai.com/v1"
+
+
+def check_base_url(url: str) -> str:
+    """``url`` when it names an HTTP(S) server symkd can reach; else ValueError saying why
+    (the message never repeats the URL, which may hold credentials)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises for a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"not a usable server URL ({_reason(exc)})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("not a usable server URL (it must start with http:// or https://)")
+    if not parts.hostname:
+        raise ValueError("not a usable server URL (no host name)")
+    if port == 0:
+        raise ValueError("not a usable server URL (port 0)")
+    return url
+
+
+def server_url(base_url: str | None) -> str | None:
+    """The server to use: ``base_url``, else ``$OPENAI_BASE_URL``; a bad one is a UserError."""
+    import os
+
+    from symkd.errors import UserError
+
+    where = "--base-url" if base_url else "OPENAI_BASE_URL"
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+    if url is not None:
+        try:
+            check_base_url(url)
+        except ValueError as exc:
+            raise UserError(f"{where}: {exc} (got {redact_credentials(repr(url))})") from None
+    return url
+
+
+def _reason(exc: ValueError) -> str:
+    text = str(exc)
+    if "out of range" in text:
+        return "the port is out of range 1-65535"
+    if "Port" in text:
+        return "the port is not a number"
+    if "IPv6" in text:
+        return "an IPv6 address without its closing ]"
+    return text.split(":")[0]
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with any ``user:password@`` after a URL scheme written as ``***@``."""
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 def safe_url(url: str | None) -> str | None:

@@ -134,14 +134,15 @@ def export(
     verified: str = typer.Option("kept", "--verified", help="teacher trajectories: kept | rejected | all (by the verifier critic)"),
 ) -> None:
     """Trajectories as chat JSONL (messages; observations as user turns)."""
-    from symkd.jsonio import atomic_write
+    from symkd.jsonio import atomic_write, check_writable, is_stdout
     from symkd.pipelines.agents.export import chat_record
 
+    check_writable(out)  # one line before any work: a folder, a device, a read-only folder
     rows = _read(db, source, verified)
     with atomic_write(out) as fh:
         for row in rows:
             fh.write(json.dumps(chat_record(row), ensure_ascii=False) + "\n")
-    typer.echo(f"{len(rows)} trajectories -> {out}")
+    typer.echo(f"{len(rows)} trajectories -> {out}", err=is_stdout(out))
 
 
 def export_cot(
@@ -152,10 +153,11 @@ def export_cot(
     source: Optional[List[str]] = typer.Option(None, "--source", help="with --same-as: trajectory sources counted (default gold-rationales)"),
 ) -> None:
     """GSM8K worked solutions as chat JSONL for `symkd train` (the CoT-distilled baseline)."""
-    from symkd.jsonio import atomic_write
+    from symkd.jsonio import atomic_write, check_writable, is_stdout
     from symkd.pipelines.agents.export import cot_record
     from symkd.pipelines.agents.gsm8k import read_tasks
 
+    check_writable(out)
     tasks = [t for t in read_tasks(data, limit=limit) if t.solution]
     if same_as is not None:
         solved = {r["task_id"] for r in _read(same_as, list(source or ["gold-rationales"]), "kept")}
@@ -163,21 +165,22 @@ def export_cot(
     with atomic_write(out) as fh:
         for t in tasks:
             fh.write(json.dumps(cot_record(t), ensure_ascii=False) + "\n")
-    typer.echo(f"{len(tasks)} solutions -> {out}")
+    typer.echo(f"{len(tasks)} solutions -> {out}", err=is_stdout(out))
 
 
 @model_options(TrainConfig, "train_options", exclude=("kd_loss", "teacher_model", "kd_weight"),
-               defaults={"max_length": 384, "epochs": 1.0, "batch_size": 8})  # fmt: skip
+               defaults={"epochs": 1.0, "batch_size": 8})  # fmt: skip
 def train(
     db: Path = typer.Option(..., "--db"),
     source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales | gold-variants (repeatable; default the first two)"),
     verified: str = typer.Option("kept", "--verified", help="kept | rejected | all (teacher trajectories)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most N trajectories (first by task order)"),
+    negatives: bool = typer.Option(False, "--negatives", help="also failed trajectories (correct = 0) of --source, as negatives for --loss redi"),
     overwrite: bool = typer.Option(False, "--overwrite"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     train_options: Any = None,
 ) -> None:
-    """SFT on trajectories; the loss covers the model's own turns (prompts and observations masked)."""
+    """SFT (or REDI with --loss redi --negatives) on trajectories; the loss covers the model's own turns."""
     from symkd.pipelines.agents.export import training_data
     from symkd.students.modeling import load_tokenizer
     from symkd.students.train import train as run_train
@@ -186,9 +189,12 @@ def train(
         raise UserError("--out is required: the folder for the trained student")
     config = build(TrainConfig, train_options)
     sources = list(source or SOURCES)
-    rows = _read(db, sources, verified)[:limit]
+    rows = _read(db, sources, verified)
+    failed = [r for r in _read(db, sources, "all") if not r["correct"]][:limit] if negatives else []
+    rows = [r for r in rows if r["correct"] or not negatives][:limit]
     data = training_data(rows, load_tokenizer(config.base_model), {"kind": "agent-trajectories", "db": str(db),
-                                                                   "sources": sources, "verified": verified})  # fmt: skip
+                                                                   "sources": sources, "verified": verified},
+                         negatives=failed)  # fmt: skip
     summary = run_train(data, config, progress=not quiet, overwrite=overwrite)
     typer.echo(json.dumps({k: summary.get(k) for k in ("examples", "steps", "final_loss", "seconds", "out") if k in summary}, default=str))
 

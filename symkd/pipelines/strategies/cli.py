@@ -92,13 +92,15 @@ def show(
 def export(
     db: Path = typer.Option(..., "--db", help="database holding a strategy library"),
     format: str = typer.Option("md", "--format", "-f", help="md | json | parquet"),
-    out: Path = typer.Option(..., "--out", "-o", help="file to write (atomically)"),
+    out: Path = typer.Option(..., "--out", "-o", help="file to write (atomically; - for standard output)"),
 ) -> None:
     """Write the library to a file: Markdown to audit and edit, JSON, or Parquet."""
     from symkd.pipelines.strategies.export import export_library
 
+    from symkd.jsonio import is_stdout
+
     export_library(db, format, out)
-    typer.echo(f"-> {out}")
+    typer.echo(f"-> {out}", err=is_stdout(out))  # the library itself may be on stdout
 
 
 def import_(

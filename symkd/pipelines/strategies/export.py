@@ -17,26 +17,34 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from symkd.errors import UserError
-from symkd.jsonio import atomic_write
+from symkd.jsonio import atomic_write, dumps
 from symkd.store.db import Store, utcnow
 from symkd.pipelines.strategies.library import STATUSES, Strategy, all_strategies, versions
 
 MARKER = "<!-- symkd-strategies v1 -->"
 JSON_FORMAT = "symkd-strategies"
 FORMATS = ("md", "json", "parquet")
-_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~!&])")
-_UNESCAPE = re.compile(r"\\([\\`*_\[\]<>#|~!&])")
+_SPECIAL = r"\\`*_\[\]<>#|~!&"
+_ESCAPE = re.compile(f"[{_SPECIAL}]")
+_ESCAPE_TAG = re.compile(f"[{_SPECIAL},]")
+#: what could split a line, act on a terminal or not be written as UTF-8 becomes \uXXXX in the
+#: file (tabs stay as they are; a strategy's own line breaks are its ``> `` lines)
+_HIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufeff]")
+_UNESCAPE = re.compile(f"\\\\(?:([{_SPECIAL},])|u([0-9a-fA-F]{{4}}))")
 SECTIONS = (("Library (accepted and edited)", ("accepted", "edited")), ("Merged into another", ("merged",)),
             ("Rejected", ("rejected",)))  # fmt: skip
 
 
-def escape(text: str) -> str:
-    """Backslash-escape Markdown's structural characters (reversed by :func:`unescape`)."""
-    return _SPECIAL.sub(r"\\\1", text)
+def escape(text: str, *, tag: bool = False) -> str:
+    """Backslash-escape Markdown's structural characters (and, in a tag, the commas that
+    separate tags); every character that could split a line or act on a terminal becomes
+    ``\\uXXXX``. :func:`unescape` reverses it exactly."""
+    text = (_ESCAPE_TAG if tag else _ESCAPE).sub(r"\\\g<0>", text)
+    return _HIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def unescape(text: str) -> str:
-    return _UNESCAPE.sub(r"\1", text)
+    return _UNESCAPE.sub(lambda m: m.group(1) or chr(int(m.group(2), 16)), text)
 
 
 def _evidence_line(ev: dict[str, Any]) -> str:
@@ -51,7 +59,7 @@ def _section(s: Strategy, merged: list[Strategy]) -> Iterator[str]:
     yield f"### {s.id}"
     yield ""
     yield f"- status: {s.status}"
-    yield f"- tags: {', '.join(escape(t) for t in s.tags)}"
+    yield f"- tags: {', '.join(escape(t, tag=True) for t in s.tags)}"
     yield (f"- provenance: round {s.round}, teacher {escape(str(s.teacher))}, template "
            f"{escape(str(s.template_id))}@{escape(str(s.template_version))}, version {s.version}")  # fmt: skip
     yield f"- source scenarios: {', '.join(escape(x) for x in s.source_scenarios) or '-'}"
@@ -94,11 +102,10 @@ def to_json(store: Store) -> str:
     for s in all_strategies(store):
         rows.append({**s.as_dict(), "versions": versions(store, s.id)})
         rows[-1].pop("similarity")
-    return json.dumps({"format": JSON_FORMAT, "version": 1, "exported_at": utcnow(), "strategies": rows},
-                      ensure_ascii=False, indent=2) + "\n"  # fmt: skip
+    return dumps({"format": JSON_FORMAT, "version": 1, "exported_at": utcnow(), "strategies": rows}, indent=2) + "\n"
 
 
-def write_parquet(store: Store, out: Path) -> int:
+def write_parquet(store: Store, out: str | Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -119,19 +126,25 @@ def write_parquet(store: Store, out: Path) -> int:
 
 
 def export_library(db: str | Path | Store, format: str = "md", out: str | Path | None = None) -> str | None:
-    """The library as ``md`` or ``json`` text (written to ``out`` when given), or ``parquet`` to ``out``."""
+    """The library as ``md`` or ``json`` text (written to ``out`` when given), or ``parquet`` to ``out``.
+
+    The database is opened read-only; ``out`` is checked before anything is read and written
+    whole or not at all (``-`` is standard output)."""
+    from symkd.jsonio import check_writable
     from symkd.pipelines.strategies.library import open_library
 
     if format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)} (got {format!r})")
     if format == "parquet" and out is None:
         raise UserError("--format parquet needs --out FILE.parquet")
-    store = open_library(db)
+    if out is not None:
+        check_writable(out)
+    store = open_library(db, readonly=True)
     try:
         if not store.scalar("select count(*) from strategies"):
             raise UserError(f"{store.path}: the strategy library is empty")
         if format == "parquet":
-            write_parquet(store, Path(out))  # type: ignore[arg-type]
+            write_parquet(store, out)  # type: ignore[arg-type]
             return None
         text = to_markdown(store) if format == "md" else to_json(store)
         if out is not None:

@@ -73,20 +73,43 @@ def _version_row(s: Strategy, editor: str, note: str = "") -> dict[str, Any]:
             "status": s.status, "editor": editor, "note": note, "created_at": utcnow()}  # fmt: skip
 
 
-def open_library(db: str | Path | Store, *, create: bool = False) -> Store:
-    """A store holding a strategy library; an unknown file or one without the tables is refused."""
+def open_library(db: str | Path | Store, *, create: bool = False, readonly: bool = False) -> Store:
+    """A store holding a strategy library; an unknown file, one without the tables or one whose
+    strategy tables are newer than this symkd is refused, before anything is written to it.
+
+    ``readonly`` opens the file read-only (a 0444 file or a read-only folder work)."""
     if isinstance(db, Store):
         store = db
+        tables.check_version(store)
     else:
         path = Path(db)
         if not create and not path.is_file():
             raise UserError(f"{path}: no such database")
-        store = Store(path, create=create)
+        if path.is_file() and not readonly:
+            _precheck(path, create)  # read-only first: a file that is refused stays untouched
+        store = Store(path, create=create, readonly=readonly)
+        try:
+            tables.check_version(store)
+        except UserError:
+            store.close()
+            raise
     if create:
         tables.ensure(store)
     elif not tables.has_tables(store):
+        if store is not db:
+            store.close()
         raise UserError(f"{store.path}: holds no strategy library (run `symkd strategies learn` first)")
     return store
+
+
+def _precheck(path: Path, create: bool) -> None:
+    """The checks of :func:`open_library`, on the file opened read-only (nothing written)."""
+    if not path.stat().st_size:
+        return  # an empty file: nothing to check, and a writer may create the library in it
+    with Store(path, create=False, readonly=True) as store:
+        tables.check_version(store)
+        if not create and not tables.has_tables(store):
+            raise UserError(f"{store.path}: holds no strategy library (run `symkd strategies learn` first)")
 
 
 def insert(store: Store, strategy: Strategy, embedding: np.ndarray | None, editor: str) -> bool:

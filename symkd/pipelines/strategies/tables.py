@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from symkd.store.db import Store
-from symkd.store.tables import ensure_tables
+from symkd.store.tables import check_owner_version, ensure_tables
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -63,6 +63,11 @@ LIBRARY_STATUSES = ("accepted", "edited")
 
 def ensure(store: Store) -> None:
     ensure_tables(store, "strategies", MIGRATIONS)
+
+
+def check_version(store: Store) -> None:
+    """Refuse a library written by a newer symkd (its tables may mean something else)."""
+    check_owner_version(store, "strategies", MIGRATIONS)
 
 
 def has_tables(store: Store) -> bool:
