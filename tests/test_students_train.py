@@ -203,7 +203,25 @@ def test_missing_base_model_is_a_clear_error(tmp_path: Path) -> None:
         train(from_triples(TRIPLES), TrainConfig(out=tmp_path / "s", base_model=str(tmp_path / "empty-model")), progress=False)
 
 
-def test_examples_too_long_for_max_length_are_counted(tmp_path: Path, tiny_lm: Path) -> None:
+def test_examples_too_long_are_refused_unless_allowed_and_always_counted(tmp_path: Path, tiny_lm: Path, capsys) -> None:
     rows = [Example("PersonX " + "runs " * 40 + "[GEN]", " far", group="a"), *from_triples(TRIPLES).examples]
-    summary = train(TrainingData(rows, {"kind": "test"}), tiny_config(tmp_path / "s", tiny_lm, max_length=24), progress=False)
-    assert summary["data"]["too_long"] == 1
+    data = TrainingData(rows, {"kind": "test"})
+    with pytest.raises(UserError, match=r"1 of 25 examples \(4.0%\) are longer than --max-length 24 tokens.*--max-dropped-share 0.04"):
+        train(data, tiny_config(tmp_path / "s", tiny_lm, max_length=24), progress=False)
+    summary = train(data, tiny_config(tmp_path / "s", tiny_lm, max_length=24, max_dropped_share=0.05), progress=False)
+    assert summary["data"]["too_long"] == 1 and summary["data"]["train_examples"] == 24
+    assert "1 of 25 examples (4.0%) are longer than --max-length 24 tokens (longest 4" in capsys.readouterr().err
+    auto = train(data, tiny_config(tmp_path / "auto", tiny_lm), progress=False)  # default: the longest example fits
+    assert auto["data"]["too_long"] == 0 and auto["data"]["max_length"] == auto["data"]["longest"] > 40
+
+
+def test_train_tokens_sets_an_exact_budget(tmp_path: Path, tiny_lm: Path) -> None:
+    data = from_triples(TRIPLES)
+    one = train(data, tiny_config(tmp_path / "one", tiny_lm, max_steps=1, batch_size=4), progress=False)
+    step_tokens = one["throughput"]["tokens"]
+    budget = 5 * step_tokens
+    summary = train(data, tiny_config(tmp_path / "b", tiny_lm, max_steps=None, train_tokens=budget, batch_size=4), progress=False)
+    seen = summary["throughput"]["tokens"]
+    assert budget <= seen < budget + 2 * step_tokens and summary["steps"] == summary["total_steps"] >= 4
+    with pytest.raises(UserError, match="--max-steps and --train-tokens both set the budget"):
+        tiny_config(tmp_path / "c", tiny_lm, train_tokens=100)

@@ -61,6 +61,9 @@ def write_card(out: Path, summary: dict[str, Any]) -> None:
         loss_line += f", held-out {final['eval_loss']:.4f}"
     if cfg.get("kd_loss"):
         loss_line += f" (CE mixed with {cfg['kd_loss']} KD from `{cfg['teacher_model']}`, weight {cfg['kd_weight']})"
+    if cfg.get("loss") == "redi":
+        loss_line += (f" (REDI objective, alpha {cfg['redi_alpha']}, {data.get('negatives', 0):,} negative examples; "
+                      "held-out loss on positives)")  # fmt: skip
     src = data["source"]
     described = ", ".join(f"{k}={v}" for k, v in src.items() if v not in (None, [], ""))
     mfu = f", MFU {summary['throughput']['mfu']:.1%}" if summary["throughput"].get("mfu") else ""
@@ -69,7 +72,7 @@ def write_card(out: Path, summary: dict[str, Any]) -> None:
         method=f"LoRA r={cfg['lora_r']}, merged" if cfg["lora"] else "full fine-tuning",
         trainable=summary["parameters"]["trainable"], total=summary["parameters"]["total"],
         data=described, train_examples=data["train_examples"], eval_examples=data["eval_examples"],
-        too_long=data["too_long"], max_length=cfg["max_length"], steps=summary["steps"],
+        too_long=data["too_long"], max_length=data.get("max_length", cfg["max_length"]), steps=summary["steps"],
         batch=summary.get("global_batch", cfg["batch_size"] * cfg["grad_accum"]), epochs=summary["epochs"], lr=cfg["lr"],
         loss_line=loss_line, hardware=summary["hardware"]["description"],
         tokens_per_s=summary["throughput"]["tokens_per_s"], mfu=mfu,
@@ -131,10 +134,10 @@ def _cpu_name() -> str:
     return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
 
 
-def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: int, per_epoch: int, n_train: int,
-                  n_held: int, too_long: int, trainable: int, total: int, device: Any, bf16: bool, processes: int,
-                  example: Any) -> dict[str, Any]:  # fmt: skip
-    """What ``training.json`` holds; ``per_epoch`` counts global micro-batches."""
+def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: int, per_epoch: int, prepared: Any,
+                  trainable: int, total: int, device: Any, bf16: bool, processes: int) -> dict[str, Any]:  # fmt: skip
+    """What ``training.json`` holds; ``per_epoch`` counts global micro-batches; ``prepared``: the
+    tokenized split (:class:`symkd.students.prepare.Prepared`)."""
     import symkd
 
     hw = hardware(device, bf16, processes)
@@ -144,12 +147,15 @@ def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: in
     util = mfu(total, tokens_per_s, peak, processes)
     last = state["history"][-10:]
     final_train = sum(h["loss"] for h in last) / max(1, len(last))
+    example = prepared.first
     return {
         "symkd_version": getattr(symkd, "__version__", "0"),
         "fingerprint": state["fingerprint"],
         "config": {**config.model_dump(mode="json"), "lr": config.learning_rate},
-        "data": {"source": data.source, "examples": len(data.examples), "train_examples": n_train,
-                 "eval_examples": n_held, "too_long": too_long,
+        "data": {"source": data.source, "examples": len(data.examples), "train_examples": len(prepared.train),
+                 "eval_examples": len(prepared.held), "too_long": prepared.too_long, "max_length": prepared.max_length,
+                 "longest": prepared.longest, "negatives": prepared.negatives, "negatives_left_out": prepared.negatives_left_out,
+                 "tokens_per_epoch": sum(prepared.lengths),
                  "example_prompt": example.prompt if example else "", "example_completion": example.completion if example else ""},
         "steps": state["step"],
         "epochs": state["step"] * config.grad_accum / per_epoch,

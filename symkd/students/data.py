@@ -13,14 +13,16 @@ format reads as a sentence for a pretrained LM and needs no new tokens). Sources
 * an ATOMIC TSV (``head @@ relation<TAB>tail1| tail2``): one example per tail;
 * a JSONL file whose objects are ``{head, relation, tail}``, ``{prompt, completion}`` or a chat
   ``{messages: [...]}`` (the loss covers the last assistant message; rendered with the
-  student's chat template when it is tokenized).
+  student's chat template when it is tokenized). Any row may say ``"negative": true``: a failed
+  trajectory, which the REDI objective (``TrainConfig(loss="redi")``) learns away from and SFT
+  leaves out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,6 +50,8 @@ class Example:
     #: pre-rendered text pieces and whether each is trained on (multi-turn masks, e.g. agent
     #: trajectories whose observations are masked); when set, tokenize() uses only these
     segments: tuple[tuple[str, bool], ...] | None = None
+    #: a failed trajectory: the REDI objective lowers its likelihood; SFT leaves it out
+    negative: bool = False
 
 
 @dataclass
@@ -141,7 +145,13 @@ def from_jsonl(path: str | Path) -> TrainingData:
                 raise UserError(f"{where}: field 'relation': {exc}") from None
         else:
             raise UserError(f"{where}: expected 'messages', 'prompt'+'completion' or 'head'+'relation'+'tail'")
-    return TrainingData(examples, {"kind": "jsonl", "path": str(path), "rows": len(examples)})
+        if "negative" in obj:
+            if not isinstance(obj["negative"], bool):
+                raise UserError(f"{where}: 'negative' must be true or false")
+            examples[-1] = replace(examples[-1], negative=obj["negative"])
+    negatives = sum(e.negative for e in examples)
+    return TrainingData(examples, {"kind": "jsonl", "path": str(path), "rows": len(examples),
+                                   **({"negatives": negatives} if negatives else {})})  # fmt: skip
 
 
 def _chat_example(messages: Any, where: str) -> Example:
@@ -201,12 +211,14 @@ def split_held_out(data: TrainingData, fraction: float, seed: int = 0) -> tuple[
 class Tokenized:
     input_ids: list[int]
     labels: list[int]
+    negative: bool = False
 
 
-def tokenize(example: Example, tokenizer: Any, max_length: int) -> Tokenized | None:
-    """Token ids with labels on the completion (+ EOS) only; None when it does not fit."""
+def tokenize(example: Example, tokenizer: Any, max_length: int | None = None) -> Tokenized | None:
+    """Token ids with labels on the completion (+ EOS) only; None when it is longer than
+    ``max_length`` (None: no limit) or has nothing to learn."""
     if example.segments is not None:
-        return _tokenize_segments(example.segments, tokenizer, max_length)
+        return _tokenize_segments(example.segments, tokenizer, max_length, example.negative)
     if example.messages is not None:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("chat examples need a base model with a chat template")
@@ -223,12 +235,13 @@ def tokenize(example: Example, tokenizer: Any, max_length: int) -> Tokenized | N
         if tokenizer.eos_token_id is not None:
             completion_ids = completion_ids + [tokenizer.eos_token_id]
     ids = prompt_ids + completion_ids
-    if len(ids) > max_length or not completion_ids:
+    if (max_length is not None and len(ids) > max_length) or not completion_ids:
         return None
-    return Tokenized(ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids)
+    return Tokenized(ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids, example.negative)
 
 
-def _tokenize_segments(segments: Sequence[tuple[str, bool]], tokenizer: Any, max_length: int) -> Tokenized | None:
+def _tokenize_segments(segments: Sequence[tuple[str, bool]], tokenizer: Any, max_length: int | None,
+                       negative: bool = False) -> Tokenized | None:  # fmt: skip
     """Each piece tokenized on its own; labels on the trained pieces only."""
     ids: list[int] = []
     labels: list[int] = []
@@ -236,6 +249,6 @@ def _tokenize_segments(segments: Sequence[tuple[str, bool]], tokenizer: Any, max
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece
         labels += piece if trained else [IGNORE_INDEX] * len(piece)
-    if len(ids) > max_length or all(x == IGNORE_INDEX for x in labels):
+    if (max_length is not None and len(ids) > max_length) or all(x == IGNORE_INDEX for x in labels):
         return None
-    return Tokenized(ids, labels)
+    return Tokenized(ids, labels, negative)

@@ -20,15 +20,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal, Optional
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from symkd.errors import UserError
 from symkd.students import checkpoints
 from symkd.students.batching import collate, epoch_batches, target_count
 from symkd.students.card import build_summary, plot_curve, write_card
-from symkd.students.data import TrainingData, split_held_out, tokenize
+from symkd.students.config import TrainConfig
+from symkd.students.data import TrainingData
 from symkd.students.distributed import Processes, shard
 from symkd.students.modeling import (
     add_lora,
@@ -37,76 +36,20 @@ from symkd.students.modeling import (
     load_causal_lm,
     load_tokenizer,
     pick_device,
+    set_attention,
+    training_attention,
     use_bf16,
 )
+from symkd.students.prepare import Prepared, prepare, stderr_line, step_count, step_divisor
 from symkd.students.steps import eval_loss, keeps_logits, loss_sums
 
-#: config fields added after folders were trained, with their defaults (see ``fingerprint``)
-_LATER_FIELDS = {"precision": "auto"}
-
-
-class TrainConfig(BaseModel):
-    """Everything a training run depends on (the CLI's ``symkd train`` options are generated from it)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    out: Path = Field(..., description="folder for the trained model (checkpoints inside; rerun to resume)")
-    base_model: str = Field("smollm2", description="HF id, folder or .gguf file; smollm2 = the embedded SmolLM2-135M")
-    epochs: float = Field(3.0, gt=0, description="passes over the data (fractions allowed)")
-    max_steps: Optional[int] = Field(None, gt=0, description="optimizer steps (overrides epochs)")
-    batch_size: int = Field(16, gt=0, description="examples per micro-batch per process (global batch: x grad_accum x processes)")
-    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
-    lr: Optional[float] = Field(None, gt=0, description="learning rate (default 5e-5; 2e-4 with LoRA)")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of the steps with linear learning-rate warm-up")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    max_grad_norm: float = Field(1.0, gt=0, description="clip the gradient norm to this")
-    max_length: int = Field(128, gt=8, description="longest example in tokens (longer ones are left out)")
-    eval_fraction: float = Field(0.05, ge=0, lt=1, description="held-out share, split by head")
-    eval_every: Optional[int] = Field(None, gt=0, description="steps between held-out evaluations (default: ~10 per run)")
-    save_every: Optional[int] = Field(None, gt=0, description="steps between checkpoints (default: ~10 per run)")
-    keep_checkpoints: int = Field(1, gt=0, description="checkpoints kept on disk")
-    lora: bool = Field(False, description="train LoRA adapters (merged into the saved model)")
-    lora_r: int = Field(16, gt=0, description="LoRA rank")
-    lora_alpha: int = Field(32, gt=0, description="LoRA alpha (scale alpha/r)")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N (several processes: each rank's own GPU)")
-    precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 autocast on GPUs and CPUs with bf16 instructions; bf16 or fp32 to force")
-    seed: int = Field(0, description="seed for initialisation, the held-out split and the batch order")
-    kd_loss: Optional[str] = Field(None, description="white-box KD loss: forward_kl, reverse_kl, skew_*, jsd, taid (name:opt=v)")
-    teacher_model: Optional[str] = Field(None, description="local teacher for kd_loss (same tokenizer)")
-    kd_weight: float = Field(0.5, ge=0, le=1, description="loss = (1-w)·CE + w·KD")
-
-    @field_validator("kd_loss")
-    @classmethod
-    def _known_loss(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None:
-            from symkd.students.losses.registry import parse_loss_spec
-
-            parse_loss_spec(value)
-        return value
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (2e-4 if self.lora else 5e-5)
-
-    def fingerprint(self, data_digest: str, processes: int = 1) -> str:
-        """What must match for a run to resume from a checkpoint (budget and out excluded).
-
-        Fields added later count only when set away from their default, so folders trained
-        before they existed keep their fingerprint; so does the process count when it is 1.
-        """
-        fields = self.model_dump(mode="json", exclude={"out", "keep_checkpoints", "eval_every", "save_every"})
-        fields = {k: v for k, v in fields.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
-        blob = {"config": fields, "data": data_digest, **({"processes": processes} if processes > 1 else {})}
-        blob = json.dumps(blob, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
+__all__ = ["TrainConfig", "data_digest", "train"]
 
 def data_digest(data: TrainingData) -> str:
     h = hashlib.sha256()
     for e in data.examples:
-        h.update(json.dumps([e.prompt, e.completion, e.messages], ensure_ascii=False).encode())
+        h.update(json.dumps([e.prompt, e.completion, e.messages, *(["negative"] if e.negative else [])],
+                            ensure_ascii=False).encode())  # fmt: skip
     return h.hexdigest()[:16]
 
 
@@ -150,19 +93,12 @@ def train(data: TrainingData, config: TrainConfig, *, progress: bool = True, ove
         teacher = load_causal_lm(config.teacher_model, device=device, dtype=dtype, train=False).model
     if config.lora:
         model = add_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout)
-    sliced = keeps_logits(model)
 
-    train_ex, held_ex = split_held_out(data, config.eval_fraction, config.seed)
-    train_tok = [t for t in (tokenize(e, tokenizer, config.max_length) for e in train_ex) if t is not None]
-    held_tok = [t for t in (tokenize(e, tokenizer, config.max_length) for e in held_ex) if t is not None]
-    too_long = len(train_ex) + len(held_ex) - len(train_tok) - len(held_tok)
-    if not train_tok:
-        raise UserError(f"no training example fits in --max-length {config.max_length} tokens")
-    lengths = [len(t.input_ids) for t in train_tok]
-    targets = [target_count(t) for t in train_tok]
+    say = stderr_line if procs.is_main else None
+    prepared = prepare(data, tokenizer, config, getattr(student.model.config, "max_position_embeddings", None), say)
     global_micro = config.batch_size * procs.world
-    per_epoch = math.ceil(len(train_tok) / global_micro)
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * per_epoch / config.grad_accum))
+    per_epoch = math.ceil(len(prepared.train) / global_micro)
+    total_steps = step_count(config, prepared, global_micro, per_epoch)
     eval_every = config.eval_every or max(1, total_steps // 10)
     save_every = config.save_every or max(1, total_steps // 10)
 
@@ -184,47 +120,31 @@ def train(data: TrainingData, config: TrainConfig, *, progress: bool = True, ove
         state = checkpoints.load_sharded(procs.accelerator, ckpt, scheduler, kd)
     state.setdefault("overhead_seconds", 0.0)
 
-    pad_id, multiple = tokenizer.pad_token_id, 8 if device.type == "cuda" else 1
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    order = _BatchOrder(lengths, global_micro, config.seed, per_epoch)
+    loop = _Loop(config, procs, model, teacher, kd, prepared, tokenizer.pad_token_id, bf16, keeps_logits(model))
+    order = _BatchOrder(prepared.lengths, global_micro, config.seed, per_epoch)
     bar = _bar(total_steps, state["step"], progress and procs.is_main)
     model.train()
     while state["step"] < total_steps:
         started = time.perf_counter()
         micro = [order.batch(state["step"] * config.grad_accum + m) for m in range(config.grad_accum)]
-        n_step = sum(targets[i] for b in micro for i in b)
-        scale = procs.world / max(n_step, 1)  # DDP averages over ranks: undo it, then divide by the step's targets
-        sums = torch.zeros(2, device=device)
-        for m, indices in enumerate(micro):
-            rows, masked = shard(indices, procs.rank, procs.world)
-            batch = collate([train_tok[i] for i in rows], pad_id, multiple_of=multiple, masked=masked)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with procs.no_sync(model, sync=m == len(micro) - 1):
-                with autocast:
-                    ce, kd_sum, _ = loss_sums(model, teacher, kd, batch, sliced)
-                    loss = ce if kd_sum is None else mix(ce, kd_sum, config.kd_weight)
-                (loss * scale).backward()
-            sums += torch.stack([ce.detach().float(), kd_sum.detach().float() if kd_sum is not None else ce.new_zeros(())])
-            state["tokens"] += sum(lengths[i] for i in indices)
+        row = loop.step(micro, state)
         procs.clip_grad_norm(model, params, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] += 1
-        ce_mean, kd_mean = (v / max(n_step, 1) for v in procs.sum(sums))  # the step's one sync
-        row = {"step": state["step"], "loss": round(ce_mean if kd is None else (1 - config.kd_weight) * ce_mean + config.kd_weight * kd_mean, 5),
-               "lr": scheduler.get_last_lr()[0], **({"ce": round(ce_mean, 5), "kd": round(kd_mean, 5)} if kd is not None else {})}  # fmt: skip
         if kd is not None:
-            kd.after_step(kd_mean, state["step"])  # the same reduced value on every rank
+            kd.after_step(row["kd"], state["step"])  # the same reduced value on every rank
+        row = {"step": state["step"], **{k: v if v is None else round(v, 5) for k, v in row.items()},
+               "lr": scheduler.get_last_lr()[0]}  # fmt: skip
         state["history"].append(row)
         state["seconds"] += time.perf_counter() - started
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{state['tokens'] / max(state['seconds'], 1e-9):.0f}")
         started, last = time.perf_counter(), state["step"] == total_steps
-        if held_tok and (state["step"] % eval_every == 0 or last):
-            held = eval_loss(model, held_tok, 2 * config.batch_size, procs, pad_id, autocast, sliced, multiple)
-            state["evals"].append({"step": state["step"], "eval_loss": round(held, 5)})
+        if prepared.held and (state["step"] % eval_every == 0 or last):
+            state["evals"].append({"step": state["step"], "eval_loss": round(loop.held_out_loss(), 5)})
         state["overhead_seconds"] += time.perf_counter() - started
         if state["step"] % save_every == 0 or last:
             started = time.perf_counter()
@@ -235,8 +155,7 @@ def train(data: TrainingData, config: TrainConfig, *, progress: bool = True, ove
 
     unwrapped = procs.unwrap(model)
     trainable, total = count_parameters(unwrapped)
-    summary = build_summary(config, data, state, total_steps, per_epoch, len(train_tok), len(held_tok), too_long,
-                            trainable, total, device, bf16, procs.world, train_ex[0] if train_ex else None)  # fmt: skip
+    summary = build_summary(config, data, state, total_steps, per_epoch, prepared, trainable, total, device, bf16, procs.world)
     weights = procs.full_state_dict(model)
     if procs.is_main:
         _save_model(unwrapped, tokenizer, out, config.lora, progress, weights)
@@ -245,6 +164,75 @@ def train(data: TrainingData, config: TrainConfig, *, progress: bool = True, ove
         shutil.rmtree(checkpoints.folder(out), ignore_errors=True)  # the finished model replaces them
     procs.barrier()
     return summary
+
+
+class _Loop:
+    """One optimizer step's forwards and backwards, and the held-out loss, in the run's layout."""
+
+    def __init__(self, config: TrainConfig, procs: Processes, model: Any, teacher: Any, kd: Any, prepared: Prepared,
+                 pad_id: int, bf16: bool, sliced: bool) -> None:  # fmt: skip
+        import torch
+
+        self.config, self.procs, self.model, self.teacher, self.kd = config, procs, model, teacher, kd
+        self.data, self.pad_id, self.sliced = prepared, pad_id, sliced
+        self.targets = [target_count(t) for t in prepared.train]
+        self.multiple = 8 if procs.device.type == "cuda" else 1
+        self.base = procs.unwrap(model)
+        self.autocast = torch.autocast(procs.device.type, dtype=torch.bfloat16, enabled=bf16)
+        self.redi_alpha = config.redi_alpha if config.loss == "redi" else None
+
+    def batch(self, items: list[Any], masked: bool = False) -> dict[str, Any]:
+        pack = max(len(t.input_ids) for t in items) if self.config.packing else None  # rows never wider than padded ones
+        batch = collate(items, self.pad_id, multiple_of=self.multiple, masked=masked, pack=pack)
+        rows, width = batch["input_ids"].shape
+        set_attention(self.base, training_attention(self.procs.device, self.base.config, rows, width))
+        return {k: v.to(self.procs.device) for k, v in batch.items()}
+
+    def step(self, micro: list[list[int]], state: dict[str, Any]) -> dict[str, Any]:
+        """Accumulate the step's gradients; return its logged losses (reduced over ranks)."""
+        import torch
+
+        from symkd.students.losses import mix
+
+        train, cfg, procs = self.data.train, self.config, self.procs
+        flat = [i for b in micro for i in b]
+        n_step = step_divisor(cfg.loss, self.targets, flat)
+        scale = procs.world / max(n_step, 1)  # DDP averages over ranks: undo it, then divide by the step's count
+        sums = torch.zeros(3, device=procs.device)
+        for m, indices in enumerate(micro):
+            rows, masked = shard(indices, procs.rank, procs.world)
+            batch = self.batch([train[i] for i in rows], masked)
+            with procs.no_sync(self.model, sync=m == len(micro) - 1):
+                with self.autocast:
+                    objective, kd_sum, logged = loss_sums(self.model, self.teacher, self.kd, batch, self.sliced, self.redi_alpha)
+                    loss = objective if kd_sum is None else mix(objective, kd_sum, cfg.kd_weight)
+                (loss * scale).backward()
+            sums += _logged(objective, kd_sum, logged, self.redi_alpha is not None)
+            state["tokens"] += sum(len(train[i].input_ids) for i in indices)
+        total, second, third = procs.sum(sums)  # the step's one sync
+        if self.redi_alpha is not None:
+            negatives = sum(1 for i in flat if train[i].negative and self.targets[i] > 0)
+            positives = n_step - negatives
+            return {"loss": total / max(n_step, 1), "pos_nll": second / positives if positives else None,
+                    "neg_nll": third / negatives if negatives else None}  # fmt: skip
+        ce, kd = total / max(n_step, 1), second / max(n_step, 1)
+        if self.kd is None:
+            return {"loss": ce}
+        return {"loss": (1 - cfg.kd_weight) * ce + cfg.kd_weight * kd, "ce": ce, "kd": kd}
+
+    def held_out_loss(self) -> float:
+        return eval_loss(self.model, self.data.held, 2 * self.config.batch_size, self.procs, self.autocast, self.sliced,
+                         self.batch)  # fmt: skip
+
+
+def _logged(objective: Any, kd_sum: Any, logged: Any, redi: bool) -> Any:
+    """A micro-batch's sums to log: [objective, positives' NLL, negatives' NLL] (REDI) or [CE, KD, 0]."""
+    import torch
+
+    if redi:
+        return torch.cat([objective.detach().float().reshape(1), logged.float()])
+    zero = objective.detach().float().new_zeros(())
+    return torch.stack([objective.detach().float(), kd_sum.detach().float() if kd_sum is not None else zero, zero])
 
 
 class _BatchOrder:

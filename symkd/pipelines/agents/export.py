@@ -7,6 +7,8 @@
   own chat template: every assistant turn (with its end-of-turn token) is trained on; the
   system prompt, the question and the observations are masked. SmolLM2's template has no
   generation markers, so the pieces are found by rendering growing prefixes of the turns.
+* :func:`training_data`: trajectories as student examples; failed ones (``correct = 0``) as
+  negatives for the REDI objective.
 * :func:`cot_record`: a GSM8K worked solution as a chat example (annotations removed), the
   CoT-distilled baseline's data.
 """
@@ -61,16 +63,25 @@ def turn_segments(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[t
     return tuple((text, trained) for text, trained in pieces if text)
 
 
-def training_data(rows: Iterable[dict[str, Any]], tokenizer: Any, source: dict[str, Any]) -> TrainingData:
-    """Examples whose loss covers the assistant turns only (observations and prompts masked)."""
-    examples = []
-    for row in rows:
-        messages = student_messages(row)
-        examples.append(Example(prompt="", completion="", group=row["task_id"], messages=tuple(messages),
-                                segments=turn_segments(tokenizer, messages)))  # fmt: skip
+def training_data(rows: Iterable[dict[str, Any]], tokenizer: Any, source: dict[str, Any],
+                  negatives: Iterable[dict[str, Any]] = ()) -> TrainingData:  # fmt: skip
+    """Examples whose loss covers the assistant turns only (observations and prompts masked).
+
+    ``negatives``: failed trajectories (``correct = 0``), marked ``negative`` for the REDI
+    objective; their trained pieces are, likewise, only the model's own turns.
+    """
+    examples = [_example(row, tokenizer, negative=False) for row in rows]
     if not examples:
         raise UserError("no trajectories to train on (generate or convert some first; check --source)")
-    return TrainingData(examples, {**source, "rows": len(examples)})
+    failed = [_example(row, tokenizer, negative=True) for row in negatives]
+    extra = {"negatives": len(failed)} if failed else {}
+    return TrainingData(examples + failed, {**source, "rows": len(examples), **extra})
+
+
+def _example(row: dict[str, Any], tokenizer: Any, negative: bool) -> Example:
+    messages = student_messages(row)
+    return Example(prompt="", completion="", group=row["task_id"], messages=tuple(messages),
+                   segments=turn_segments(tokenizer, messages), negative=negative)  # fmt: skip
 
 
 def cot_solution(task: Task) -> str:
