@@ -12,11 +12,12 @@ The built-in ``search`` tool retrieves from a corpus in a run DB (see :mod:`.cor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-from langchain_core.tools import BaseTool, StructuredTool
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from symkd.errors import UserError
+
+if TYPE_CHECKING:  # langchain-core is the optional extra [langchain]: imported only when tools are used
+    from langchain_core.tools import BaseTool
 
 BUILTIN = ("search",)
 
@@ -33,6 +34,8 @@ def search_tool(db: str | Path, *, corpus: str | None = None, k: int = 3, rerank
             return "no results"
         return "\n".join(f"[{i}] {(h['title'] + ': ') if h['title'] else ''}{h['text']}" for i, h in enumerate(hits, 1))
 
+    from langchain_core.tools import StructuredTool
+
     return StructuredTool.from_function(
         search,
         name="search",
@@ -46,6 +49,8 @@ def load_tools(names: Sequence[str], *, corpus_db: Path | None = None, corpus: s
     from symkd.plugins import resolve
 
     tools: list[BaseTool] = []
+    if names:
+        from langchain_core.tools import BaseTool
     for name in names:
         if name == "search":
             if corpus_db is None:
