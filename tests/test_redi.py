@@ -114,3 +114,30 @@ def test_agent_negatives_train_only_the_models_own_turns() -> None:
     learned = tok.decode([x for x in t.labels if x != IGNORE_INDEX])
     assert t.negative and "final_answer(5)" in learned and "print(2+2)" in learned
     assert "Observation: 4" not in learned and "What is 2+2?" not in learned
+
+
+def test_agent_train_takes_failed_trajectories_as_negatives(tmp_path: Path, tiny_lm: Path, capsys) -> None:
+    from symkd.pipelines.agents.tables import write_trajectories
+    from symkd.store.db import Store
+    from tests.test_agents_units import run_cli
+
+    def row(task: str, answer: int, correct: int, sample: int, source: str = "gold-rationales") -> dict:
+        turns = [{"role": "user", "content": f"What is {task}?"},
+                 {"role": "assistant", "content": f"Thought: compute.\n```python\nfinal_answer({answer})\n```"}]  # fmt: skip
+        return {"id": f"{task}-{sample}", "source": source, "task_id": task, "sample": sample,
+                "question": f"What is {task}?", "reference": "4", "correct": correct, "messages": turns, "config": {}}  # fmt: skip
+
+    db = tmp_path / "run.db"
+    with Store(db) as store:
+        write_trajectories(store, [row("2+2", 4, 1, 0), row("3+3", 6, 1, 0), row("2+2", 5, 0, 1, "teacher")])  # a failed teacher episode
+    args = ["agent", "train", "--db", str(db), "--base-model", str(tiny_lm), "--max-steps", "1", "--batch-size", "4",
+            "--eval-fraction", "0", "--device", "cpu", "-q"]  # fmt: skip
+    code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "redi"), "--negatives", "--loss", "redi")
+    assert code == 0, err
+    card = json.loads((tmp_path / "redi" / "training.json").read_text())
+    assert card["config"]["loss"] == "redi" and card["data"]["negatives"] == 1 and card["data"]["train_examples"] == 3
+    assert card["history"][0]["neg_nll"] > 0
+    code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "plain"))  # without --negatives: the positives only
+    assert code == 0, err
+    card = json.loads((tmp_path / "plain" / "training.json").read_text())
+    assert card["data"]["train_examples"] == 2 and card["data"]["negatives"] == 0
