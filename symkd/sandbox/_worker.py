@@ -137,12 +137,15 @@ def zygote(cfg: dict) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     send_msg(ctl, {"op": "ready", "uid": os.getuid()})
+    poller = select.poll()  # not select(): the inherited fd numbers pass 1023 when the host runs 200+ sandboxes
+    poller.register(ctl, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
     while True:
-        ready, _, _ = select.select([ctl, wake_r], [], [])
+        ready = {fd for fd, _ in poller.poll()}
         if wake_r in ready:
             os.read(wake_r, 4096)
             _report_exits(ctl)
-        if ctl in ready:
+        if ready - {wake_r}:
             try:
                 msg, fds = recv_msg(ctl)
             except (EOFError, OSError):

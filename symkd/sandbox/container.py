@@ -238,7 +238,10 @@ class Container:
     def _why(self, msg: dict | None) -> str:
         if msg and msg.get("error"):
             return str(msg["error"])[:200]
-        return "the sandbox is gone" if not self.alive() else "no answer from the worker"
+        if self.alive():
+            return "no answer from the worker"
+        tail = self.log_tail() if self.log is not None else ""
+        return "the sandbox is gone" + (f" ({tail[-300:]})" if tail else "")
 
     def discard(self, ch: Channel) -> int | None:
         """Kill a worker and every process it left (strays of the container); its exit status."""

@@ -27,10 +27,22 @@ def keeps_logits(model: Any) -> bool:
         return False
 
 
+#: model classes whose ``logits_to_keep`` refused a boolean mask (transformers before ~5.2x take
+#: only an int or 1-D indices there: seen on 5.17, IndexError inside the forward)
+_NO_MASK: set[type] = set()
+
+
 def target_logits(model: Any, batch: dict[str, Any], keep: Any, sliced: bool) -> Any:
     """``[N, V]`` logits at the positions ``keep`` marks (those that predict a label)."""
     inputs = model_inputs(batch)
-    logits = model(**inputs, logits_to_keep=keep).logits if sliced else model(**inputs).logits
+    logits = None
+    if sliced and type(model) not in _NO_MASK:
+        try:
+            logits = model(**inputs, logits_to_keep=keep).logits
+        except IndexError:
+            _NO_MASK.add(type(model))  # all positions, then the mask: the same numbers, more FLOPs
+    if logits is None:
+        logits = model(**inputs).logits
     return logits if logits.dim() == 2 else logits[keep]
 
 
