@@ -32,10 +32,11 @@ echo "sandbox: $SANDBOX" | tee -a "$OUT/gpu.txt"
 # a quick pass of every setting at toy size first: a broken path shows in seconds, not after minutes
 timeout 240 python3 bench/agent_acceptance.py --preset smoke --device cuda --sandbox "$SANDBOX" --gold-db /tmp/acc/gold.db \
   --data-dir "$BUNDLE/data" --work /tmp/smoke --out /tmp/smoke/agent_acceptance_smoke.json --only size,self 2>&1 | tee "$OUT/smoke.log" | cut -c1-300
-python3 - <<'PY' || exit 6
+python3 - <<'PY' || exit $?
 import json; d = json.load(open("/tmp/smoke/agent_acceptance_smoke.json"))
 bad = [s["name"] + ": " + s["error"] for s in d["settings"] if "error" in s]
 print("smoke:", len(d["settings"]), "settings,", len(bad), "errors"); print("\n".join(bad))
+raise SystemExit(7 if bad else 0)  # a path that fails at toy size fails at full size: keep the device time
 PY
 python3 bench/agent_acceptance.py --preset gpu --device cuda --sandbox "$SANDBOX" --gold-db /tmp/acc/gold.db \
   --data-dir "$BUNDLE/data" --work /tmp/acc --out /tmp/acc/agent_acceptance.json --deadline-s "$DEADLINE" \
