@@ -37,11 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"plan": ["size:8", "variants:8:4", "votes:8", "self:8", "base"], "sizes": [8], "test": 4, "epochs": 1.0, "max_steps": 2, "max_tokens": 48, "cot_tokens": 64,
               "batch_size": 4, "eval_batch": 8, "wave": 8, "variants": [4], "votes": 2, "self_train": 4,
-              "self_samples": 2, "extra_size": 8, "base": True, "lr": 1e-4, "max_length": 512},
+              "self_samples": 2, "extra_size": 8, "base": True, "lr": 1e-4, "max_length": 640},
     "cpu": {"plan": ["size:250", "size:1000", "variants:250:4", "votes:250", "self:250", "size:2000", "base"],
             "sizes": [250, 1000, 2000], "test": 500, "epochs": 2.0, "max_steps": 5, "max_tokens": 160,
             "cot_tokens": 256, "batch_size": 8, "eval_batch": 32, "wave": 64, "variants": [4], "votes": 4,
-            "self_train": 250, "self_samples": 4, "extra_size": 250, "base": True, "lr": 1e-4, "max_length": 512},
+            "self_train": 250, "self_samples": 4, "extra_size": 250, "base": True, "lr": 1e-4, "max_length": 640},
     "gpu": {"plan": ["size:all", "variants:all:16", "size:1000", "variants:1000:16", "size:250", "votes:all",
                      "self:1000", "size:2000", "variants:1000:4", "base"],
             "sizes": [None, 2000, 1000, 250], "test": 500, "epochs": 3.0, "max_steps": 5, "max_tokens": 160,
