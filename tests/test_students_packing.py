@@ -35,8 +35,8 @@ def test_packed_layout_restarts_positions_and_never_targets_a_first_token() -> N
     assert padded["attention_mask"].sum().item() == 9 and "position_ids" not in padded
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_packed_loss_equals_padded_loss_on_smollm2(attention: str) -> None:
+@pytest.mark.parametrize(("attention", "device"), [("sdpa", "cpu"), ("eager", "cpu"), ("sdpa", "cuda")])
+def test_packed_loss_equals_padded_loss_on_smollm2(attention: str, device: str) -> None:
     """The embedded 135M model, fp32: the same summed CE (and REDI terms) packed or padded; without
     restarting positions the packed loss is far off (attention crosses examples)."""
     import torch
@@ -44,19 +44,22 @@ def test_packed_loss_equals_padded_loss_on_smollm2(attention: str) -> None:
     from symkd.students.modeling import load_causal_lm
     from symkd.students.steps import loss_sums
 
-    loaded = load_causal_lm("smollm2", device=torch.device("cpu"), dtype=torch.float32, train=False)
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    loaded = load_causal_lm("smollm2", device=torch.device(device), dtype=torch.float32, train=False)
     model, tok = loaded.model, loaded.tokenizer
     model.config._attn_implementation = attention
     items = [tokenize(e, tok) for e in from_triples(TRIPLES[:8]).examples]
     items = [Tokenized(t.input_ids, t.labels, negative=i % 3 == 0) for i, t in enumerate(items)]
     padded, packed = collate(items, tok.pad_token_id), collate(items, tok.pad_token_id, pack=64)
+    padded, packed = ({k: v.to(device) for k, v in b.items()} for b in (padded, packed))
     assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]
     with torch.no_grad():
         ce_padded, _, n_padded = loss_sums(model, None, None, padded, True)
         ce_packed, _, n_packed = loss_sums(model, None, None, packed, True)
         redi_padded = loss_sums(model, None, None, padded, True, redi_alpha=0.8)
         redi_packed = loss_sums(model, None, None, packed, True, redi_alpha=0.8)
-        crossing = dict(packed, position_ids=torch.arange(packed["input_ids"].shape[1]).expand_as(packed["input_ids"]))
+        crossing = dict(packed, position_ids=torch.arange(packed["input_ids"].shape[1], device=device).expand_as(packed["input_ids"]))
         ce_crossing, _, _ = loss_sums(model, None, None, crossing, True)
     assert n_padded.item() == n_packed.item() > 0
     assert ce_packed.item() == pytest.approx(ce_padded.item(), rel=1e-4)

@@ -38,7 +38,7 @@ class TrainConfig(BaseModel):
         None, gt=8, description="longest example in tokens, longer ones are left out (default: the longest example, up to 2048)")
     max_dropped_share: float = Field(
         0.01, ge=0, le=1, description="refuse to train when more than this share of examples is longer than max_length (1: allow)")
-    packing: bool = Field(True, description="pack a micro-batch's examples into rows without padding (same loss; faster)")
+    packing: bool = Field(True, description="pack a micro-batch's examples into rows (same loss, no padding computed)")
     loss: Literal["sft", "redi"] = Field(
         "sft", description="sft: cross-entropy on positives; redi: also push down negatives (Xu et al. 2025)")
     redi_alpha: float = Field(0.8, gt=0, le=1, description="REDI weight on negatives' length-normalised log-likelihood")
