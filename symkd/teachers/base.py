@@ -20,10 +20,13 @@ import random
 import re
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Awaitable, Callable, ClassVar, Protocol, Sequence, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Protocol, Sequence, Union, runtime_checkable
 
 from symkd.teachers.ratelimit import Cooldown, TokenBucket
 from symkd.teachers.types import Request, Response
+
+if TYPE_CHECKING:
+    from symkd.aio import LoopRunner
 
 OnResponse = Callable[[Request, Response], Awaitable[None] | None]
 
@@ -124,8 +127,18 @@ class Teacher(ABC):
         def keep(req: Request, resp: Response) -> None:
             out[index[id(req)]] = resp
 
-        asyncio.run(self.agenerate(requests, keep))
+        self._sync_runner().run(self.agenerate(requests, keep))
         return [out[i] for i in range(len(requests))]
+
+    def _sync_runner(self) -> "LoopRunner":
+        """This teacher's private loop for the blocking calls (Jupyter-safe, see symkd.aio):
+        one per teacher, so an API teacher's connections are reused from call to call."""
+        from symkd.aio import LoopRunner
+
+        runner = self.__dict__.get("_loop_runner")
+        if runner is None:
+            runner = self.__dict__["_loop_runner"] = LoopRunner()
+        return runner
 
     async def preflight(self) -> None:
         """Raise TeacherUnavailable (one clear line) when the teacher cannot work at all."""
