@@ -46,7 +46,7 @@ def test_generate_writes_db_and_out_and_summary(capsys, tmp_path, fake_openai):
     code, stdout, _ = run_cli(capsys, *args)
     assert code == 0 and "done 0, cached 3, failed 0" in stdout
     code, stdout, _ = run_cli(capsys, "runs", "--db", str(db), "--json")
-    run = json.loads(stdout.splitlines()[0])
+    [run] = json.loads(stdout)
     assert run["items"] == 3 and run["ok"] == 3 and run["attempts"] == 2
 
 

@@ -297,11 +297,11 @@ def test_cli_apply_cascades_resumes_and_reports(capsys, db_path):
     store.close()
     code, out, err = run_cli(capsys, "critic", "apply", "--db", str(db_path), "--critics", "rules,dedupe", "-q", "--json")
     assert code == 0, err
-    lines = [json.loads(line) for line in out.splitlines()]
-    by_critic = {r["critic"]: r for r in lines[:-1]}
+    report = json.loads(out)  # one JSON document
+    by_critic = {r["critic"]: r for r in report["critics"]}
     assert by_critic["rules"]["scored"] == 4 and by_critic["rules"]["removed"] == 1
     assert by_critic["dedupe"]["scored"] == 3 and by_critic["dedupe"]["removed"] == 1  # cascade: 3 passed rules
-    assert lines[-1]["kept_by_all"] == 2 and lines[-1]["triples"] == 4
+    assert report["kept_by_all"] == 2 and report["triples"] == 4
     code, out, _ = run_cli(capsys, "critic", "apply", "--db", str(db_path), "--critics", "rules,dedupe", "-q")
     assert code == 0 and "rules scored 0, removed 0; dedupe scored 0" in out and "2 of 4 triples" in out
     code, out, _ = run_cli(capsys, "critic", "apply", "--db", str(db_path), "-c", "rules", "-c", "dedupe", "-q", "--rescore", "--json")
@@ -309,7 +309,7 @@ def test_cli_apply_cascades_resumes_and_reports(capsys, db_path):
     code, out, _ = run_cli(capsys, "critic", "report", "--db", str(db_path))
     assert code == 0 and "rules" in out and "dedupe" in out and "removed" in out
     code, out, _ = run_cli(capsys, "critic", "report", "--db", str(db_path), "--run", "no-such-run", "--json")
-    assert code == 0 and out == ""
+    assert code == 0 and json.loads(out) == []
 
 
 def test_cli_errors_are_one_line(capsys, tmp_path, db_path):

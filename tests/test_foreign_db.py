@@ -126,7 +126,7 @@ def test_read_only_commands_work_on_a_read_only_database(tmp_path, fake_openai, 
         for command in READ_ONLY:
             proc = run(*_read_only_args(command, db, tmp_path))
             assert proc.returncode == 0, (command, proc.stderr)
-        listed = json.loads(run("runs", "--db", str(db), "--json").stdout)
+        [listed] = json.loads(run("runs", "--db", str(db), "--json").stdout)
         assert (listed["items"], listed["ok"], listed["status"]) == (3, 3, "done")
     finally:
         if where == "folder":

@@ -64,7 +64,7 @@ def test_a_signal_prints_one_line_and_records_interrupted(tmp_path, slow_openai,
     stored = ok_count(db)
     assert 8 <= stored < N
     assert _claims(db) == 0  # what it had claimed but not answered is free again
-    listed = json.loads(run("runs", "--db", str(db), "--json").stdout)
+    [listed] = json.loads(run("runs", "--db", str(db), "--json").stdout)
     assert (listed["status"], listed["ok"], listed["pending"]) == ("interrupted", stored, N - stored)
 
 
@@ -78,7 +78,7 @@ def test_kill_9_shows_as_interrupted_and_resumes_without_waiting_for_the_lease(t
     assert _run_row(db)["status"] == "running"  # it had no chance to write anything
     listed = run("runs", "--db", str(db), "--json")
     assert listed.returncode == 0, listed.stderr
-    assert json.loads(listed.stdout)["status"] == "interrupted"  # its pid is gone
+    assert json.loads(listed.stdout)[0]["status"] == "interrupted"  # its pid is gone
     table = run("runs", "--db", str(db), env={**ENV, "COLUMNS": "200"})
     assert "interrupted" in table.stdout
     stored = ok_count(db)
@@ -88,6 +88,6 @@ def test_kill_9_shows_as_interrupted_and_resumes_without_waiting_for_the_lease(t
     assert time.monotonic() - began < 25  # the dead owner's 30 s leases were taken over at once
     summary = json.loads(resumed.stdout)
     assert summary["cached"] == stored and summary["done"] == N - stored
-    assert json.loads(run("runs", "--db", str(db), "--json").stdout)["status"] == "done"
+    assert json.loads(run("runs", "--db", str(db), "--json").stdout)[0]["status"] == "done"
     sent = slow_openai.stats()["by_input"]
     assert len(sent) == N and sum(sent.values()) <= N + 4 + 16  # only what was in flight again

@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # every subcommand inherits -h
 )
 
 
@@ -44,9 +45,18 @@ def _register_commands() -> None:
         REGISTRY.load(name)(app, groups)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from symkd import __version__
+
+        typer.echo(f"symkd {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     adopt: bool = typer.Option(False, "--adopt", help="let any command add symkd's tables to a SQLite file that is not a symkd database"),
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="print the version and exit"),
 ) -> None:
     """symkd: distill teacher LLMs into symbolic knowledge, agent trajectories and strategies."""
     if adopt:

@@ -27,25 +27,38 @@ def _echo_table(rows: list[dict], columns: list[str]) -> None:
     Console().print(table)
 
 
-def teachers() -> None:
+def _json_flag(what: str) -> Any:
+    return typer.Option(False, "--json", help=f"print {what} as one JSON document")
+
+
+def _echo_json(document: Any) -> None:
+    """One JSON document on standard output (``json.load`` reads it whole)."""
+    typer.echo(json.dumps(document, default=str))
+
+
+def teachers(as_json: bool = _json_flag("a list of backends")) -> None:
     """List teacher backends and embedded models, and whether they are installed."""
     from symkd.teachers.registry import list_backends
 
     rows = list_backends()
+    if as_json:
+        return _echo_json(rows)
     for row in rows:
         row["installed"] = "yes" if row["installed"] else f"no (pip install 'symkd[{row['extra']}]')"
     _echo_table(rows, ["name", "installed", "summary"])
 
 
-def templates() -> None:
+def templates(as_json: bool = _json_flag("a list of templates")) -> None:
     """List the prompt templates under prompts/ (id, version, variables)."""
     from symkd.prompts import list_templates
 
     rows = [
-        {"id": t.id, "version": t.version, "variables": ", ".join(t.variables), "description": t.description}
+        {"id": t.id, "version": t.version, "variables": list(t.variables), "description": t.description}
         for t in list_templates()
     ]
-    _echo_table(rows, ["id", "version", "variables", "description"])
+    if as_json:
+        return _echo_json(rows)
+    _echo_table([{**r, "variables": ", ".join(r["variables"])} for r in rows], ["id", "version", "variables", "description"])
 
 
 @model_options(TeacherOptions, "teacher_options")
@@ -135,16 +148,14 @@ def _write_out(out: Path, db: Path, run_id: str) -> str | None:
 
 def runs_cmd(
     db: Path = typer.Option(..., "--db", help="SQLite run database"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    as_json: bool = _json_flag("a list of runs"),
 ) -> None:
     """List the runs in a database with their counts."""
     from symkd.api import list_runs
 
     rows = list_runs(db)
     if as_json:
-        for row in rows:
-            typer.echo(json.dumps(row))
-        return
+        return _echo_json(rows)
     if not rows:
         typer.echo(f"{db}: no runs yet")
         return
@@ -153,20 +164,18 @@ def runs_cmd(
 
 
 
-def plugins() -> None:
+def plugins(as_json: bool = _json_flag("{kind: [names]}")) -> None:
     """List what is registered by name: teacher backends, critics, KD losses, pipelines."""
     from symkd.critics.registry import critic_names
     from symkd.pipelines import REGISTRY as pipelines
     from symkd.students.losses.registry import loss_names
     from symkd.teachers.registry import backends
 
-    rows = [
-        {"kind": "teachers", "names": ", ".join(backends())},
-        {"kind": "critics", "names": ", ".join(critic_names())},
-        {"kind": "losses", "names": ", ".join(loss_names())},
-        {"kind": "pipelines", "names": ", ".join(pipelines.names())},
-    ]
-    _echo_table(rows, ["kind", "names"])
+    kinds = {"teachers": list(backends()), "critics": list(critic_names()), "losses": list(loss_names()),
+             "pipelines": list(pipelines.names())}  # fmt: skip
+    if as_json:
+        return _echo_json(kinds)
+    _echo_table([{"kind": k, "names": ", ".join(v)} for k, v in kinds.items()], ["kind", "names"])
 
 
 def register(app: typer.Typer) -> None:

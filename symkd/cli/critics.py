@@ -63,9 +63,8 @@ def _critics_in_store(store: Any) -> list[Any]:
 
 
 def _table(rows: list[dict], columns: list[str], as_json: bool) -> None:
-    if as_json:
-        for row in rows:
-            typer.echo(json.dumps({c: row.get(c) for c in columns}))
+    if as_json:  # one JSON document: a list of rows
+        typer.echo(json.dumps([{c: row.get(c) for c in columns} for row in rows]))
         return
     from rich.console import Console
     from rich.table import Table
@@ -88,7 +87,7 @@ def apply_cmd(
     rescore: bool = typer.Option(False, "--rescore", help="score again what is scored already"),
     cascade: bool = typer.Option(True, "--cascade/--no-cascade", help="later critics see only kept triples"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
     executor_options: Any = None,
 ) -> None:
     """Apply critics in order to the triples in DB; print what each scored, kept and removed."""
@@ -103,9 +102,9 @@ def apply_cmd(
                                cascade=cascade, rescore=rescore, run_id=run, progress=not quiet)  # fmt: skip
         rows = {(r["critic"], r["version"]): r for r in report_rows(store, run=run, critics=built)}
     table = [{**row, "mean_score": rows.get((row["critic"], row["version"]), {}).get("mean_score")} for row in result["critics"]]
-    if as_json:
-        _table(table, COLUMNS, True)
-        typer.echo(json.dumps({"this_pass": result["this_pass"], "kept_by_all": result["kept"], "triples": result["triples"]}))
+    if as_json:  # one JSON document
+        typer.echo(json.dumps({"critics": [{c: row.get(c) for c in COLUMNS} for row in table], "this_pass": result["this_pass"],
+                               "kept_by_all": result["kept"], "triples": result["triples"]}))  # fmt: skip
         return
     _table(table, COLUMNS, False)
     typer.echo("this pass: " + "; ".join(f"{p['critic']} scored {p['scored']}, removed {p['dropped']}" for p in result["this_pass"]))
@@ -116,7 +115,7 @@ def apply_cmd(
 def report_cmd(
     db: Path = typer.Option(..., "--db", help="SQLite run database"),
     run: Optional[str] = typer.Option(None, "--run", help="only the triples of this generation run"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
 ) -> None:
     """Per critic: triples scored, kept, removed, mean score and estimated precision."""
     from symkd.critics.cascade import report_rows
