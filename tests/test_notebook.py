@@ -12,19 +12,17 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-
 pytestmark = pytest.mark.slow
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "prompts" / "examples" / "quickstart.jsonl"
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "prompts" / "examples" / "quickstart.jsonl"
 
 
 def _cells(base_url: str) -> list[str]:
     """The README's Python API section, with the loopback server as the teacher."""
     spec, url = "openai:fake", base_url
     return [
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})  # this checkout's symkd, as pytest imports it\n"
         "import asyncio, json, warnings\nwarnings.simplefilter('always')\nimport symkd\n"
         "assert asyncio.get_event_loop().is_running()  # the kernel's loop, as in Jupyter",
         f"requests = symkd.read_requests({str(QUICKSTART)!r}, max_tokens=32)\n"
@@ -48,14 +46,36 @@ def _cells(base_url: str) -> list[str]:
     ]
 
 
-def _run_notebook(cells: list[str], folder: Path) -> nbformat.NotebookNode:
+def test_teacher_generate_inside_a_running_loop_without_jupyter(fake_openai):
+    import asyncio
+    import warnings
+
+    import symkd
+
+    teacher = symkd.load_teacher("openai:fake", base_url=fake_openai.base_url)
+    chat = symkd.Request(id="x", messages=[symkd.Message(role="user", content="Hi")])
+
+    async def in_a_loop() -> list:
+        return teacher.generate([chat]) + teacher.generate([chat])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "coroutine ... was never awaited"
+        got = asyncio.run(in_a_loop())
+    assert [r.ok for r in got] == [True, True] and got[0].completions[0].text == got[1].completions[0].text
+    assert [r.ok for r in teacher.generate([chat])] == [True]  # and again outside any loop
+
+
+def _run_notebook(cells: list[str], folder: Path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
     client.execute()
     return nb
 
 
-def _streams(nb: nbformat.NotebookNode, name: str) -> str:
+def _streams(nb, name: str) -> str:
     return "".join(o.get("text", "") for c in nb.cells for o in c.outputs if o.get("name") == name)
 
 
