@@ -225,3 +225,17 @@ def test_train_tokens_sets_an_exact_budget(tmp_path: Path, tiny_lm: Path) -> Non
     assert budget <= seen < budget + 2 * step_tokens and summary["steps"] == summary["total_steps"] >= 4
     with pytest.raises(UserError, match="--max-steps and --train-tokens both set the budget"):
         tiny_config(tmp_path / "c", tiny_lm, train_tokens=100)
+
+
+def test_step_count_for_a_token_budget_spans_epochs() -> None:
+    from types import SimpleNamespace
+
+    from symkd.students.data import Tokenized
+    from symkd.students.prepare import Prepared, step_count
+
+    lengths = [3, 5, 7, 11]  # 26 tokens an epoch, 2 batches of 2
+    prepared = Prepared([Tokenized([0] * n, [0] * n) for n in lengths], [], None, 11, 0, 11, 0, 0)
+    config = SimpleNamespace(max_steps=None, train_tokens=2 * 26 + 1, epochs=1.0, grad_accum=1, seed=0)
+    assert step_count(config, prepared, 2, 2) == 5  # two whole epochs, then one batch of the third
+    assert step_count(SimpleNamespace(**{**vars(config), "train_tokens": 26}), prepared, 2, 2) == 2
+    assert step_count(SimpleNamespace(**{**vars(config), "grad_accum": 2}), prepared, 2, 2) == 3

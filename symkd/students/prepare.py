@@ -90,7 +90,9 @@ def step_count(config: Any, prepared: Prepared, global_micro: int, per_epoch: in
         return config.max_steps
     if config.train_tokens is None:
         return max(1, math.ceil(config.epochs * per_epoch / config.grad_accum))
-    lengths, seen, micro = prepared.lengths, 0, 0
+    lengths = prepared.lengths
+    full = (config.train_tokens - 1) // sum(lengths)  # whole epochs before the budget is reached (each sees every example)
+    seen, micro = full * sum(lengths), full * per_epoch
     while seen < config.train_tokens:
         epoch, index = divmod(micro, per_epoch)
         if index == 0:
