@@ -200,7 +200,7 @@ def train(
 
 
 @model_options(TrainConfig, "train_options", exclude=("kd_loss", "teacher_model", "kd_weight", "max_steps"),
-               defaults={"max_length": 384, "epochs": 1.0, "batch_size": 8})  # fmt: skip
+               defaults={"epochs": 1.0, "batch_size": 8})  # fmt: skip
 @model_options(SelfTrainConfig, "self_options")
 @model_options(TeacherOptions, "teacher_options", prefix="gen-")  # the sampling student's options: --gen-batch-size ...
 def self_train(
@@ -225,7 +225,7 @@ def self_train(
     config = build(SelfTrainConfig, self_options)
     base = build(TrainConfig, train_options).model_dump(exclude={"out"}, exclude_unset=True)
     build(TeacherOptions, teacher_options)
-    report = st.run(db, data, student, Path(train_options["out"]), config=config, train_options={**{"max_length": 384, "epochs": 1.0, "batch_size": 8}, **base},
+    report = st.run(db, data, student, Path(train_options["out"]), config=config, train_options={"epochs": 1.0, "batch_size": 8, **base},
                     eval_data=eval_data, limit=limit, teacher_options=teacher_options, progress=not quiet)  # fmt: skip
     _print(report, as_json)
 
