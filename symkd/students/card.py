@@ -26,7 +26,7 @@ def mfu(parameters: int, tokens_per_s: float, peak_flops: float | None, processe
 
 CARD = """---
 library_name: transformers
-tags: [symkd, knowledge-distillation, commonsense]
+tags: [symkd, knowledge-distillation, {tag}]
 base_model: {base}
 ---
 # {name}
@@ -40,17 +40,36 @@ A student trained by [symkd](https://github.com/symkd/symkd) (`symkd train`).
 - Loss: {loss_line}
 - Hardware: {hardware}; {tokens_per_s:,.0f} training tokens/s{mfu}
 
-## Input format
+{usage}
+Full configuration, data filters and the loss history are in `training.json`; the curve is
+`training_curve.png`.
+"""
+
+#: the card's tag and usage section by the kind of training data (``data.source.kind``)
+USAGE = {
+    "agent-trajectories": ("agent", """## Use as an agent
+Trained on CodeAct trajectories: each turn is `Thought: ...` and one Python code block; the code's
+printed output comes back as `Observation: ...` until the code calls `final_answer(x)`. The loss
+covered the model's own turns only (system prompt, question and observations masked), and the
+system prompt was the one without worked examples. Run it with the sandbox and tools:
+
+    symkd agent eval --model {name_path} --data test.jsonl [--votes 8] [--tools search --corpus run.db]
+"""),
+    "commonsense": ("commonsense", """## Input format
 Prompt `{{head}} {{relation phrase}} [GEN]`, completion ` {{tail}}` and EOS, e.g.
 
     {example_prompt}{example_completion}
 
 Generate greedily from the prompt; the text up to EOS is the tail. `symkd eval commonsense
 --model {name_path}` scores it with the COMET-ATOMIC2020 metrics.
+"""),
+}
 
-Full configuration, data filters and the loss history are in `training.json`; the curve is
-`training_curve.png`.
-"""
+
+def usage_section(kind: str | None, **values: Any) -> tuple[str, str]:
+    """(tag, usage text) for the data kind; triples (the default) use the COMET format."""
+    tag, text = USAGE.get(kind or "", USAGE["commonsense"])
+    return tag, text.format(**values)
 
 
 def write_card(out: Path, summary: dict[str, Any]) -> None:
@@ -67,8 +86,10 @@ def write_card(out: Path, summary: dict[str, Any]) -> None:
     src = data["source"]
     described = ", ".join(f"{k}={v}" for k, v in src.items() if v not in (None, [], ""))
     mfu = f", MFU {summary['throughput']['mfu']:.1%}" if summary["throughput"].get("mfu") else ""
+    tag, usage = usage_section(src.get("kind"), name_path=out, example_prompt=data.get("example_prompt", ""),
+                               example_completion=data.get("example_completion", ""))  # fmt: skip
     text = CARD.format(
-        base=cfg["base_model"], name=out.name, name_path=out,
+        tag=tag, usage=usage, base=cfg["base_model"], name=out.name, name_path=out,
         method=f"LoRA r={cfg['lora_r']}, merged" if cfg["lora"] else "full fine-tuning",
         trainable=summary["parameters"]["trainable"], total=summary["parameters"]["total"],
         data=described, train_examples=data["train_examples"], eval_examples=data["eval_examples"],
@@ -76,7 +97,6 @@ def write_card(out: Path, summary: dict[str, Any]) -> None:
         batch=summary.get("global_batch", cfg["batch_size"] * cfg["grad_accum"]), epochs=summary["epochs"], lr=cfg["lr"],
         loss_line=loss_line, hardware=summary["hardware"]["description"],
         tokens_per_s=summary["throughput"]["tokens_per_s"], mfu=mfu,
-        example_prompt=data.get("example_prompt", ""), example_completion=data.get("example_completion", ""),
     )  # fmt: skip
     with atomic_write(out / "README.md") as fh:
         fh.write(text)
