@@ -22,6 +22,7 @@ def _summary(kind: str | None) -> dict:
 @pytest.mark.parametrize("kind,tag,says,never", [
     ("agent-trajectories", "agent", "symkd agent eval --model", "[GEN]"),
     ("commonsense", "commonsense", "symkd eval commonsense", "final_answer"),
+    ("chat", "chat", "symkd eval gsm8k --mode cot", "[GEN]"),
     (None, "commonsense", "symkd eval commonsense", "final_answer"),
 ])  # fmt: skip
 def test_the_card_matches_the_training_data(tmp_path: Path, kind, tag, says, never):
@@ -30,3 +31,13 @@ def test_the_card_matches_the_training_data(tmp_path: Path, kind, tag, says, nev
     write_card(out, _summary(kind))
     card = (out / "README.md").read_text()
     assert f"tags: [symkd, knowledge-distillation, {tag}]" in card and says in card and never not in card
+
+
+def test_a_file_of_chat_conversations_is_chat_data(tmp_path: Path):
+    import json
+
+    from symkd.students.data import load_data
+
+    path = tmp_path / "cot.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}) + "\n")
+    assert load_data(path).source["kind"] == "chat"

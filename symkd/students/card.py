@@ -55,6 +55,11 @@ system prompt was the one without worked examples. Run it with the sandbox and t
 
     symkd agent eval --model {name_path} --data test.jsonl [--votes 8] [--tools search --corpus run.db]
 """),
+    "chat": ("chat", """## Use as a chat model
+Trained on chat conversations: the loss covered the last assistant message. Prompt it with the
+tokenizer's chat template and the same system prompt as the training data (for GSM8K worked
+solutions: `symkd eval gsm8k --mode cot --model {name_path} --data test.jsonl`).
+"""),
     "commonsense": ("commonsense", """## Input format
 Prompt `{{head}} {{relation phrase}} [GEN]`, completion ` {{tail}}` and EOS, e.g.
 

@@ -150,7 +150,8 @@ def from_jsonl(path: str | Path) -> TrainingData:
                 raise UserError(f"{where}: 'negative' must be true or false")
             examples[-1] = replace(examples[-1], negative=obj["negative"])
     negatives = sum(e.negative for e in examples)
-    return TrainingData(examples, {"kind": "jsonl", "path": str(path), "rows": len(examples),
+    chat = bool(examples) and all(e.messages for e in examples)
+    return TrainingData(examples, {"kind": "chat" if chat else "jsonl", "path": str(path), "rows": len(examples),
                                    **({"negatives": negatives} if negatives else {})})  # fmt: skip
 
 
