@@ -266,11 +266,11 @@ def _evaluate(mode: str, values: dict[str, Any], teacher_options: Any) -> None:
     target = _target(o.model, o.teacher)
     build(TeacherOptions, teacher_options)
     shots = o.few_shot if o.few_shot is not None else o.model is None  # students learned the format
-    config = _config(o.max_steps, o.max_tokens, o.sag, o.sandbox, shots)
+    config = _config(o.max_steps, o.max_tokens, o.sag, o.sandbox, shots, temperature=o.vote_temperature if o.votes else 0.0)
     db = o.db or (o.model / "agent_eval.db" if o.model is not None and o.model.is_dir() else Path("agent_eval.db"))
     metrics = pipeline.evaluate(target, o.data, db, mode=mode, config=config, limit=o.limit,
                                 tools=_tools(o.tools, o.corpus, o.rerank) if mode == "agent" else [], strategies=o.strategies,
-                                votes=o.votes, vote_temperature=o.vote_temperature, teacher_options=teacher_options,
+                                votes=o.votes, teacher_options=teacher_options,
                                 out=o.out, progress=not o.quiet)  # fmt: skip
     _print(metrics, o.json_out)
 

@@ -6,7 +6,7 @@ Every evaluation is stored (``gsm8k_evaluations``) with its per-item predictions
 stays in the denominator (``error`` says why); an item is *answered* when a final answer
 could be read from it. Accuracy comes with its 95 % Wilson interval.
 
-Self-consistency (``votes=K``, agents): K episodes per task sampled at ``vote_temperature``;
+Self-consistency (``votes=K``, agents): K episodes per task sampled at the config's temperature (0.7 when it is 0);
 the task's answer is the most frequent numeric final answer (ties: the earliest sample), its
 row stored with ``sample = -1``. The report then gives ``maj@K``, the mean accuracy of a
 single sample and ``pass@K`` (any sample right).
@@ -131,9 +131,12 @@ def run_agent(session: Any, tasks: Sequence[Task], config: AgentConfig, *, votes
 
 def evaluate(teacher: str, data: Path, db: Path, *, mode: str = "agent", config: AgentConfig | None = None,
              limit: int | None = None, tools: Sequence[Any] = (), strategies: Path | None = None, votes: int = 0,
-             vote_temperature: float = 0.7, teacher_options: dict[str, Any] | None = None, out: Path | None = None,
+             teacher_options: dict[str, Any] | None = None, out: Path | None = None,
              progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Accuracy on a task file, stored with per-item predictions; JSONL of the items to ``out``."""
+    """Accuracy on a task file, stored with per-item predictions; JSONL of the items to ``out``.
+
+    ``votes=K`` samples K episodes per task at ``config.temperature`` (0.7 when it is 0).
+    """
     from symkd.pipelines.agents.tools import describe
     from symkd.session import TeacherSession
 
@@ -145,7 +148,7 @@ def evaluate(teacher: str, data: Path, db: Path, *, mode: str = "agent", config:
     guidance = guidance_from(strategies)
     config = config or AgentConfig()
     if votes:
-        config = AgentConfig(**{**config.__dict__, "temperature": vote_temperature})
+        config = AgentConfig(**{**config.__dict__, "temperature": config.temperature or 0.7})
     record = {**config.as_dict(), "tools": describe(tools), "strategies": str(strategies) if strategies else None,
               "votes": votes, "limit": limit}  # fmt: skip
     started = time.monotonic()
