@@ -1,4 +1,4 @@
-"""Helpers for tests that drive the real ``symkd`` command in subprocesses."""
+"""Helpers for tests that drive the real ``symkd`` command, in-process or in subprocesses."""
 
 from __future__ import annotations
 
@@ -13,6 +13,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OPENAI_API_KEY": "tok_symkdProcTests"}
 LINE = "symkd: interrupted, rerun the same command to resume"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``symkd ARGS`` run in this process."""
+    import pytest
+
+    from symkd.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return info.value.code or 0, out.out, out.err
 
 
 def write_prompts(path: Path, n: int, extra: str = "") -> Path:

@@ -112,7 +112,7 @@ def test_finished_rounds_are_skipped_on_rerun(tmp_path: Path, monkeypatch):
 
 
 def test_cli_votes_and_same_as(capsys, tmp_path: Path):
-    from tests.test_agents_units import run_cli
+    from tests.procs import run_cli
 
     train = tmp_path / "train.jsonl"
     train.write_text('{"question": "Ann has 3 bags of 4 pens. How many pens?", "answer": "3*4=<<3*4=12>>12 pens.\\n#### 12"}\n'

@@ -9,22 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from symkd.cli import main
 from symkd.pipelines.agents.actions import parse_action
 from symkd.pipelines.agents.agent import first_paragraph, solve
 from symkd.pipelines.agents.gsm8k import Task, answers_match, extract_answer
 from symkd.pipelines.agents.loop import AgentConfig, choose_by_consistency
 from symkd.teachers.types import Completion, Response, Usage
+from tests.procs import run_cli
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return info.value.code or 0, out.out, out.err
 
 
 @dataclass

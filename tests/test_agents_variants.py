@@ -8,12 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from symkd.cli import main
 from symkd.errors import UserError
 from symkd.pipelines.agents import gold
 from symkd.pipelines.agents.gsm8k import Task, answers_match
 from symkd.pipelines.agents.variants import (SOURCE, check, implied_values, make_plan, make_variants, normalize_question,
                                              question_numbers, read_exclude, rewrite_code, rewrite_question, run_program)  # fmt: skip
+from tests.procs import run_cli
 
 NATALIA = Task("t:1", "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
                "How many clips did Natalia sell altogether in April and May?",
@@ -112,12 +112,6 @@ def test_no_test_leakage_and_determinism():
     assert none == [] and counts["skipped"] == {"parent_excluded": 1}
 
 
-def _run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return info.value.code or 0, out.out, out.err
 
 
 def test_cli_stores_provenance_and_export_reads_it(capsys, tmp_path):
@@ -129,7 +123,7 @@ def test_cli_stores_provenance_and_export_reads_it(capsys, tmp_path):
     train.write_text("".join(json.dumps({"id": t.id, "question": t.question, "answer": f"{t.solution}\n#### {t.answer}"}) + "\n"
                              for t in TASKS))  # fmt: skip
     test.write_text(json.dumps({"question": " " + LETTERS.question.lower(), "answer": "#### 624"}) + "\n")
-    code, out, err = _run_cli(capsys, "agent", "generate", "--source", "gold-rationales", "--data", str(train), "--db", str(db),
+    code, out, err = run_cli(capsys, "agent", "generate", "--source", "gold-rationales", "--data", str(train), "--db", str(db),
                               "--variants", "2", "--exclude", str(test), "--seed", "3", "--json", "-q")  # fmt: skip
     assert code == 0, err
     report = json.loads(out)
@@ -145,7 +139,7 @@ def test_cli_stores_provenance_and_export_reads_it(capsys, tmp_path):
         assert set(row["config"]["substitution"]) == {"48"} and row["config"]["seed"] == 3 and row["correct"] == 1
         record = chat_record(row)
         assert record["source"] == SOURCE and row["question"] in record["messages"][1]["content"]
-    code, _, err = _run_cli(capsys, "agent", "generate", "--data", str(train), "--db", str(db), "--variants", "2")
+    code, _, err = run_cli(capsys, "agent", "generate", "--data", str(train), "--db", str(db), "--variants", "2")
     assert code == 2 and "--source gold-rationales" in err and err.strip().count("\n") == 0
     (tmp_path / "bad.jsonl").write_text('{"text": "no question"}\n')
     with pytest.raises(UserError, match="bad.jsonl:1: field 'question'"):

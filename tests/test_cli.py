@@ -8,15 +8,9 @@ import sys
 
 import pytest
 
-from symkd.cli import main
+from tests.procs import run_cli
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return info.value.code or 0, out.out, out.err
 
 
 def _prompts(tmp_path, n=3, extra=""):

@@ -10,9 +10,10 @@ import click
 import pytest
 import typer
 
-from symkd.cli import app, main
+from symkd.cli import app
 from symkd.knowledge.triples import add_triples
 from symkd.store.db import Store
+from tests.procs import run_cli
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,12 +23,6 @@ else:  # pragma: no cover
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return info.value.code or 0, out.out, out.err
 
 
 def _command_paths(group: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

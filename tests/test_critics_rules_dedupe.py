@@ -8,7 +8,6 @@ from collections import defaultdict
 
 import pytest
 
-from symkd.cli import main
 from symkd.cli.critics import split_specs
 from symkd.knowledge.triples import add_triples, triple_id
 from symkd.knowledge.relations import RELATIONS
@@ -19,6 +18,7 @@ from symkd.pipelines.commonsense.critics.rules import RulesCritic
 from symkd.errors import UserError
 from symkd.store.db import Store
 from tests.conftest import SHARED_DATA
+from tests.procs import run_cli
 
 DEV = SHARED_DATA / "atomic2020" / "dev.tsv"
 HEAD = "PersonX goes jogging"
@@ -272,12 +272,6 @@ def test_dedupe_embedding_method(db_path):
 
 
 # -- CLI ----------------------------------------------------------------------------------
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return info.value.code or 0, out.out, out.err
 
 
 def test_split_specs():

@@ -11,12 +11,12 @@ import networkx as nx
 import pytest
 from networkx.readwrite import json_graph
 
-from symkd.cli import main
 from symkd.knowledge import triples as knowledge
 from symkd.errors import UserError
 from symkd.graphs import NONE_NODE, Selection, TripleSource, build_graph, export, graph_stats, open_store
 from symkd.graphs import build as build_mod
 from symkd.store.db import Store
+from tests.procs import run_cli
 
 WEIRD = 'to say "hi", then | ride <it> & go'
 TRIPLES = [  # head, relation, tail, rules score, classifier (v2) score
@@ -36,11 +36,6 @@ JOG, BIKE_BUY, BIKE, WAKE = (
 TIRED = "t:" + knowledge.event_id("tired")
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-        raise SystemExit(0)
-    return info.value.code or 0, *capsys.readouterr()
 
 
 def _scores(ids, critic, version, scores, threshold=0.5):
