@@ -81,20 +81,24 @@ def _vote_key(answer: str) -> str:
     return str(answer).strip() if number is None else format(number.normalize(), "f")
 
 
-def paired_outcomes(rows: Sequence[dict[str, Any]]) -> dict[str, bool]:
-    """task id -> right or wrong: the vote row where there is one, else sample 0."""
+def primary_rows(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """task id -> the row that scores the task: its vote row where there is one, else sample 0."""
     chosen: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["sample"] == VOTE_SAMPLE or (row["sample"] == 0 and chosen.get(row["task_id"], {}).get("sample") != VOTE_SAMPLE):
             chosen[row["task_id"]] = row
-    return {k: bool(v["correct"]) for k, v in chosen.items()}
+    return chosen
+
+
+def paired_outcomes(rows: Sequence[dict[str, Any]]) -> dict[str, bool]:
+    """task id -> right or wrong (see :func:`primary_rows`)."""
+    return {k: bool(v["correct"]) for k, v in primary_rows(rows).items()}
 
 
 def summarize(rows: Sequence[dict[str, Any]], items: Sequence[dict[str, Any]], mode: str) -> dict[str, Any]:
     """Accuracy (+ Wilson interval), answered and failed rates; agent step statistics from ``items``."""
-    outcome = paired_outcomes(rows)
-    n, k = len(outcome), sum(outcome.values())
-    primary = [r for r in rows if r["sample"] == (VOTE_SAMPLE if any(r["sample"] == VOTE_SAMPLE for r in rows) else 0)]
+    primary = list(primary_rows(rows).values())
+    n, k = len(primary), sum(r["correct"] for r in primary)
     metrics: dict[str, Any] = {"items": n, "correct": k, "accuracy": round(k / n, 4) if n else 0.0,
                                "ci95": list(wilson_interval(k, n)),
                                "answered_rate": round(sum(r["answered"] for r in primary) / max(len(primary), 1), 4),

@@ -101,13 +101,12 @@ def _run_wave(session: Any, wave: Sequence[Episode], config: AgentConfig, limits
     """One wave of episodes, each with a sandbox worker of its own, run to their ends."""
     from symkd.sandbox import Sandbox
 
-    def start(episode: Episode) -> None:
-        episode.sandbox = Sandbox(limits=limits, tools=tools or {}, mode=config.sandbox)
-
     try:
-        # started one at a time: concurrent starts are not safe in the sandbox launcher (measured:
-        # workers died at their first step); their steps run concurrently below
-        _parallel(start, [e for e in wave if not e.done], 1)
+        # sandboxes start one at a time (concurrent starts killed workers on the launcher before the
+        # hardening of 0b44c42; not re-measured since); their steps run concurrently below
+        for episode in wave:
+            if not episode.done:
+                episode.sandbox = Sandbox(limits=limits, tools=tools or {}, mode=config.sandbox)
         for step in range(config.max_steps):
             active = [e for e in wave if not e.done]
             if not active:
