@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from symkd.commandline import build, model_options
 from symkd.errors import UserError
-from symkd.pipelines.agents.self_train import SelfTrainConfig
+from symkd.pipelines.agents.options import SelfTrainConfig
 from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
 
