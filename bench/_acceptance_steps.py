@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from symkd.pipelines.agents import pipeline
+from symkd.pipelines.agents.evaluation import paired_outcomes
 from symkd.pipelines.agents.export import cot_record, training_data
 from symkd.pipelines.agents.gsm8k import Task, read_tasks
 from symkd.pipelines.agents.loop import AgentConfig
@@ -113,8 +114,6 @@ def evaluate(spec: str, mode: str, test: Path, db: Path, n_test: int, eval_cfg: 
                          few_shot=few_shot, sag=sag, sandbox=eval_cfg["sandbox"], wave=eval_cfg["wave"])  # fmt: skip
     metrics = pipeline.evaluate(spec, test, db, mode=mode, config=config, limit=n_test, votes=votes,
                                 teacher_options={"batch_size": eval_cfg["batch_size"]}, progress=False)  # fmt: skip
-    from symkd.pipelines.agents.evaluation import paired_outcomes
-
     with Store(db) as store:
         outcome = paired_outcomes(read_predictions(store, metrics["evaluation_id"]))
     keep = ("accuracy", "ci95", "correct", "items", "answered_rate", "failed_requests", "avg_steps", "parse_error_rate",

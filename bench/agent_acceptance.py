@@ -62,6 +62,11 @@ class Run:
             "n_test": preset["test"], "eval_set": f"first {preset['test']} problems of GSM8K test.jsonl",
             "preset": args.preset, "config": preset, "hardware": steps.hardware(args.device), "settings": [],
             "mcnemar": {}, "data": {}}  # fmt: skip
+        self.previous: dict[str, dict[str, Any]] = {}
+        if args.resume and args.out.is_file():
+            old = json.loads(args.out.read_text())
+            self.previous = {r["name"]: r for r in old.get("settings", []) if "error" not in r and "skipped" not in r}
+            self.doc["data"] = old.get("data", {})
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -76,8 +81,27 @@ class Run:
             tmp.write_text(text)
             tmp.replace(target)
 
+    def resumed(self, name: str) -> bool:
+        """Reuse a finished setting of the previous document (``--resume``): record, student, outcomes."""
+        record = self.previous.get(name)
+        if not record or "evaluation_id" not in record:
+            return False
+        with steps.Store(self.args.work / "eval.db") as store:
+            rows = steps.read_predictions(store, record["evaluation_id"])
+        if not rows:
+            return False
+        self.outcomes[name] = steps.paired_outcomes(rows)
+        if record.get("train_tokens"):
+            self.students[name] = record
+        self.doc["settings"].append({**record, "resumed": True})
+        print(json.dumps({"name": name, "resumed": record["evaluation_id"]}), flush=True)
+        self.save()
+        return True
+
     def setting(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
         """Run one setting unless past the deadline; a failure is recorded, never fatal."""
+        if self.resumed(name):
+            return
         if self.elapsed() > self.args.deadline_s:
             self.doc["settings"].append({"name": name, "skipped": f"deadline ({self.args.deadline_s:.0f} s) passed"})
             return self.save()
@@ -242,6 +266,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sandbox", default="bwrap", help="bwrap | rlimit (a throwaway machine without bubblewrap)")
     ap.add_argument("--base-model", default="smollm2")
     ap.add_argument("--deadline-s", type=float, default=float("inf"), help="start no setting after this many seconds")
+    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000")
+    ap.add_argument("--resume", action="store_true", help="reuse the settings --out already holds (a killed run goes on)")
     ap.add_argument("--only", default="", help="comma list of plan kinds: size,variants,votes,self,base (default all)")
     args = ap.parse_args(argv)
     args.test_file = args.data_dir / "test.jsonl"
@@ -258,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         largest = None if None in p["sizes"] else max(p["sizes"])
         run.doc["data"]["gold"] = pipeline_convert(args, largest, p["variants"])
     only = set(args.only.split(",")) if args.only else None
-    for item in p["plan"]:
+    for item in args.plan.split(",") if args.plan else p["plan"]:
         kind, *rest = item.split(":")
         if only is not None and kind not in only:
             continue

@@ -20,12 +20,17 @@ DATA = ROOT.parent / "shared" / "data" / "gsm8k"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DATA / "train.jsonl").is_file(), reason="needs ../shared/data/gsm8k")]
 
 
+def run_bench(tmp_path: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "agent_acceptance.py"), "--preset", "smoke", "--only", "size",
+                           "--work", str(tmp_path / "work"), "--out", str(out), "--data-dir", str(DATA), "--device", "cpu",
+                           *extra], capture_output=True, text=True, timeout=1500)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_smoke_preset_writes_every_field_a_table_needs(tmp_path: Path):
     out = tmp_path / "acceptance.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "agent_acceptance.py"), "--preset", "smoke", "--only", "size",
-                           "--work", str(tmp_path / "work"), "--out", str(out), "--data-dir", str(DATA), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=1500)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_bench(tmp_path, out)
     doc = json.loads(out.read_text())
     assert doc["n_test"] == 4 and doc["hardware"]
     settings = {s["name"]: s for s in doc["settings"]}
@@ -40,3 +45,10 @@ def test_smoke_preset_writes_every_field_a_table_needs(tmp_path: Path):
     assert pair["n"] == 4 and 0 <= pair["p_value"] <= 1
     # the gold data was converted by the bench itself (the sandbox ran every program)
     assert doc["data"]["gold"]["converted"] >= 6
+
+    # a rerun with --resume reuses every finished setting (no training, same numbers, same paired test)
+    run_bench(tmp_path, out, "--resume")
+    again = json.loads(out.read_text())
+    assert [s.get("resumed") for s in again["settings"]] == [True, True]
+    assert [s["accuracy"] for s in again["settings"]] == [s["accuracy"] for s in doc["settings"]]
+    assert again["mcnemar"] == doc["mcnemar"] and again["data"]["gold"] == doc["data"]["gold"]
