@@ -132,8 +132,8 @@ def test_parquet_export_and_to_dataset_round_trip(tmp_path, capsys):
     table = pq.read_table(out)
     assert table.num_rows == len(expected) > 0
     assert table.column("id").to_pylist() == [r["id"] for r in expected]
-    assert {"rules_score", "rules_decision", "rules_version", "run_id", "template_id", "response_key"} <= set(table.column_names)
-    assert set(table.column("rules_decision").to_pylist()) == {"keep"}
+    assert {"score_rules", "decision_rules", "version_rules", "run_id", "template_id", "response_key"} <= set(table.column_names)
+    assert set(table.column("decision_rules").to_pylist()) == {"keep"}
     loaded = datasets.load_dataset("parquet", data_files=str(out), split="train")
     assert loaded["tail"] == [r["tail"] for r in expected]
     direct = symkd.to_dataset(db, critics=["rules"])
@@ -141,5 +141,5 @@ def test_parquet_export_and_to_dataset_round_trip(tmp_path, capsys):
     chat = tmp_path / "chat.jsonl"
     main(["export", "--db", str(db), "--format", "chat-jsonl", "--out", str(chat)])
     first = json.loads(chat.read_text().splitlines()[0])
-    assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
-    assert first["messages"][1]["content"] == "flour"
+    assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant"]
+    assert first["messages"][2]["content"] == "flour"

@@ -1,6 +1,7 @@
 """``symkd export`` and ``symkd stats``: the curated knowledge graph as files and numbers.
 
     symkd export --db run.db --format graphml --out graphs/kg.graphml --critic rules --min-score 0.5
+    symkd export --db run.db --format prompt-completion --out train.jsonl --critic rules
     symkd stats --db run.db --plot graphs/kg-stats.png
 """
 
@@ -33,7 +34,7 @@ def selection(critic: Optional[List[str]], min_score: Optional[float], relations
 
 def export_cmd(
     db: Path = _DB,
-    fmt: str = typer.Option(..., "--format", "-f", help="graphml | gexf | json | tsv | neo4j | html | parquet | chat-jsonl"),
+    fmt: str = typer.Option(..., "--format", "-f", help="graphml | gexf | json | tsv | neo4j | html | parquet | chat-jsonl | prompt-completion"),
     out: Path = typer.Option(..., "--out", "-o", help="file to write (a folder for neo4j; - for standard output)"),
     critic: Optional[List[str]] = _CRITIC,
     min_score: Optional[float] = _MIN_SCORE,

@@ -2,34 +2,64 @@
 
 One row per curated triple with its provenance (run, teacher, template id+version, response
 key, sample, round, source) and, for every critic that scored triples, its latest version's
-score, decision and version as columns ``<critic>_score``, ``<critic>_decision``,
-``<critic>_version``. The selection is the graph's (:class:`symkd.graphs.Selection`), so a
-Parquet export and a GraphML export of the same options hold the same triples.
+score, decision and version as columns ``score_<critic>``, ``decision_<critic>``,
+``version_<critic>`` (the names the graph exports use). The selection is the graph's
+(:class:`symkd.graphs.Selection`), so a Parquet export and a GraphML export of the same options
+hold the same triples.
+
+Parquet columns have fixed types whatever the data (:func:`triple_schema`: ``logprob_sum`` is a
+float64 even when a backend gave no log-probabilities, ``created_at`` a UTC timestamp), so the
+files of two runs concatenate; the file's key-value metadata says which symkd wrote it and what
+was selected (:func:`parquet_metadata`).
+
+Training data comes in TRL's two conversational forms, both with an explicit system turn (so a
+chat template never adds its own default system prompt):
+
+* ``chat-jsonl``: ``{"messages": [system, user, assistant], ...}``;
+* ``prompt-completion``: ``{"prompt": [system, user], "completion": [assistant], ...}``, on which
+  TRL's ``SFTTrainer`` computes the loss on the completion only (``completion_only_loss``).
 
     symkd export --db run.db --format parquet --out kept.parquet --critic rules,classifier
+    symkd export --db run.db --format prompt-completion --out train.jsonl --critic rules
     ds = symkd.to_dataset("run.db", critics=["rules", "classifier"])
 """
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from symkd.errors import UserError
-from symkd.graphs.build import Selection, TripleSource
+from symkd.graphs.build import Selection, TripleSource, attr_name
 from symkd.jsonio import atomic_write, dumps
 from symkd.knowledge.relations import RELATIONS
 from symkd.store.db import Store
 
+#: the system turn of every commonsense training example
+SYSTEM_PROMPT = "You complete commonsense inferences about everyday events: answer with a short phrase that replaces [GEN]."
 TRIPLE_COLUMNS = ("id", "head", "relation", "tail", "head_id", "source", "round", "run_id", "template_id",
                   "template_version", "response_key", "sample", "logprob_sum", "created_at")  # fmt: skip
 RUN_COLUMNS = ("teacher", "backend", "model")
+#: column -> kind (see :func:`arrow_type`); everything else is a string
+KINDS = {"round": "int", "sample": "int", "logprob_sum": "float", "created_at": "time"}
 BATCH = 5000
+
+
+def critic_columns(critic: str) -> tuple[str, str, str]:
+    """The score, decision and version column of a critic (``score_<critic>``, as in the graph exports)."""
+    name = attr_name(critic)
+    return f"score_{name}", f"decision_{name}", f"version_{name}"
 
 
 def curated_rows(store: Store, sel: Selection = Selection()) -> Iterator[dict[str, Any]]:
     """Selected triples with provenance and critic columns, streamed in rowid order."""
-    src = TripleSource(store, sel)
+    yield from _rows(TripleSource(store, sel))
+
+
+def _rows(src: TripleSource) -> Iterator[dict[str, Any]]:
+    store, sel = src.store, src.sel
     runs = {r["id"]: r for r in store.query("select id, teacher, backend, model from runs")}
     for row in store.db.query(src.sql, src.params):
         if not sel.include_none and (row["tail"] or "").strip().lower() == "none":
@@ -38,11 +68,11 @@ def curated_rows(store: Store, sel: Selection = Selection()) -> Iterator[dict[st
         run = runs.get(row.get("run_id") or "", {})
         out.update({c: run.get(c) for c in RUN_COLUMNS})
         out["relation_group"] = RELATIONS[row["relation"]].group if row["relation"] in RELATIONS else None
-        out.update(_critic_columns(store, row["id"], src.critics))
+        out.update(_critic_values(store, row["id"], src.critics))
         yield out
 
 
-def _critic_columns(store: Store, triple_id: str, critics: dict[str, str]) -> dict[str, Any]:
+def _critic_values(store: Store, triple_id: str, critics: dict[str, str]) -> dict[str, Any]:
     found = {
         r["critic"]: r
         for r in store.query(
@@ -54,50 +84,161 @@ def _critic_columns(store: Store, triple_id: str, critics: dict[str, str]) -> di
     out: dict[str, Any] = {}
     for name, version in critics.items():
         hit = found.get(name)
-        out[f"{name}_score"] = hit["score"] if hit else None
-        out[f"{name}_decision"] = hit["decision"] if hit else None
-        out[f"{name}_version"] = version if hit else None
+        score, decision, version_col = critic_columns(name)
+        out[score] = None if hit is None or hit["score"] is None else float(hit["score"])
+        out[decision] = hit["decision"] if hit else None
+        out[version_col] = version if hit else None
     return out
 
 
-def arrow_table(store: Store, sel: Selection = Selection()) -> Any:
-    """The selection as a ``pyarrow.Table`` (columns typed; all rows in memory)."""
+# -- Parquet ---------------------------------------------------------------------------
+
+
+def arrow_type(kind: str) -> Any:
     import pyarrow as pa
 
-    rows = list(curated_rows(store, sel))
-    if not rows:
+    return {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "time": pa.timestamp("us", tz="UTC")}[kind]
+
+
+def triple_schema(critics: Sequence[str] = ()) -> Any:
+    """The Parquet schema of the triples: the same types in every run, with or without data."""
+    import pyarrow as pa
+
+    names = [*TRIPLE_COLUMNS, *RUN_COLUMNS, "relation_group"]
+    fields = [pa.field(n, arrow_type(KINDS.get(n, "str"))) for n in names]
+    for critic in critics:
+        score, decision, version = critic_columns(critic)
+        fields += [pa.field(score, pa.float64()), pa.field(decision, pa.string()), pa.field(version, pa.string())]
+    return pa.schema(fields)
+
+
+def parse_time(value: Any, where: str) -> datetime | None:
+    """An ISO 8601 text from the store as an aware UTC datetime (a time without zone is UTC)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise UserError(f"{where}: created_at {str(value)[:40]!r} is not an ISO 8601 time") from None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def parquet_metadata(**info: Any) -> dict[bytes, bytes]:
+    """Key-value file metadata: ``symkd.version`` plus ``symkd.<key>`` for each item (as JSON)."""
+    from symkd import __version__
+
+    meta = {b"symkd.version": __version__.encode()}
+    meta.update({f"symkd.{k}".encode(): json.dumps(v, ensure_ascii=False).encode() for k, v in info.items()})
+    return meta
+
+
+def _selection_info(src: TripleSource) -> dict[str, Any]:
+    sel = src.sel
+    return {"selection": {"critics": list(sel.critics), "min_score": sel.min_score, "relations": list(sel.relations),
+                          "include_none": sel.include_none, "text": sel.describe()},
+            "critics": src.critics}  # fmt: skip
+
+
+def _batches(src: TripleSource, schema: Any) -> Iterator[Any]:
+    import pyarrow as pa
+
+    rows: list[dict[str, Any]] = []
+    for row in _rows(src):
+        row["created_at"] = parse_time(row["created_at"], f"triple {row['id']}")
+        rows.append(row)
+        if len(rows) == BATCH:
+            yield pa.RecordBatch.from_pylist(rows, schema=schema)
+            rows = []
+    if rows:
+        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+def _typed_source(store: Store, sel: Selection) -> tuple[TripleSource, Any]:
+    src = TripleSource(store, sel)
+    schema = triple_schema(list(src.critics)).with_metadata(parquet_metadata(**_selection_info(src)))
+    return src, schema
+
+
+def arrow_table(store: Store, sel: Selection = Selection()) -> Any:
+    """The selection as a ``pyarrow.Table`` with :func:`triple_schema`'s types (all rows in memory)."""
+    import pyarrow as pa
+
+    src, schema = _typed_source(store, sel)
+    table = pa.Table.from_batches(list(_batches(src, schema)), schema=schema)
+    if not table.num_rows:
         raise UserError(f"{store.path}: no triples match {sel.describe()}")
-    return pa.Table.from_pylist(rows)
+    return table
 
 
 def write_parquet(store: Store, sel: Selection, out: Path, progress: bool = False) -> dict[str, Any]:
-    """Parquet file written under a temporary name and renamed when complete."""
+    """Parquet file streamed in batches to a temporary name and renamed when complete."""
     import pyarrow.parquet as pq
 
-    table = arrow_table(store, sel)
+    src, schema = _typed_source(store, sel)
+    rows = 0
     with atomic_write(out, "wb") as fh:
-        pq.write_table(table, fh)
-    return {"triples": table.num_rows, "columns": table.num_columns, "files": [str(out)]}
+        with pq.ParquetWriter(fh, schema) as writer:
+            for batch in _batches(src, schema):
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        if not rows:  # inside the block: an existing file stays as it was
+            raise UserError(f"{store.path}: no triples match {sel.describe()}")
+    return {"triples": rows, "columns": len(schema), "files": [str(out)]}
 
 
-def write_chat_jsonl(store: Store, sel: Selection, out: Path, progress: bool = False) -> dict[str, Any]:
-    """Training examples in chat format (``messages``: user = COMET-style prompt, assistant = tail)."""
+# -- training JSONL (TRL's conversational forms) -----------------------------------------
+
+
+def _turns(row: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(prompt turns, completion turns) of one triple: system + COMET-style user prompt, the tail."""
     from symkd.students.data import comet_prompt
 
+    prompt = [{"role": "system", "content": SYSTEM_PROMPT},
+              {"role": "user", "content": comet_prompt(row["head"], row["relation"])}]  # fmt: skip
+    return prompt, [{"role": "assistant", "content": row["tail"].strip()}]
+
+
+def _metadata(row: dict[str, Any], critics: dict[str, str]) -> dict[str, Any]:
+    """What a training row carries besides its turns: ids, relation and each critic's score and decision."""
+    out = {"id": row["id"], "run_id": row["run_id"], "relation": row["relation"]}
+    for critic in critics:
+        score, decision, _ = critic_columns(critic)
+        out.update({score: row[score], decision: row[decision]})
+    return out
+
+
+def chat_example(prompt: list[dict[str, str]], completion: list[dict[str, str]]) -> dict[str, Any]:
+    return {"messages": prompt + completion}
+
+
+def prompt_completion_example(prompt: list[dict[str, str]], completion: list[dict[str, str]]) -> dict[str, Any]:
+    return {"prompt": prompt, "completion": completion}
+
+
+def _write_examples(store: Store, sel: Selection, out: Path, shape: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    src = TripleSource(store, sel)
     n = 0
     with atomic_write(out) as fh:
-        for row in curated_rows(store, sel):
-            messages = [{"role": "user", "content": comet_prompt(row["head"], row["relation"])},
-                        {"role": "assistant", "content": row["tail"].strip()}]  # fmt: skip
-            fh.write(dumps({"messages": messages, "id": row["id"], "run_id": row["run_id"]}) + "\n")
+        for row in _rows(src):
+            fh.write(dumps({**shape(*_turns(row)), **_metadata(row, src.critics)}) + "\n")
             n += 1
         if not n:  # inside the block: an existing file stays as it was
             raise UserError(f"{store.path}: no triples match {sel.describe()}")
     return {"lines": n, "files": [str(out)]}
 
 
+def write_chat_jsonl(store: Store, sel: Selection, out: Path, progress: bool = False) -> dict[str, Any]:
+    """TRL conversational language modelling: ``messages`` = system, user (COMET-style prompt), assistant (tail)."""
+    return _write_examples(store, sel, out, chat_example)
+
+
+def write_prompt_completion(store: Store, sel: Selection, out: Path, progress: bool = False) -> dict[str, Any]:
+    """TRL conversational prompt-completion: ``prompt`` = system + user, ``completion`` = the tail (the loss)."""
+    return _write_examples(store, sel, out, prompt_completion_example)
+
+
 #: dataset formats of ``symkd export`` (the graph formats are in :mod:`symkd.graphs.export`)
-FORMATS = {"parquet": write_parquet, "chat-jsonl": write_chat_jsonl}
+FORMATS = {"parquet": write_parquet, "chat-jsonl": write_chat_jsonl, "prompt-completion": write_prompt_completion}
 
 
 def to_dataset(
@@ -108,7 +249,7 @@ def to_dataset(
     relations: Sequence[str] = (),
     include_none: bool = False,
 ) -> Any:
-    """The curated triples as a Hugging Face ``datasets.Dataset`` (same rows as the Parquet export)."""
+    """The curated triples as a Hugging Face ``datasets.Dataset`` (same rows and types as the Parquet export)."""
     import datasets
 
     sel = Selection(critics=tuple(critics), min_score=min_score, relations=tuple(relations), include_none=include_none)

@@ -129,20 +129,27 @@ def _read(db: Path, sources: Optional[List[str]], verified: str) -> list:
 
 def export(
     db: Path = typer.Option(..., "--db"),
-    out: Path = typer.Option(..., "--out", "-o", help="chat-format JSONL"),
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL file (- for standard output)"),
     source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales | eval (repeatable; default all)"),
     verified: str = typer.Option("kept", "--verified", help="teacher trajectories: kept | rejected | all (by the verifier critic)"),
+    fmt: str = typer.Option("chat", "--format", "-f", help="chat ({messages}) | prompt-completion (one example per assistant turn)"),
 ) -> None:
-    """Trajectories as chat JSONL (messages; observations as user turns)."""
+    """Trajectories as TRL conversational JSONL (system prompt, question, actions; observations as user turns)."""
     from symkd.jsonio import atomic_write, check_writable, is_stdout
-    from symkd.pipelines.agents.export import chat_record
+    from symkd.pipelines.agents.export import FORMATS
 
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: unknown format; known: {', '.join(FORMATS)}")
     check_writable(out)  # one line before any work: a folder, a device, a read-only folder
     rows = _read(db, source, verified)
+    examples = 0
     with atomic_write(out) as fh:
         for row in rows:
-            fh.write(json.dumps(chat_record(row), ensure_ascii=False) + "\n")
-    typer.echo(f"{len(rows)} trajectories -> {out}", err=is_stdout(out))
+            for record in FORMATS[fmt](row):
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                examples += 1
+    extra = f" ({examples} examples)" if examples != len(rows) else ""
+    typer.echo(f"{len(rows)} trajectories{extra} -> {out}", err=is_stdout(out))
 
 
 def export_cot(

@@ -2,7 +2,10 @@
 
 * :func:`chat_record`: ``{"id", "source", "messages": [...]}`` with the system prompt of the
   student format (no few-shot examples), the question, then the assistant's actions and
-  the observations as user turns.
+  the observations as user turns (TRL's conversational language-modelling form).
+* :func:`prompt_completion_records`: the same trajectory in TRL's conversational
+  prompt-completion form, one example per assistant turn (see there), so TRL's
+  ``SFTTrainer`` puts the loss on the assistant turns only.
 * :func:`turn_segments`: a conversation cut into (text, trained) pieces with the student's
   own chat template: every assistant turn (with its end-of-turn token) is trained on; the
   system prompt, the question and the observations are masked. SmolLM2's template has no
@@ -37,9 +40,38 @@ def student_messages(row: dict[str, Any], *, few_shot: bool = False) -> list[dic
     return [*base, *turns]
 
 
+def _record_info(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "task_id": row["task_id"], "source": row["source"], "correct": bool(row["correct"])}
+
+
 def chat_record(row: dict[str, Any], *, few_shot: bool = False) -> dict[str, Any]:
-    return {"id": row["id"], "task_id": row["task_id"], "source": row["source"], "correct": bool(row["correct"]),
-            "messages": student_messages(row, few_shot=few_shot)}  # fmt: skip
+    return {**_record_info(row), "messages": student_messages(row, few_shot=few_shot)}
+
+
+#: ``symkd agent export --format``: the TRL conversational form -> one trajectory's records
+FORMATS = {"chat": lambda row: [chat_record(row)], "prompt-completion": lambda row: prompt_completion_records(row)}
+
+
+def prompt_completion_records(row: dict[str, Any], *, few_shot: bool = False) -> list[dict[str, Any]]:
+    """One TRL prompt-completion example per assistant turn: ``prompt`` = every message before it
+    (the system prompt, the question, earlier actions and observations), ``completion`` = that turn.
+
+    Why one example per turn: TRL's ``SFTTrainer`` tokenizes ``prompt + completion`` and its
+    ``completion_mask`` covers every token after the prompt, so a multi-turn completion
+    (action, observation, action) would train on the observations too. Masking them inside
+    one completion needs ``assistant_only_loss=True``, i.e. ``{% generation %}`` markers in the
+    chat template, which SmolLM2's template lacks and TRL cannot add to it. Split per turn,
+    the (context, target) pairs are exactly those of :func:`turn_segments` (every assistant
+    turn, with its end-of-turn token, trained once on the conversation before it; observations
+    and prompts never trained); the price is that turn *k* re-reads the first *k - 1* turns.
+    Each example keeps the trajectory's ``id`` plus ``turn`` (0-based among assistant turns).
+    """
+    messages = student_messages(row, few_shot=few_shot)
+    base = _record_info(row)
+    spots = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    if not spots:
+        raise UserError(f"trajectory {row['id']}: no assistant turn to train on")
+    return [{"prompt": messages[:i], "completion": [messages[i]], **base, "turn": k} for k, i in enumerate(spots)]
 
 
 def turn_segments(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[tuple[str, bool], ...]:
