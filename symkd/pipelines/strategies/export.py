@@ -105,23 +105,48 @@ def to_json(store: Store) -> str:
     return dumps({"format": JSON_FORMAT, "version": 1, "exported_at": utcnow(), "strategies": rows}, indent=2) + "\n"
 
 
+#: the Parquet columns of a strategy and their kinds (fixed, so the files of two libraries concatenate)
+PARQUET_COLUMNS = (("id", "str"), ("text", "str"), ("status", "str"), ("tags", "strs"), ("source_scenarios", "strs"),
+                   ("evidence", "str"), ("reason", "str"), ("merged_into", "str"), ("version", "int"),
+                   ("learn_id", "str"), ("round", "int"), ("teacher", "str"), ("template_id", "str"),
+                   ("template_version", "str"), ("response_key", "str"), ("created_at", "time"), ("updated_at", "time"),
+                   ("embedding", "vector"))  # fmt: skip
+
+
+def parquet_schema() -> Any:
+    """The strategies' Parquet schema: JSON ``evidence`` as text, UTC timestamps, float32 embeddings."""
+    import pyarrow as pa
+
+    from symkd.knowledge.datasets import arrow_type
+
+    extra = {"strs": pa.list_(pa.string()), "vector": pa.list_(pa.float32())}
+    return pa.schema([pa.field(name, extra[kind] if kind in extra else arrow_type(kind)) for name, kind in PARQUET_COLUMNS])
+
+
+def _parquet_row(s: Strategy, vector: Any) -> dict[str, Any]:
+    from symkd.knowledge.datasets import parse_time
+
+    row = s.as_dict()
+    row["evidence"] = json.dumps(row["evidence"], ensure_ascii=False)
+    row["embedding"] = None if vector is None else vector.tolist()
+    for name in ("created_at", "updated_at"):
+        row[name] = parse_time(row[name], f"strategy {s.id}")
+    return {name: row.get(name) for name, _ in PARQUET_COLUMNS}
+
+
 def write_parquet(store: Store, out: str | Path) -> int:
+    """Every strategy (each status), with :func:`parquet_schema`'s types and symkd's file metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from symkd.embeddings import from_blob
+    from symkd.knowledge.datasets import parquet_metadata
 
     embedding = {r["id"]: from_blob(r["embedding"]) for r in store.query("select id, embedding from strategies")}
-    rows = []
-    for s in all_strategies(store):
-        row = s.as_dict()
-        row.pop("similarity")
-        row["evidence"] = json.dumps(row["evidence"], ensure_ascii=False)
-        vector = embedding.get(s.id)
-        row["embedding"] = None if vector is None else vector.tolist()
-        rows.append(row)
+    rows = [_parquet_row(s, embedding.get(s.id)) for s in all_strategies(store)]
+    schema = parquet_schema().with_metadata(parquet_metadata(selection="all strategies, every status", strategies=len(rows)))
     with atomic_write(out, "wb") as fh:
-        pq.write_table(pa.Table.from_pylist(rows), fh)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), fh)
     return len(rows)
 
 
