@@ -164,6 +164,29 @@ def runs_cmd(
 
 
 
+def datasette_metadata(
+    db: Path = typer.Argument(..., help="SQLite run database"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the metadata here (default: standard output)"),
+    title: Optional[str] = typer.Option(None, "--title", help="the title Datasette shows"),
+) -> None:
+    """Write Datasette metadata for DB (table, column and view descriptions, labels): datasette DB -m FILE.
+
+    The schemas of DB and of the pipelines it holds are brought up to date first (foreign keys, views)."""
+    from symkd.pipelines import REGISTRY
+    from symkd.store.datasette import load_table_modules, write_metadata
+    from symkd.store.db import Store
+
+    if out is not None:
+        check_out_file(out)
+    load_table_modules(REGISTRY.targets())
+    with Store(db, create=False) as store:
+        document = write_metadata(store, out, title=title)
+    if out is None:
+        return _echo_json(document)
+    tables = next(iter(document["databases"].values()))["tables"]
+    typer.echo(f"{out}: {len(tables)} tables and views described; browse with: datasette {db} -m {out}")
+
+
 def plugins(as_json: bool = _json_flag("{kind: [names]}")) -> None:
     """List what is registered by name: teacher backends, critics, KD losses, pipelines."""
     from symkd.critics.registry import critic_names
@@ -182,3 +205,4 @@ def register(app: typer.Typer) -> None:
     for command in (teachers, templates, plugins, generate):
         app.command()(command)
     app.command("runs")(runs_cmd)
+    app.command("datasette-metadata")(datasette_metadata)

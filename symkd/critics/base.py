@@ -3,7 +3,8 @@
 A critic scores items (rows of the ``triples`` or ``events`` table, as dicts) and says
 keep or drop. :func:`apply_critics` runs critics over what a store holds, writes one
 ``critic_scores`` row per item and critic name+version (in short transactions, so a killed
-run resumes where it stopped) and skips items a critic has already scored.
+run resumes where it stopped), each with the run that scored it, and skips items a critic
+has already scored.
 A new critic is one file with one class, registered in :mod:`symkd.critics.registry`.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Sequence
 
 from symkd.store.db import Store, utcnow
+from symkd.store.runs import finish_run, open_scoring_run
 
 
 @dataclass
@@ -93,15 +95,36 @@ def apply_critic(
 ) -> dict[str, int]:
     """Score every (not yet scored) item; return counts {scored, kept, dropped}.
 
-    ``executor`` (default: the current one, see :mod:`symkd.scale`) may score the batches of
-    a stateless critic in other processes; the scores are always written here."""
+    Every score records ``run_id``, the run that scored: by default a run of kind ``critic``
+    opened here (its config holds the critic's settings and the scope; the same pass run again
+    reopens it), only when there is something to score. ``executor`` (default: the current
+    one, see :mod:`symkd.scale`) may score the batches of a stateless critic in other
+    processes; the scores are always written here."""
     critic.bind(store, rescore=rescore)
     critic.reset()
     counts = {"scored": 0, "kept": 0, "dropped": 0}
-    total = store.scalar(f"select count(*) from {critic.item_table} t" + (f" where ({where})" if where else ""), list(params))
-    bar = _bar(progress, f"critic {critic.name}", total)
     # Materialise the batches first: scoring writes to the same table we read from.
     batches = list(_items(store, critic, rescore=rescore, where=where, params=params))
+    if not batches:
+        return counts
+    own_run = run_id is None
+    if own_run:
+        scope = {"item_table": critic.item_table, "where": where, "params": list(params), "rescore": rescore}
+        run_id = open_scoring_run(store, "critic", critic.describe(), scope)
+    try:
+        _score(store, critic, batches, run_id, counts, progress, executor)
+    except BaseException as exc:
+        if own_run:
+            finish_run(store, run_id, "failed" if isinstance(exc, Exception) else "interrupted")
+        raise
+    if own_run:
+        finish_run(store, run_id, "done")
+    return counts
+
+
+def _score(store: Store, critic: Critic, batches: list[list[dict]], run_id: str | None, counts: dict[str, int],
+           progress: bool, executor: Any) -> None:  # fmt: skip
+    bar = _bar(progress, f"critic {critic.name}", sum(len(batch) for batch in batches))
     critic.prepare([item for batch in batches for item in batch])
     from symkd.scale.critics import score_batches  # an executor scores stateless critics' batches elsewhere
 
@@ -134,7 +157,6 @@ def apply_critic(
             bar.update(len(batch))
     if bar:
         bar.close()
-    return counts
 
 
 def critic_report(store: Store, critics: Sequence[Critic] | None = None) -> list[dict[str, Any]]:

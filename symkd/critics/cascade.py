@@ -31,12 +31,17 @@ def apply_cascade(
     run_id: str | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Apply ``critics`` in order to the triples matching ``where``; return the report."""
+    """Apply ``critics`` in order to the triples matching ``where``; return the report.
+
+    Each critic's new scores record the run that scored them (one ``critic`` run per critic
+    and scope, see :func:`~symkd.critics.base.apply_critic`). ``run_id`` (the CLI's ``--run``)
+    names the generation run the scope is limited to: it is part of ``where``/``params``, hence
+    of each scoring run's recorded scope, and is no longer written on the scores themselves."""
     scope = [where] if where else []
     clauses, values = list(scope), list(params)
     rows, passes = [], []
     for critic in critics:
-        this_pass = apply_critic(store, critic, run_id=run_id, rescore=rescore, where=" and ".join(clauses) or None,
+        this_pass = apply_critic(store, critic, rescore=rescore, where=" and ".join(clauses) or None,
                                  params=values, progress=progress)  # fmt: skip
         passes.append({"critic": critic.name, "version": critic.version, **this_pass})
         rows.append(_critic_row(store, critic, clauses, values, this_pass["scored"]))

@@ -3,7 +3,8 @@
 WAL mode and a busy timeout let several processes write one file; writes go through
 :meth:`Store.transaction`, which takes the write lock up front (``BEGIN IMMEDIATE``) so two
 writers queue instead of failing with "database is locked". The schema is versioned in the
-``meta`` table and migrated forward on open (see :mod:`symkd.store.schema`).
+``meta`` table and migrated forward on open (see :mod:`symkd.store.schema`). Foreign keys are
+declared for browsing and auditing, not enforced on write (see :class:`Store`).
 """
 
 from __future__ import annotations
@@ -84,7 +85,11 @@ class Store:
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
+            # Foreign keys are declared (Datasette and sqlite-utils follow them, ``PRAGMA
+            # foreign_key_check`` audits them) but not enforced: provenance may point outside
+            # the file (triples imported with another store's run_id, heads that are not stored
+            # events) and such rows are kept as they are (see symkd.store.schema_links).
+            conn.execute("PRAGMA foreign_keys = OFF")
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: {_reason(exc)}") from None
         self.conn = conn

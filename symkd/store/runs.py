@@ -124,3 +124,21 @@ def list_runs(store: Store) -> list[dict]:
             if holder_gone(host, pid, beat_at + 2 * LEASE_S, now):
                 row["status"] = "interrupted"
     return rows
+
+
+def open_scoring_run(store: Store, kind: str, scorer: dict[str, Any], scope: dict[str, Any]) -> str:
+    """Open (or reopen) the run that records a scoring pass; return its id.
+
+    ``scorer`` is what the critic records about itself (name, version, threshold, ...) and
+    ``scope`` which items it scores; the same pass run again reopens the same run. Its
+    ``teacher`` reads ``critic:<name>``.
+    """
+    params = scope.get("params") or []
+    shown = to_json(params)
+    if len(shown) > 1000:  # a long id list: its digest identifies it
+        scope = {**scope, "params": {"sha256": hashlib.sha256(shown.encode()).hexdigest(), "count": len(params)}}
+    teacher = {"backend": "critic", "model": str(scorer.get("name"))}
+    config = {"critic": scorer, "scope": scope}
+    run_id = run_fingerprint(kind, teacher, config, [])
+    open_run(store, run_id, kind=kind, teacher=teacher, config=config, templates=[])
+    return run_id

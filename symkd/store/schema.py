@@ -2,7 +2,8 @@
 
 Each migration is a function ``(db) -> None`` appended to :data:`MIGRATIONS`; the store's
 ``meta.schema_version`` says how many have run. Never edit a released migration: add one.
-Tables (all browsable as is with ``sqlite3`` or Datasette; ``*_json`` hints are JSON columns):
+Tables (all browsable as is with ``sqlite3`` or Datasette; JSON is stored in plain TEXT columns
+(``config``, ``input``, ``completions``, ``details``, ...), each described as JSON in :data:`DOCS`):
 
 - ``runs``: one row per distinct job (its id is a hash of the job's config, so rerunning the
   same command resumes the same run). No secrets: teacher settings are redacted first.
@@ -17,6 +18,12 @@ Tables (all browsable as is with ``sqlite3`` or Datasette; ``*_json`` hints are 
 - ``claims``: which process is sending which request key right now (a lease renewed by a
   heartbeat), so concurrent runs of one job split it instead of paying twice; ``runs`` also
   records the host, pid and heartbeat of the process that last opened it (v4).
+- v5 (:mod:`symkd.store.schema_links`): ``events``, ``triples`` and ``critic_scores`` rebuilt
+  with foreign keys to their run, response and item (declared for Datasette and sqlite-utils,
+  not enforced), and the ``kept_triples`` view.
+
+Every table and view is described in :data:`DOCS` (here and beside the v5 definitions); the
+descriptions become Datasette metadata (:mod:`symkd.store.datasette`).
 
 ``meta.schema_version`` is also symkd's marker: a non-empty database without it is not
 symkd's and is refused unless adopted (see :mod:`symkd.store.db`).
@@ -27,6 +34,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 import sqlite_utils
+
+from symkd.store import schema_links
+from symkd.store.datasette import TableDoc, register_tables
 
 if TYPE_CHECKING:
     from symkd.store.db import Store
@@ -241,7 +251,9 @@ def _v4_claims(db: sqlite_utils.Database) -> None:
             runs.add_column(column, kind)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_commonsense, _v3_students, _v4_claims]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_core, _v2_commonsense, _v3_students, _v4_claims, schema_links.v5_links,
+]  # fmt: skip
 
 
 def migrate(store: "Store") -> int:
@@ -249,3 +261,67 @@ def migrate(store: "Store") -> int:
     from symkd.store.tables import run_migrations
 
     return run_migrations(store, "schema_version", MIGRATIONS, "schema version")
+
+
+_WHEN = "UTC time (ISO 8601)"
+DOCS: list[TableDoc] = [
+    TableDoc("meta", "Key-value settings of the store: schema_version (core) and schema_version:<pipeline>.",
+             {"key": "setting name", "value": "its value"}),
+    TableDoc("runs", "One row per distinct job; its id hashes the job's config, so rerunning a command resumes it.", {
+        "id": "hash of kind, teacher, config and items (16 hex chars)",
+        "kind": "what the run did: generate, a pipeline stage, critic, critics, critic-judge, ...",
+        "status": "running | done | incomplete | failed | interrupted",
+        "teacher": "redacted teacher spec, e.g. openai:gpt-4o-mini (critic:<name> for a scoring run)",
+        "backend": "teacher backend", "model": "teacher model",
+        "config": "JSON: the run's settings (teacher settings redacted, never a secret)",
+        "templates": 'JSON list of {"id", "version"} of the prompt templates used',
+        "symkd_version": "symkd version that created the run", "created_at": _WHEN, "updated_at": _WHEN,
+        "finished_at": _WHEN, "attempts": "how many times it was started (a resumed run counts again)",
+        "host": "host of the process that last opened it", "pid": "that process's id",
+        "heartbeat_at": "unix time of its last heartbeat (a stale one reads as interrupted)",
+    }, label="kind", facets=("kind", "status")),
+    TableDoc("requests", "The content-addressed request cache: one row per distinct request (key = sha256).", {
+        "key": "sha256 of backend, model, input, parameters and sample index", "backend": "teacher backend",
+        "model": "teacher model", "kind": "chat | completion", "input": "JSON: messages list or prompt string",
+        "params": "JSON: generation parameters", "sample_index": "which sample of the same request", "created_at": _WHEN,
+    }, label="model"),
+    TableDoc("responses", "The teacher's answer to each request (ok or failed, with usage and latency).", {
+        "key": "the request's key", "status": "ok | failed", "text": "first completion, for browsing",
+        "completions": "JSON list of {text, finish_reason, token_logprobs}", "finish_reason": "of the first completion",
+        "prompt_tokens": "prompt tokens", "completion_tokens": "completion tokens", "error": "why it failed",
+        "attempts": "tries", "latency_s": "seconds for the answer", "created_at": _WHEN,
+    }, label="text", facets=("status",)),
+    TableDoc("run_items", "Which of the caller's items a run asked for, under which request key and template.", {
+        "run_id": "the run", "item_id": "the caller's item id", "request_key": "the request sent for it",
+        "template_id": "prompt template id", "template_version": "prompt template version",
+    }),
+    TableDoc("training_runs", "Students trained from the store.", {
+        "id": "hash of the config, data fingerprint, folder and round", "out_dir": "the student's folder",
+        "base_model": "the model fine-tuned", "round": "self-imitation round (null outside --rounds)",
+        "config": "JSON: training settings", "data": "JSON: source, filters, counts", "steps": "optimizer steps",
+        "train_loss": "final training loss", "eval_loss": "final evaluation loss", "tokens_per_s": "training speed",
+        "hardware": "where it trained", "created_at": _WHEN,
+    }, label="out_dir"),
+    TableDoc("evaluations", "Commonsense evaluations of students and teachers (ATOMIC2020 metrics).", {
+        "id": "hash of model/teacher, data part and decoding", "kind": "commonsense",
+        "model": "student folder or redacted teacher spec", "data": "JSON: file, split, counts",
+        "decoding": "JSON: decoding settings", "round": "self-imitation round", "bleu1": "BLEU-1", "bleu2": "BLEU-2",
+        "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rougeL": "ROUGE-L", "cider": "CIDEr",
+        "scores": "JSON: the full report, per relation included", "created_at": _WHEN,
+    }, label="model"),
+    TableDoc("self_imitation_rounds", "Per self-imitation round: triples added and kept, and the student trained.", {
+        "round": "k: the k-th student (round 1 trains on the teacher's kept triples)",
+        "generator": "who produced the triples it added: teacher or the previous student",
+        "generated": "new triples that generator added", "kept": "of those, kept by every critic",
+        "train_examples": "the union the round's student was trained on", "student": "its folder",
+        "training_run": "training_runs.id", "evaluation": "evaluations.id", "created_at": _WHEN,
+    }),
+    TableDoc("claims", "Leases on request keys being sent now, so concurrent runs of a job split it.", {
+        "key": "the request key being sent", "owner": "host:pid:token of the claiming process", "host": "its host",
+        "pid": "its process id", "run_id": "the run it sends for",
+        "expires_at": "unix time; renewed by the owner's heartbeat, free once passed",
+    }),
+    *schema_links.DOCS,
+]  # fmt: skip
+
+register_tables("core", MIGRATIONS, DOCS)

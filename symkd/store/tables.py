@@ -123,3 +123,41 @@ def clash_message(path: object, clashes: Sequence[str], what: str) -> str:
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def rebuild_table(db: sqlite_utils.Database, name: str, create_sql: str) -> None:
+    """Give ``name`` a new definition (new foreign keys, say) and keep every row: the table
+    rebuild of https://www.sqlite.org/lang_altertable.html#otheralter (create the new table,
+    copy the rows, drop the old one, rename, recreate its indexes).
+
+    Call it inside a migration (one transaction). ``create_sql`` is the new ``create table``
+    statement for ``name``; the columns both definitions share are copied, generated columns
+    are computed again. Views that read ``name`` must be dropped first and created after.
+    """
+    temp = f"_symkd_new_{name}"
+    indexes = [sql for (sql,) in db.execute(
+        "select sql from sqlite_master where type = 'index' and tbl_name = ? and sql is not null", [name])]  # fmt: skip
+    db.execute(f"drop table if exists {_quote(temp)}")
+    db.execute(_renamed(create_sql, name, temp))
+    old = {row[1] for row in db.execute(f"pragma table_info({_quote(name)})")}
+    new = [row[1] for row in db.execute(f"pragma table_xinfo({_quote(temp)})") if row[6] == 0]  # 0 = stored, not generated
+    shared = ", ".join(_quote(c) for c in new if c in old)
+    db.execute(f"insert into {_quote(temp)} ({shared}) select {shared} from {_quote(name)} order by rowid")
+    db.execute(f"drop table {_quote(name)}")
+    db.execute(f"alter table {_quote(temp)} rename to {_quote(name)}")
+    for sql in indexes:
+        db.execute(sql)
+
+
+def _renamed(create_sql: str, name: str, temp: str) -> str:
+    head, sep, rest = create_sql.partition("(")
+    words = head.split()
+    if [w.lower() for w in words[:2]] != ["create", "table"] or words[-1].strip('"[]`') != name:
+        raise ValueError(f"rebuild_table({name!r}): expected 'create table {name} (...)'")
+    return f"create table {_quote(temp)} {sep}{rest}"
+
+
+def create_view(db: sqlite_utils.Database, name: str, select_sql: str) -> None:
+    """Create the view ``name`` unless the file has one by that name (a migration that changes
+    a view drops it first: a view holds no rows, so replacing it loses nothing)."""
+    db.execute(f"create view if not exists {_quote(name)} as {select_sql}")

@@ -23,7 +23,8 @@ from typing import Any, Iterable, Sequence
 import sqlite_utils
 
 from symkd.store.db import Store, utcnow
-from symkd.store.tables import ensure_tables
+from symkd.store.datasette import TableDoc, register_tables
+from symkd.store.tables import create_view, ensure_tables
 
 JSON_FIELDS = ("steps", "messages", "response_keys", "run_ids", "config")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -65,7 +66,81 @@ def _v2(db: sqlite_utils.Database) -> None:
     )  # fmt: skip
 
 
-MIGRATIONS = [_v1, _v2]
+VERIFIED_TRAJECTORIES = """
+select t.id, t.source, t.task_id, t.sample, t.model, t.question, t.reference, t.final_answer, t.correct,
+       t.n_steps, t.exec_errors, t.template_id, t.template_version, t.created_at,
+       (select s.run_id from critic_scores s where s.item_table = 'trajectories' and s.item_id = t.id
+        and s.critic = 'verifier' and s.decision = 'keep' order by s.rowid desc limit 1) as verifier_run
+from trajectories t
+where t.source != 'teacher' or exists (select 1 from critic_scores s where s.item_table = 'trajectories'
+      and s.item_id = t.id and s.critic = 'verifier' and s.decision = 'keep')
+"""
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    """Links for Datasette and sqlite-utils: trajectory -> runs (``trajectory_runs``, from the
+    ``run_ids`` JSON), critic score -> trajectory (generated ``critic_scores.trajectory_id``),
+    and the ``verified_trajectories`` view. Nothing is rebuilt: every row stays."""
+    db["trajectory_runs"].create(
+        {"trajectory_id": str, "run_id": str},
+        pk=("trajectory_id", "run_id"),
+        foreign_keys=[("trajectory_id", "trajectories", "id"), ("run_id", "runs", "id")],
+    )
+    db["trajectory_runs"].create_index(["run_id"])
+    db.execute(
+        "insert or ignore into trajectory_runs (trajectory_id, run_id) select t.id, r.value from trajectories t, "
+        "json_each(case when json_valid(t.run_ids) then t.run_ids else '[]' end) r where r.type = 'text'"
+    )
+    if "trajectory_id" not in {row[1] for row in db.execute("pragma table_xinfo(critic_scores)")}:
+        db.execute(
+            "alter table critic_scores add column trajectory_id text generated always as "
+            "(case when item_table = 'trajectories' then item_id end) virtual references trajectories(id)"
+        )
+    create_view(db, "verified_trajectories", VERIFIED_TRAJECTORIES)
+
+
+MIGRATIONS = [_v1, _v2, _v3]
+
+_PROVENANCE = {"template_id": "prompt template id", "template_version": "prompt template version",
+               "created_at": "UTC time it was stored (ISO 8601)"}  # fmt: skip
+TRAJECTORY_COLUMNS = {
+    "id": "hash of source, model, template, task and sample", "source": "teacher | gold-rationales | gold-variants | "
+    "eval | self-round-k", "task_id": "the task's id in its data file", "sample": "which attempt at the task",
+    "question": "the task", "reference": "the reference answer", "model": "the model that solved it",
+    **_PROVENANCE, "final_answer": "the answer it gave", "correct": "1 when it matches the reference",
+    "n_steps": "steps taken", "hit_step_limit": "1 when it ran out of steps", "parse_errors": "steps that did not parse",
+    "exec_errors": "steps whose code raised", "prompt_tokens": "prompt tokens, all steps",
+    "completion_tokens": "completion tokens, all steps", "first_thought": "the prefilled first thought, if any",
+    "steps": "JSON list of steps: thought, code, observation, errors, tool calls", "messages": "JSON: the conversation",
+    "response_keys": "JSON list of the responses it came from", "run_ids": "JSON list of its runs (see trajectory_runs)",
+    "config": "JSON: agent settings",
+}  # fmt: skip
+DOCS = [
+    TableDoc("trajectories", "Agent episodes: one task solved once by one model, or converted from a gold rationale; "
+             "verifier decisions are in critic_scores (item_table trajectories).", TRAJECTORY_COLUMNS,
+             label="question", facets=("source", "correct")),
+    TableDoc("trajectory_runs", "Which runs each trajectory came from (its run_ids, one row per run).",
+             {"trajectory_id": "the trajectory", "run_id": "a run it came from"}),
+    TableDoc("verified_trajectories", "View: teacher trajectories the verifier kept, and the other sources "
+             "(verified by construction, or evaluations): what read_trajectories(verified='kept') returns.",
+             {**{k: v for k, v in TRAJECTORY_COLUMNS.items() if f"t.{k}," in VERIFIED_TRAJECTORIES},
+              "verifier_run": "the run that scored it keep (null for sources not verified by the critic)"},
+             facets=("source",)),
+    TableDoc("corpus_docs", "Documents the search tool retrieves.", {"id": "document id", "corpus": "corpus name",
+             "title": "title", "text": "text", "origin": "where it came from"}, label="title"),
+    TableDoc("corpus_fts", "Full-text index (FTS5, BM25) over corpus_docs.", {}),
+    TableDoc("gsm8k_evaluations", "GSM8K evaluations: model, data, mode, accuracy with its 95 % Wilson interval.", {
+        "id": "hash of model, data, mode and config", "model": "model evaluated", "data": "data file", "mode": "agent mode",
+        "n": "items", "correct": "items right", "accuracy": "correct / n", "ci95_low": "Wilson 95 % low",
+        "ci95_high": "Wilson 95 % high", "answered_rate": "share of items answered", "config": "JSON: settings",
+        "metrics": "JSON: further metrics", "created_at": "UTC time (ISO 8601)"}, label="model"),
+    TableDoc("gsm8k_predictions", "Per-item predictions of an evaluation (failed requests count as wrong).", {
+        "evaluation_id": "the evaluation", "task_id": "the task", "sample": "which attempt", "prediction": "the answer",
+        "correct": "1 when right", "answered": "1 when it gave an answer", "finished": "1 when it finished",
+        "error": "why it failed", "completion": "the model's text", "trajectory_id": "its trajectory, when stored"}),
+    TableDoc("critic_scores", "", {"trajectory_id": "item_id when the item is a trajectory (generated, agents v3)"}),
+]  # fmt: skip
+register_tables("agents", MIGRATIONS, DOCS)
 
 
 def ensure(store: Store) -> None:
@@ -94,8 +169,14 @@ def write_trajectories(store: Store, rows: Iterable[dict[str, Any]]) -> int:
             if name in row and not isinstance(row[name], str):
                 row[name] = json.dumps(row[name], ensure_ascii=False)
         out.append({k: _storable(v) for k, v in row.items()})
+    links = [(row["id"], row["run_ids"]) for row in out if isinstance(row.get("run_ids"), str)]
     with store.transaction() as db:
         db["trajectories"].upsert_all(out, pk="id", batch_size=200)
+        db.conn.executemany("delete from trajectory_runs where trajectory_id = ?", [(tid,) for tid, _ in links])
+        db.conn.executemany(
+            "insert or ignore into trajectory_runs (trajectory_id, run_id) select ?1, value from "
+            "json_each(case when json_valid(?2) then ?2 else '[]' end) where type = 'text'", links
+        )  # fmt: skip
     return len(out)
 
 
