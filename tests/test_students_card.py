@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from huggingface_hub import metadata_load
 
 from symkd.students.card import write_card
 
@@ -30,14 +32,45 @@ def test_the_card_matches_the_training_data(tmp_path: Path, kind, tag, says, nev
     out.mkdir()
     write_card(out, _summary(kind))
     card = (out / "README.md").read_text()
-    assert f"tags: [symkd, knowledge-distillation, {tag}]" in card and says in card and never not in card
+    assert metadata_load(out / "README.md")["tags"] == ["symkd", "knowledge-distillation", tag]
+    assert says in card and never not in card
 
 
 def test_a_file_of_chat_conversations_is_chat_data(tmp_path: Path):
-    import json
-
     from symkd.students.data import load_data
 
     path = tmp_path / "cot.jsonl"
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}) + "\n")
     assert load_data(path).source["kind"] == "chat"
+
+
+def test_the_card_is_hub_metadata_with_counts_and_no_machine_paths(tmp_path: Path):
+    """Paths the summary holds (the folder, a local base, the data file) leave no trace in the
+    folder: the base is named relative to it, the rest by name."""
+    base = tmp_path / "models" / "base"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text("{}")
+    (base / "README.md").write_text("---\nlicense: mit\n---\n# base\n")
+    out = tmp_path / "students" / "s1"
+    out.mkdir(parents=True)
+    summary = _summary("chat")
+    summary["config"].update(base_model=str(base), out=str(out), teacher_model=str(base))
+    summary["data"]["source"].update(path=str(tmp_path / "data" / "cot.jsonl"), db=str(tmp_path / "run.db"))
+    summary["final"]["eval_loss"] = 0.5
+    write_card(out, summary)
+    for name in ("README.md", "training.json"):
+        assert str(tmp_path) not in (out / name).read_text(), name
+    meta = metadata_load(out / "README.md")
+    assert "base_model" not in meta and meta["license"] == "mit" and meta["library_name"] == "transformers"
+    assert meta["symkd"]["base"] == "../../models/base"
+    assert meta["symkd"]["data"]["source"]["path"] == "cot.jsonl" and meta["symkd"]["data"]["train_examples"] == 10
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.5
+    record = json.loads((out / "training.json").read_text())
+    assert record["config"]["out"] == "s1" and record["config"]["teacher_model"] == "../../models/base"
+
+
+def test_the_embedded_base_is_named_by_its_hub_id(tmp_path: Path):
+    write_card(tmp_path, _summary(None))
+    meta = metadata_load(tmp_path / "README.md")
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta["license"] == "apache-2.0"
+    assert meta["symkd"]["base_gguf"].endswith(".gguf") and "model-index" not in meta

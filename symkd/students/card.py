@@ -1,11 +1,15 @@
-"""What a trained student folder says about itself: ``training.json``, a README card, a curve PNG."""
+"""What a trained student folder says about itself: ``training.json``, a README card (Hub YAML
+metadata), the LoRA adapter's card, a curve PNG; with no path of the training machine in them
+(:func:`portable_summary`), so the folder loads and reads the same anywhere."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
+from symkd.errors import UserError
 from symkd.jsonio import atomic_write
 
 #: dense bf16 peak FLOP/s per GPU, by name fragment (MFU on a GPU; bench/train_speed.py measures instead)
@@ -24,26 +28,46 @@ def mfu(parameters: int, tokens_per_s: float, peak_flops: float | None, processe
         return None
     return 6 * parameters * tokens_per_s / (peak_flops * processes)
 
-CARD = """---
-library_name: transformers
-tags: [symkd, knowledge-distillation, {tag}]
-base_model: {base}
----
-# {name}
+CARD = """# {name}
 
 A student trained by [symkd](https://github.com/symkd/symkd) (`symkd train`).
 
-- Base model: `{base}` ({method}; {trainable:,} of {total:,} parameters trained)
+- Base model: {base_line}; {method}, {trainable:,} of {total:,} parameters trained
 - Data: {data}
 - Examples: {train_examples:,} for training, {eval_examples:,} held out (split by head); {too_long} longer than {max_length} tokens left out
 - Steps: {steps:,} optimizer steps of {batch} examples ({epochs:.2f} epochs); learning rate {lr}
 - Loss: {loss_line}
 - Hardware: {hardware}; {tokens_per_s:,.0f} training tokens/s{mfu}
 
-{usage}
-Full configuration, data filters and the loss history are in `training.json`; the curve is
-`training_curve.png`.
+## Files
+The weights here are the whole student{merged}: plain transformers loads the folder,
+`AutoModelForCausalLM.from_pretrained("{name}")`, no peft needed.{adapter}
+`training.json` holds the full configuration, data filters and loss history (local files named
+relative to this folder, or by their name); `training_curve.png` plots the loss.
+
+{usage}"""
+
+ADAPTER_NOTE = """ `adapter/` holds the LoRA adapter
+alone, for peft (its base: `{base}`{relative}); see `adapter/README.md`."""
+
+ADAPTER_CARD = """# {name}: LoRA adapter
+
+The LoRA adapter (r={r}, alpha {alpha}) of the symkd student `{name}` (the folder above, whose
+README has the data, losses and usage; it also holds the merged model, which needs no peft).
+
+## Load with peft
+
+    from peft import AutoPeftModelForCausalLM
+    model = AutoPeftModelForCausalLM.from_pretrained("adapter")  # run from the student folder
+
+The base is `{base}`{relative}.{offline}
 """
+
+OFFLINE = (" The student trained on symkd's embedded copy of it (`{embedded}`: the GGUF file `{gguf}`, dequantized), "
+           "which the Hub's full-precision weights match closely but not exactly. Offline, symkd stands that copy in "
+           "for the id: `symkd.students.modeling.load_causal_lm(\"{name}/adapter\")` loads base and adapter merged, "
+           "and `load_causal_lm(\"{base}\").model` is a base for `PeftModel.from_pretrained`.")  # fmt: skip
+
 
 #: the card's tag and usage section by the kind of training data (``data.source.kind``)
 USAGE = {
@@ -77,9 +101,124 @@ def usage_section(kind: str | None, **values: Any) -> tuple[str, str]:
     return tag, text.format(**values)
 
 
+def base_record(name: str, out: Path) -> dict[str, Any]:
+    """How the student names its base on any machine: ``model`` (Hub id or a path relative to
+    ``out``), ``hub_id`` (None for a local model), ``gguf`` (the file when the weights came from
+    one), ``license`` (when known)."""
+    from symkd.students.modeling import hub_id, portable_name, resolve_source
+
+    try:
+        gguf = resolve_source(name)[1].get("gguf_file")
+    except UserError:
+        gguf = None
+    hub = hub_id(name)
+    return {"model": portable_name(name, out), "hub_id": hub, "gguf": gguf, "license": _license(hub, name)}
+
+
 def write_card(out: Path, summary: dict[str, Any]) -> None:
-    cfg, data = summary["config"], summary["data"]
-    final = summary["final"]
+    """The README card, the adapter's card and config (LoRA), then ``training.json`` (last: it
+    marks a complete model); none of them names a path on this machine."""
+    record = portable_summary(summary, out)
+    if (out / "adapter").is_dir():
+        _write_adapter(out / "adapter", record)
+    scrub_configs(out, record["base"]["model"])
+    _write_text(out / "README.md", card_text(out.name, record))
+    with atomic_write(out / "training.json") as fh:
+        json.dump(record, fh, indent=2)
+
+
+def portable_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    """``summary`` without machine paths: the folder by its name, local models relative to it,
+    data files by their name."""
+    from symkd.students.modeling import portable_name
+
+    record = copy.deepcopy(summary)
+    cfg = record["config"]
+    record.setdefault("base", base_record(cfg["base_model"], out))
+    cfg["out"] = out.name
+    for key in ("base_model", "teacher_model"):
+        if cfg.get(key) and _is_local(cfg[key]):
+            cfg[key] = portable_name(cfg[key], out)
+    source = record["data"]["source"]
+    record["data"]["source"] = {k: Path(v).name if isinstance(v, str) and _is_local(v) else v for k, v in source.items()}
+    return record
+
+
+def _is_local(value: str) -> bool:
+    path = Path(value).expanduser()
+    return path.is_absolute() or value.startswith(("./", "../", "~")) or path.exists()
+
+
+def card_metadata(name: str, record: dict[str, Any], adapter: bool = False) -> dict[str, Any]:
+    """The card's Hub YAML: base_model (a Hub id, when there is one), library, licence, tags,
+    the data and training counts under ``symkd``, the held-out loss as ``model-index``."""
+    from huggingface_hub import ModelCardData
+
+    cfg, base = record["config"], record["base"]
+    tag = USAGE.get(record["data"]["source"].get("kind") or "", USAGE["commonsense"])[0]
+    tags = ["symkd", "knowledge-distillation", tag] + (["lora"] if cfg["lora"] else [])
+    if adapter and base["hub_id"]:
+        tags.append(f"base_model:adapter:{base['hub_id']}")
+    license_id, held = base.get("license"), _held_out(record)
+    return ModelCardData(
+        base_model=base["hub_id"], base_model_relation=("adapter" if adapter else "finetune") if base["hub_id"] else None,
+        library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
+        license=license_id or "other", license_name=None if license_id else "same-as-base-model",
+        tags=tags, model_name=name if held else None, eval_results=held, symkd=_symkd_metadata(record),
+    ).to_dict()  # fmt: skip
+
+
+def _held_out(record: dict[str, Any]) -> list[Any] | None:
+    """The held-out loss as a Hub evaluation result (None when nothing was held out)."""
+    from huggingface_hub import EvalResult
+
+    loss, source = record["final"].get("eval_loss"), record["data"]["source"]
+    if loss is None:
+        return None
+    dataset = str(source.get("path") or source.get("db") or source.get("kind") or "training data")
+    return [EvalResult(task_type="text-generation", dataset_type=f"symkd-{source.get('kind') or 'triples'}",
+                       dataset_name=dataset, dataset_split="held-out", metric_type="loss", metric_name="held-out loss",
+                       metric_value=loss)]  # fmt: skip
+
+
+def _symkd_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """Provenance and counts: the base as named here, the data's source and sizes, the training run."""
+    cfg, data, final = record["config"], record["data"], record["final"]
+    counts = {k: data[k] for k in ("examples", "train_examples", "eval_examples", "too_long", "negatives") if k in data}
+    training = {"method": "lora" if cfg["lora"] else "full", "steps": record["steps"], "epochs": round(record["epochs"], 4),
+                "learning_rate": cfg["lr"], "train_loss": final.get("train_loss"), "eval_loss": final.get("eval_loss")}  # fmt: skip
+    return {"version": record.get("symkd_version"), "base": record["base"]["model"], "base_gguf": record["base"]["gguf"],
+            "data": {"source": data["source"], **counts}, "training": training}  # fmt: skip
+
+
+def _license(hub: str | None, given: str) -> str | None:
+    """The base's licence: an embedded model's, or a local base folder's card's."""
+    from symkd.teachers.embedded import EMBEDDED, by_origin
+
+    entry = EMBEDDED.get(by_origin(hub or "") or "")
+    if entry is not None:
+        return entry.license
+    readme = Path(given).expanduser() / "README.md"
+    if readme.is_file():
+        import yaml
+        from huggingface_hub import metadata_load
+
+        try:
+            found = (metadata_load(readme) or {}).get("license")
+        except (OSError, ValueError, yaml.YAMLError, AttributeError):
+            return None  # a card we cannot read names no licence
+        return found if isinstance(found, str) else None
+    return None
+
+
+def _front_matter(metadata: dict[str, Any]) -> str:
+    import yaml
+
+    return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def card_text(name: str, record: dict[str, Any]) -> str:
+    cfg, data, final, base = record["config"], record["data"], record["final"], record["base"]
     loss_line = f"train {final['train_loss']:.4f}" if final.get("train_loss") is not None else "train -"
     if final.get("eval_loss") is not None:
         loss_line += f", held-out {final['eval_loss']:.4f}"
@@ -90,23 +229,73 @@ def write_card(out: Path, summary: dict[str, Any]) -> None:
                       "held-out loss on positives)")  # fmt: skip
     src = data["source"]
     described = ", ".join(f"{k}={v}" for k, v in src.items() if v not in (None, [], ""))
-    mfu = f", MFU {summary['throughput']['mfu']:.1%}" if summary["throughput"].get("mfu") else ""
-    tag, usage = usage_section(src.get("kind"), name_path=out, example_prompt=data.get("example_prompt", ""),
-                               example_completion=data.get("example_completion", ""))  # fmt: skip
+    mfu = f", MFU {record['throughput']['mfu']:.1%}" if record["throughput"].get("mfu") else ""
+    _, usage = usage_section(src.get("kind"), name_path=name, example_prompt=data.get("example_prompt", ""),
+                             example_completion=data.get("example_completion", ""))  # fmt: skip
+    relative = " relative to the student folder" if not base["hub_id"] else ""
     text = CARD.format(
-        tag=tag, usage=usage, base=cfg["base_model"], name=out.name, name_path=out,
+        usage=usage, name=name, base_line=_base_line(base), merged=", the LoRA adapter merged in" if cfg["lora"] else "",
+        adapter=ADAPTER_NOTE.format(base=base["model"], relative=relative) if cfg["lora"] else "",
         method=f"LoRA r={cfg['lora_r']}, merged" if cfg["lora"] else "full fine-tuning",
-        trainable=summary["parameters"]["trainable"], total=summary["parameters"]["total"],
+        trainable=record["parameters"]["trainable"], total=record["parameters"]["total"],
         data=described, train_examples=data["train_examples"], eval_examples=data["eval_examples"],
-        too_long=data["too_long"], max_length=data.get("max_length", cfg["max_length"]), steps=summary["steps"],
-        batch=summary.get("global_batch", cfg["batch_size"] * cfg["grad_accum"]), epochs=summary["epochs"], lr=cfg["lr"],
-        loss_line=loss_line, hardware=summary["hardware"]["description"],
-        tokens_per_s=summary["throughput"]["tokens_per_s"], mfu=mfu,
+        too_long=data["too_long"], max_length=data.get("max_length", cfg["max_length"]), steps=record["steps"],
+        batch=record.get("global_batch", cfg["batch_size"] * cfg["grad_accum"]), epochs=record["epochs"], lr=cfg["lr"],
+        loss_line=loss_line, hardware=record["hardware"]["description"],
+        tokens_per_s=record["throughput"]["tokens_per_s"], mfu=mfu,
     )  # fmt: skip
-    with atomic_write(out / "README.md") as fh:
+    return _front_matter(card_metadata(name, record)) + text
+
+
+def _base_line(base: dict[str, Any]) -> str:
+    named = f"[{base['hub_id']}](https://huggingface.co/{base['hub_id']})" if base["hub_id"] else f"`{base['model']}`"
+    if base["gguf"]:
+        named += f" (weights from the GGUF file `{base['gguf']}`, dequantized to floats before training)"
+    return named if base["hub_id"] else named + " (a local model, relative to this folder)"
+
+
+def _write_adapter(adapter: Path, record: dict[str, Any]) -> None:
+    """peft's config names the base portably; our card replaces peft's blank template."""
+    from symkd.teachers.embedded import by_origin
+
+    base, cfg, name = record["base"], record["config"], record["config"]["out"]
+    path = adapter / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base["model"]
+    with atomic_write(path) as fh:
+        json.dump(config, fh, indent=2, sort_keys=True)
+    embedded = by_origin(base["hub_id"] or "")
+    offline = OFFLINE.format(embedded=embedded, gguf=base["gguf"], name=name, base=base["model"]) if embedded and base["gguf"] else ""
+    text = ADAPTER_CARD.format(name=name, r=cfg["lora_r"], alpha=cfg["lora_alpha"], base=base["model"], offline=offline,
+                               relative=" (relative to the student folder)" if not base["hub_id"] else "")  # fmt: skip
+    _write_text(adapter / "README.md", _front_matter(card_metadata(name, record, adapter=True)) + text)
+
+
+#: keys of transformers' and peft's small config files that may hold a path
+_PATH_KEYS = ("name_or_path", "_file", "_path", "_dir")
+_CONFIGS = ("config.json", "generation_config.json", "tokenizer_config.json", "special_tokens_map.json",
+            "processor_config.json", "adapter/adapter_config.json")  # fmt: skip
+
+
+def scrub_configs(out: Path, base: str) -> None:
+    """Absolute paths in the saved configs' path keys become ``base`` (a name-or-path key) or the bare file name."""
+    for relative in _CONFIGS:
+        path = out / relative
+        if not path.is_file():
+            continue
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            continue
+        changed = {k: (base if k.endswith("name_or_path") else Path(v).name) for k, v in config.items()
+                   if k.endswith(_PATH_KEYS) and isinstance(v, str) and Path(v).expanduser().is_absolute()}  # fmt: skip
+        if changed:
+            with atomic_write(path) as fh:
+                json.dump({**config, **changed}, fh, indent=2, sort_keys=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path) as fh:
         fh.write(text)
-    with atomic_write(out / "training.json") as fh:
-        json.dump(summary, fh, indent=2)
 
 
 def plot_curve(history: list[dict[str, Any]], evals: list[dict[str, Any]], path: Path, title: str) -> Path | None:
@@ -176,6 +365,7 @@ def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: in
     return {
         "symkd_version": getattr(symkd, "__version__", "0"),
         "fingerprint": state["fingerprint"],
+        "base": base_record(config.base_model, Path(config.out)),
         "config": {**config.model_dump(mode="json"), "lr": config.learning_rate},
         "data": {"source": data.source, "examples": len(data.examples), "train_examples": len(prepared.train),
                  "eval_examples": len(prepared.held), "too_long": prepared.too_long, "max_length": prepared.max_length,

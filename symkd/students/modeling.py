@@ -1,13 +1,18 @@
-"""Loading students (and local KD teachers): any causal LM by HF id, folder or ``.gguf`` file.
+"""Loading students (and local KD teachers): any causal LM by HF id, folder, ``.gguf`` file or
+LoRA adapter folder (a student's ``adapter/``: its base loaded, the adapter merged in).
 
 ``"smollm2"`` names the embedded SmolLM2-135M-Instruct GGUF; transformers dequantizes a GGUF
-file into ordinary float weights, so it trains like any checkpoint. Device ``auto`` picks CUDA
-(bf16 autocast when supported) and the CPU (float32) otherwise; training also autocasts to
-bf16 on CPUs with bf16 instructions (:func:`use_bf16`).
+file into ordinary float weights, so it trains like any checkpoint. Its Hub id,
+``HuggingFaceTB/SmolLM2-135M-Instruct`` (what a student's adapter and card name as the base,
+:func:`portable_name`), loads the same embedded file offline unless the Hub copy is in the
+local Hugging Face cache. Device ``auto`` picks CUDA (bf16 autocast when supported) and the CPU
+(float32) otherwise; training also autocasts to bf16 on CPUs with bf16 instructions (:func:`use_bf16`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +29,12 @@ class Loaded:
 
 def resolve_source(name: str) -> tuple[str, dict[str, Any]]:
     """(path or hub id, extra ``from_pretrained`` kwargs); a missing local path is a UserError."""
-    if name == "smollm2" or name.startswith("embedded:"):
+    embedded = _embedded_name(name)
+    if embedded is not None:
         from symkd.teachers.embedded import locate
 
         try:
-            path = locate(name.removeprefix("embedded:"))
+            path = locate(embedded)
         except KeyError:
             raise UserError(f"unknown embedded model {name!r}") from None
         return str(path.parent), {"gguf_file": path.name}
@@ -43,6 +49,99 @@ def resolve_source(name: str) -> tuple[str, dict[str, Any]]:
     if path.is_dir() and not (path / "config.json").exists():
         raise UserError(f"{name}: not a model folder (no config.json)")
     return (str(path) if path.exists() else name), {}
+
+
+def _embedded_name(name: str) -> str | None:
+    """The embedded model ``name`` stands for: ``smollm2``, ``embedded:NAME``, or the Hub id an
+    embedded model comes from when that id is not in the local Hub cache and the package is installed."""
+    if name == "smollm2" or name.startswith("embedded:"):
+        return name.removeprefix("embedded:")
+    from symkd.teachers.embedded import by_origin, locate
+
+    stand_in = by_origin(name)
+    if stand_in is None or _in_hub_cache(name) or locate(stand_in, required=False) is None:
+        return None
+    return stand_in
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def hub_id(name: str) -> str | None:
+    """The Hub id a model name stands for: an embedded model's or its GGUF file's origin, a Hub
+    cache snapshot's id, a name that is no local path (as given); None for other local models."""
+    from symkd.teachers.embedded import EMBEDDED
+
+    embedded = EMBEDDED.get(name.removeprefix("embedded:"))
+    if embedded is not None:
+        return embedded.origin
+    path = Path(name).expanduser()
+    if not path.exists():
+        return None if path.is_absolute() or name.startswith(("./", "../", "~")) else name
+    path = path.resolve()
+    for entry in EMBEDDED.values():
+        if path.name == entry.filename and path.parent.name == entry.package:
+            return entry.origin
+    cached = next((p for p in path.parts if p.startswith("models--") and "--" in p[8:]), None)
+    return cached[8:].replace("--", "/", 1) if cached else None
+
+
+def portable_name(name: str, folder: Path) -> str:
+    """How a student folder names a model it depends on (base, KD teacher), valid on any machine:
+    its Hub id (:func:`hub_id`), else its path relative to ``folder`` (``./`` or ``../`` first,
+    never mistaken for a Hub id), or its bare name when the two share only the root."""
+    return hub_id(name) or relative_path(Path(name).expanduser(), folder)
+
+
+def relative_path(path: Path, folder: Path) -> str:
+    """``path`` from ``folder`` as ``./x`` or ``../x``; the bare name when the two share only the root."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    if os.path.commonpath([path, folder]) == path.anchor:
+        return path.name
+    relative = Path(os.path.relpath(path, folder)).as_posix()
+    return relative if relative.split("/")[0] in (".", "..") else f"./{relative}"
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def adapter_folder(name: str) -> Path | None:
+    """``name`` as a LoRA adapter folder (``adapter_config.json``, no ``config.json``), else None."""
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file():
+        return path
+    return None
+
+
+def adapter_base(adapter: Path) -> str:
+    """The base an adapter folder names, as symkd loads it: a relative path counts from the
+    student folder (the adapter's parent in symkd's layout ``S/adapter``), a Hub id as is."""
+    try:
+        base = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise UserError(f"{adapter}: unreadable {ADAPTER_CONFIG}: {_first_line(exc)}") from None
+    if not isinstance(base, str) or not base:
+        raise UserError(f"{adapter}: {ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
+    if base.split("/")[0] in (".", ".."):
+        return str(_student_home(adapter) / base)
+    return base
+
+
+def _student_home(adapter: Path) -> Path:
+    return adapter.parent if (adapter.parent / "training.json").is_file() else adapter
+
+
+def _adapter_tokenizer(adapter: Path) -> str:
+    """Where an adapter's tokenizer is: its own folder, its student folder, else its base."""
+    for folder in (adapter, _student_home(adapter)):
+        if (folder / "tokenizer_config.json").is_file():
+            return str(folder)
+    return adapter_base(adapter)
 
 
 def pick_device(name: str = "auto") -> tuple[Any, Any, bool]:
@@ -94,7 +193,8 @@ def use_bf16(device: Any, precision: str = "auto") -> bool:
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
-    source, extra = resolve_source(name)
+    adapter = adapter_folder(name)
+    source, extra = resolve_source(_adapter_tokenizer(adapter) if adapter else name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **extra)
     except (OSError, ValueError, KeyError) as exc:
@@ -110,6 +210,9 @@ def load_causal_lm(name: str, *, device: Any = None, dtype: Any = None, train: b
 
     from symkd.teachers.hf import _quiet_loading
 
+    adapter = adapter_folder(name)
+    if adapter is not None:
+        return Loaded(_place(_merged_adapter(adapter, dtype), device, train), load_tokenizer(name), name)
     source, extra = resolve_source(name)
     tokenizer = load_tokenizer(name)
     try:
@@ -119,12 +222,28 @@ def load_causal_lm(name: str, *, device: Any = None, dtype: Any = None, train: b
         raise UserError(f"{name}: cannot load a causal LM: {_first_line(exc)}") from None
     if "gguf_file" in extra:
         _plain_weights(model)
+    return Loaded(_place(model, device, train), tokenizer, name)
+
+
+def _place(model: Any, device: Any, train: bool) -> Any:
     if device is not None:
         model.to(device)
     model.train(train)
-    if not train:
-        model.requires_grad_(False)
-    return Loaded(model, tokenizer, name)
+    model.requires_grad_(train)
+    return model
+
+
+def _merged_adapter(adapter: Path, dtype: Any) -> Any:
+    """An adapter folder's base (resolved as :func:`adapter_base` says) with the adapter merged in."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise UserError(f"{adapter}: a LoRA adapter needs peft: pip install peft") from None
+    base = load_causal_lm(adapter_base(adapter), dtype=dtype, train=False).model
+    try:
+        return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UserError(f"{adapter}: cannot load the LoRA adapter: {_first_line(exc)}") from None
 
 
 def _plain_weights(model: Any) -> None:

