@@ -25,7 +25,7 @@ from symkd.store import cache, claims, runs
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
 from symkd.teachers.options import as_options, fields as option_fields
-from symkd.teachers.registry import cache_identity, load_teacher
+from symkd.teachers.registry import teacher_spec
 from symkd.teachers.types import Request, Response
 from symkd.teachers.urls import plain_model
 
@@ -87,7 +87,7 @@ def _open_store(db: str | Path | Store) -> Store:
 
 
 def generate(
-    teacher: str | Teacher,
+    teacher: Any,
     requests: Sequence[Request],
     db: str | Path | Store,
     *,
@@ -103,7 +103,7 @@ def generate(
 
 
 async def agenerate(
-    teacher: str | Teacher,
+    teacher: Any,
     requests: Sequence[Request],
     db: str | Path | Store,
     *,
@@ -116,8 +116,10 @@ async def agenerate(
     """Answer ``requests`` through the cache in ``db``; load the teacher only if work is left.
 
     The result carries the run's counts and iterates ``(item id, request, response)``.
-    ``teacher_options`` are :class:`symkd.teachers.options.TeacherOptions` fields; ``adopt``
-    lets symkd add its tables to an existing SQLite file that is not a symkd database.
+    ``teacher`` is a spec string, a :class:`~symkd.teachers.spec.TeacherSpec`, a Teacher or a
+    LangChain chat model (identified by its parameters); ``teacher_options`` are
+    :class:`symkd.teachers.options.TeacherOptions` fields; ``adopt`` lets symkd add its tables
+    to an existing SQLite file that is not a symkd database.
     Everything is checked (ids, text, options) before anything is sent or written.
     """
     started = time.monotonic()
@@ -125,11 +127,12 @@ async def agenerate(
     if not requests:
         raise UserError("nothing to generate: no requests")
     as_options({k: v for k, v in teacher_options.items() if k in option_fields()})
-    owned = not isinstance(teacher, Teacher)
-    loaded: Teacher | None = None if owned else teacher  # type: ignore[assignment]
-    identity = cache_identity(teacher, **teacher_options) if owned else teacher.cache_identity()  # type: ignore[union-attr]
-    if identity is None:  # e.g. a LangChain factory: its identity is known once built
-        loaded = load_teacher(teacher, **teacher_options)
+    spec = teacher_spec(teacher, **teacher_options)
+    loaded: Teacher | None = spec.teacher
+    owned = loaded is None  # a Teacher passed in stays its owner's
+    identity = spec.identity
+    if identity is None:  # a plugin backend: its identity is known once built
+        loaded = spec.load()
         identity = loaded.cache_identity()
     backend, model_id = identity
     keys = _cache_keys(requests, backend, model_id)
@@ -138,7 +141,7 @@ async def agenerate(
         answered = cache.answered_keys(store, keys) if store is not None else set()
         if len(answered) < len(set(keys)):
             if loaded is None:
-                loaded = load_teacher(teacher, **teacher_options)
+                loaded = spec.load()
             await loaded.preflight()  # fail before anything is written
         if store is None:
             store = Store(db, adopt=adopt)

@@ -20,7 +20,8 @@ from symkd.store import cache
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
 from symkd.teachers.options import TeacherOptions, as_options
-from symkd.teachers.registry import backend_class, cache_identity, load_teacher, parse_spec
+from symkd.teachers.registry import load_teacher, teacher_spec
+from symkd.teachers.spec import TeacherSpec
 from symkd.teachers.types import Request
 
 STAGE_FIELDS = ("requests", "done", "cached", "failed", "seconds")
@@ -29,40 +30,42 @@ STAGE_FIELDS = ("requests", "done", "cached", "failed", "seconds")
 class TeacherSession:
     """Sends each stage's requests through the cache in ``store``.
 
-    An API teacher instance passed in is closed with the session (its connections belong to
-    the session's loop); a local one is left loaded for its owner.
+    ``teacher`` is a spec string, a :class:`~symkd.teachers.spec.TeacherSpec`, a Teacher or a
+    LangChain chat model; it is parsed once, here (a TeacherSpec is not parsed again). An API
+    teacher instance passed in is closed with the session (its connections belong to the
+    session's loop); a local one is left loaded for its owner.
     """
 
     def __init__(
         self,
-        teacher: str | Teacher,
+        teacher: Any,
         store: Store,
         options: TeacherOptions | dict[str, Any] | None = None,
         progress: bool = True,
         executor: Any = None,
     ):
-        self.heavy = is_heavy(teacher)
+        self.options = as_options(options).given()
+        self.spec: TeacherSpec = teacher_spec(teacher, **self.options)
+        self.heavy = self.spec.heavy
         #: where requests are answered (symkd.scale); None, the default, is this process
         self.executor = executor if executor is not None else current_executor()
-        self.spec = teacher
         self.store = store
-        self.options = as_options(options).given()
         self.progress = progress
-        self.loaded: Teacher | None = teacher if isinstance(teacher, Teacher) else None
+        self.loaded: Teacher | None = self.spec.teacher
         self.owned = False
         self.stages: dict[str, dict[str, float]] = {}
         self.runner = LoopRunner()
 
-    def _target(self, requests: Sequence[Request]) -> str | Teacher:
+    def _target(self, requests: Sequence[Request]) -> TeacherSpec | Teacher:
         """The loaded teacher, or the spec when the cache has every answer (or for API teachers)."""
         if self.loaded is not None or not self.heavy:
             return self.loaded or self.spec
-        identity = cache_identity(self.spec, **self.options)
+        identity = self.spec.identity
         if identity is not None:
             keys = {r.cache_key(*identity) for r in requests}
             if len(cache.answered_keys(self.store, list(keys))) == len(keys):
                 return self.spec
-        self.loaded, self.owned = load_teacher(self.spec, **self.options), True
+        self.loaded, self.owned = load_teacher(self.spec), True  # a TeacherSpec: nothing is parsed again
         return self.loaded
 
     def ask(self, requests: Sequence[Request], *, kind: str, config: dict, stage: str) -> GenerationResult:
@@ -70,9 +73,8 @@ class TeacherSession:
         if self.progress:
             print(f"[{stage}] {len(requests)} requests", file=sys.stderr, flush=True)
         target = self.executor.teacher(self.spec, self.options, self.store) if self.executor else self._target(requests)
-        result = self.runner.run(
-            agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress, **self.options)
-        )
+        # the spec carries the options: generation parses and builds nothing the spec already knows
+        result = self.runner.run(agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress))
         totals = self.stages.setdefault(stage, dict.fromkeys(STAGE_FIELDS, 0))
         values = dict(zip(STAGE_FIELDS, (result.total, result.done, result.cached, result.failed, result.seconds)))
         for name, value in values.items():
@@ -94,11 +96,9 @@ class TeacherSession:
         self.close()
 
 
-def is_heavy(teacher: str | Teacher) -> bool:
+def is_heavy(teacher: Any) -> bool:
     """Whether the teacher runs in-process (load it once); a bad spec is a UserError here."""
-    if isinstance(teacher, Teacher):
-        return teacher.heavy
-    return backend_class(parse_spec(teacher)[0]).heavy
+    return teacher_spec(teacher).heavy
 
 
 

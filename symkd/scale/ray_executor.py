@@ -109,28 +109,31 @@ class RayExecutor(Executor):
 
     def teacher(self, spec: Any, options: dict[str, Any], store: Any) -> Any:
         from symkd.scale.sharded import ShardedTeacher
+        from symkd.teachers.registry import teacher_spec
 
-        identity, describe = self._identity(spec, options)
+        spec = teacher_spec(spec, **options)  # a TeacherSpec (from the session) is not parsed again
+        identity, describe = self._identity(spec)
         db = Path(getattr(store, "path", store)).resolve()  # a Store or the database's path
         folder = Path(self.shard_dir or shards.default_dir(db)).resolve()  # workers do not share our cwd
         self.stores[folder] = db
-        return ShardedTeacher(self, spec, dict(options), identity, describe, folder)
+        return ShardedTeacher(self, spec, identity, describe, folder)
 
-    def _identity(self, spec: Any, options: dict[str, Any]) -> tuple[tuple[str, str], dict[str, Any]]:
+    def _identity(self, spec: Any) -> tuple[tuple[str, str], dict[str, Any]]:
         """The local run's cache identity (or the replica group's) and what the run row records."""
         from symkd.teachers.embedded import model_id
-        from symkd.teachers.registry import cache_identity, parse_spec
 
-        if not isinstance(spec, str):
-            raise UserError("--executor ray needs a teacher spec (a string such as openai:MODEL), not a Teacher object")
-        backend, model = parse_spec(spec)
-        rep.check_replicas(backend, self.replicas, options)
-        identity = cache_identity(spec, **options)
+        if spec.instance is not None:
+            raise UserError("--executor ray needs a teacher spec (a string such as openai:MODEL), "
+                            "not a Teacher or chat model object")  # fmt: skip
+        if spec.backend == "langchain":
+            raise UserError(f"--executor ray: {spec.text!r} is a LangChain teacher (built in this process); run it locally")
+        rep.check_replicas(spec.backend, self.replicas, spec.options)
+        identity = spec.identity
         if identity is None:
-            raise UserError(f"--executor ray: teacher {spec!r} has no cache identity before it is built (langchain); run it locally")
+            raise UserError(f"--executor ray: teacher {spec.text!r} has no cache identity before it is built; run it locally")
         if self.replicas:
-            identity = (identity[0], rep.group_model(model_id(model), self.replicas, self.endpoint_group))
-        record = {"backend": identity[0], "model": model_id(model),
+            identity = (identity[0], rep.group_model(model_id(spec.model), self.replicas, self.endpoint_group))
+        record = {"backend": identity[0], "model": model_id(spec.model),
                   "executor": "ray", "workers": self.workers or "auto"}  # fmt: skip
         if self.replicas:
             record["replicas"] = rep.recorded(self.replicas)
@@ -142,7 +145,7 @@ class RayExecutor(Executor):
         def build() -> ActorPool:
             from symkd.scale.worker import TeacherWorker
 
-            heavy = _heavy(teacher.spec_text)
+            heavy = teacher.spec.heavy
             workers = self.worker_count(heavy)
             resources = self.resources(workers, heavy)
             args = [(teacher.spec_text, self.worker_options(teacher.options, i, workers, resources["num_cpus"]),
@@ -204,10 +207,3 @@ def _one_line(results: Iterator[list[Any]], key: str) -> Iterator[list[Any]]:
         yield from results
     except AllWorkersLost as exc:
         raise UserError(f"{key}: {exc}") from None
-
-
-def _heavy(spec: str) -> bool:
-    from symkd.session import is_heavy
-
-    return is_heavy(spec)
-

@@ -22,6 +22,7 @@ from symkd.teachers.types import Request, Response
 
 if TYPE_CHECKING:
     from symkd.scale.ray_executor import RayExecutor
+    from symkd.teachers.spec import TeacherSpec
 
 LOST = "ray worker lost before answering (rerun to retry)"
 
@@ -32,11 +33,12 @@ class ShardedTeacher(Teacher):
     heavy = False
     accepts_source = True  # pulls from generation's claim feed as actors free up (no bubble per claimed batch)
 
-    def __init__(self, executor: "RayExecutor", spec: str, options: dict[str, Any], identity: tuple[str, str],
+    def __init__(self, executor: "RayExecutor", spec: "TeacherSpec", identity: tuple[str, str],
                  describe: dict[str, Any], shard_dir: Path):  # fmt: skip
         self.model = self.model_id = identity[1]  # what the keys name; nothing is loaded here
         self.backend = identity[0]  # type: ignore[misc]
-        self.executor, self.spec_text, self.options = executor, spec, options
+        # workers get the text (they parse it in their own process) and the options
+        self.executor, self.spec, self.spec_text, self.options = executor, spec, spec.text, dict(spec.options)
         self.identity, self.record, self.shard_dir = identity, describe, shard_dir
         self.recovered = 0
 

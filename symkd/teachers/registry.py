@@ -5,7 +5,8 @@ A spec is a plain string: ``BACKEND:MODEL`` (``openai:gpt-4o-mini``,
 ``langchain:my_pkg.module:make_chat_model``) or the name of an embedded model (``smollm2``).
 Backend modules are imported only when used, so API teachers never import torch. Backends
 of other packages come from the ``symkd.teachers`` entry-point group (``name = "pkg.mod:Class"``,
-a :class:`~symkd.teachers.base.Teacher` subclass).
+a :class:`~symkd.teachers.base.Teacher` subclass). A spec string is parsed once, by
+:func:`teacher_spec`, into a :class:`~symkd.teachers.spec.TeacherSpec` that is handed down.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from symkd.errors import UserError
 from symkd.plugins import Registry
 from symkd.teachers.base import Teacher
 from symkd.teachers.options import as_options, fields
+from symkd.teachers.spec import TeacherSpec
 from symkd.teachers.urls import model_at
 
 
@@ -116,44 +119,82 @@ def backend_class(name: str) -> type[Teacher]:
     return cls
 
 
-def load_teacher(spec: str | Teacher, **options: Any) -> Teacher:
-    """Build a teacher from a spec and :class:`~symkd.teachers.options.TeacherOptions` fields.
+def teacher_spec(teacher: Any, **options: Any) -> TeacherSpec:
+    """A spec string, a Teacher, a LangChain chat model or a TeacherSpec -> a TeacherSpec.
+
+    The one place a spec string is parsed; a TeacherSpec comes back as it is (with
+    ``options`` added), so passing it down parses nothing again.
+    """
+    if isinstance(teacher, TeacherSpec):
+        return teacher.with_options(options)
+    if isinstance(teacher, Teacher):
+        return TeacherSpec(teacher.spec, teacher.backend, teacher.model_id, options, teacher)
+    if _is_chat_model(teacher):
+        from symkd.teachers.langchain_chat import identity
+
+        name = options.get("name") or identity(teacher)
+        return TeacherSpec(f"langchain:{name}", "langchain", name, options, teacher)
+    if not isinstance(teacher, str):
+        raise UserError(f"teacher: give a spec string, a symkd Teacher or a LangChain chat model, not {type(teacher).__name__}")
+    backend, model = parse_spec(teacher)
+    return TeacherSpec(teacher.strip(), backend, model, options)
+
+
+def _is_chat_model(value: Any) -> bool:
+    """Whether ``value`` is a LangChain BaseChatModel (without importing LangChain when it cannot be)."""
+    module = sys.modules.get("langchain_core.language_models")
+    return module is not None and isinstance(value, module.BaseChatModel)
+
+
+def load_teacher(spec: Any, **options: Any) -> Teacher:
+    """Build a teacher from a spec (string, TeacherSpec, LangChain chat model or Teacher) and
+    :class:`~symkd.teachers.options.TeacherOptions` fields.
 
     None means the backend's default; an option the backend does not take is left out; a name
     that is neither a teacher option nor one of the backend's own is a UserError naming it.
     """
-    if isinstance(spec, Teacher):
-        return spec
-    backend, model = parse_spec(spec)
-    cls = backend_class(backend)
+    return teacher_spec(spec, **options).load()
+
+
+def build_teacher(spec: TeacherSpec) -> Teacher:
+    """A new Teacher of the spec's backend with the spec's options (see :func:`load_teacher`)."""
+    cls = backend_class(spec.backend)
+    options = spec.options
     accepted = {k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "model")}
     own = frozenset(accepted - set(fields()))
     unknown = sorted(k for k in options if k not in fields() and k not in own)
     if unknown:
         names = ", ".join(sorted({*fields(), *own}))
         raise UserError(f"unknown teacher option {unknown[0]!r}; accepted: {names}")
-    given = {**as_options(options, extra_ok=own).given(), **{k: v for k, v in options.items() if k in own and v is not None}}
+    given = {**as_options(options, extra_ok=own).given(), **{k: v for k, v in options.items() if k in own}}
+    model = spec.chat_model() if spec.backend == "langchain" else spec.model
     return cls(model, **{k: v for k, v in given.items() if k in accepted})
 
 
-def cache_identity(spec: str | Teacher, **options: Any) -> tuple[str, str] | None:
+def cache_identity(spec: Any, **options: Any) -> tuple[str, str] | None:
     """(backend, model) that cache keys use, without loading the model; None if unknown.
 
     Lets a fully cached run be replayed without importing SDKs or loading weights. For the
     OpenAI backend the model part names the server too (key scheme v2, see README).
     """
-    if isinstance(spec, Teacher):
-        return spec.cache_identity()
+    return teacher_spec(spec, **options).identity
+
+
+def spec_identity(spec: TeacherSpec) -> tuple[str, str] | None:
+    """What :attr:`TeacherSpec.identity` holds (computed once per spec)."""
     from symkd.teachers.embedded import model_id
 
-    backend, model = parse_spec(spec)
-    if backend not in BACKENDS or backend == "langchain":  # identity comes from the built teacher
+    if spec.teacher is not None:
+        return spec.teacher.cache_identity()
+    if spec.backend == "langchain":  # from the model's parameters: wraps the (once-built) chat model
+        return build_teacher(spec).cache_identity()
+    if spec.backend not in BACKENDS:
         return None
-    if backend == "openai":
+    if spec.backend == "openai":
         from symkd.teachers.urls import server_url
 
-        return backend, model_at(model_id(model), server_url(options.get("base_url")))
-    return backend, model_id(model)
+        return spec.backend, model_at(model_id(spec.model), server_url(spec.options.get("base_url")))
+    return spec.backend, model_id(spec.model)
 
 
 def list_backends() -> list[dict[str, Any]]:

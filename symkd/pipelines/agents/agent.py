@@ -121,16 +121,16 @@ def first_paragraph(cot: str) -> str:
     return " ".join(lines)[:400].strip()
 
 
-def continuation_renderer(teacher: str) -> Callable[[list[dict[str, str]], str], str]:
+def continuation_renderer(teacher: Any) -> Callable[[list[dict[str, str]], str], str]:
     """Renders (messages, assistant prefix) with the teacher's own chat template, left open.
 
     Only local teachers (``smollm2``, ``hf:``, ``llamacpp:``) take a completion prompt in
     their chat format; an API teacher cannot be prefilled reliably, which is a UserError.
     """
-    from symkd.teachers.registry import parse_spec
+    from symkd.teachers.registry import teacher_spec
 
-    backend, model = parse_spec(teacher)
-    tokenizer = _load_tokenizer(teacher, backend, model)
+    spec = teacher_spec(teacher)  # a TeacherSpec from the pipeline: not parsed again
+    tokenizer = _load_tokenizer(spec, spec.backend, spec.model)
 
     def render(messages: list[dict[str, str]], prefix: str) -> str:
         msgs = [*messages, {"role": "assistant", "content": prefix}]

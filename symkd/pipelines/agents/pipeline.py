@@ -10,23 +10,35 @@ from symkd.errors import UserError
 from symkd.pipelines.agents import tables
 from symkd.pipelines.agents.agent import (continuation_renderer, cot_answers, episode_rows, first_paragraph,
                                           guidance_from, solve)
-from symkd.pipelines.agents.evaluation import evaluate
+from symkd.pipelines.agents.evaluation import evaluate as _evaluate
 from symkd.pipelines.agents.gsm8k import read_tasks
 from symkd.pipelines.agents.loop import AgentConfig
 from symkd.pipelines.agents.tools import describe
 from symkd.store.db import Store
+from symkd.teachers.registry import teacher_spec
 
 __all__ = ["convert_gold_rationales", "evaluate", "generate_trajectories", "guidance_from"]
 
 
-def generate_trajectories(teacher: str, db: Path, data: Path, *, config: AgentConfig, samples: int = 1,
+def evaluate(teacher: Any, data: Path, db: Path, **options: Any) -> dict[str, Any]:
+    """:func:`symkd.pipelines.agents.evaluation.evaluate` for any teacher value (a spec string,
+    a TeacherSpec, a Teacher or a LangChain chat model), parsed once here."""
+    return _evaluate(teacher_spec(teacher), data, db, **options)
+
+
+def generate_trajectories(teacher: Any, db: Path, data: Path, *, config: AgentConfig, samples: int = 1,
                           first_thought: bool = False, limit: int | None = None, tools: Sequence[Any] = (),
                           teacher_options: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """The teacher solves every task ``samples`` times; trajectories + verifier decisions go to ``db``."""
+    """The teacher solves every task ``samples`` times; trajectories + verifier decisions go to ``db``.
+
+    ``teacher``: a spec string, a TeacherSpec, a Teacher or a LangChain chat model; it is parsed
+    (and a LangChain factory called) once for the whole run.
+    """
     from symkd.critics.base import apply_critic
     from symkd.pipelines.agents.verifier import VerifierCritic
     from symkd.session import TeacherSession
 
+    teacher = teacher_spec(teacher)
     tasks = read_tasks(data, limit=limit)
     started = time.monotonic()
     continuation = continuation_renderer(teacher) if first_thought else None
