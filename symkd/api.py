@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from symkd.errors import UserError
 from symkd.generation import (
@@ -22,9 +24,9 @@ from symkd.generation import (
 )
 from symkd.knowledge.datasets import to_dataset
 from symkd.pipelines.commonsense import DistillResult, EvaluationResult
-from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
-from symkd.pipelines.commonsense.pipeline import distill_commonsense
-from symkd.pipelines.strategies import learn_strategies
+from symkd.pipelines.commonsense.evaluate import evaluate_commonsense as _evaluate_commonsense
+from symkd.pipelines.commonsense.pipeline import distill_commonsense as _distill_commonsense
+from symkd.pipelines.strategies import learn_strategies as _learn_strategies
 from symkd.pipelines.strategies import retrieve as retrieve_strategies
 from symkd.prompts import get_template, list_templates
 from symkd.requests_file import read_requests
@@ -35,8 +37,31 @@ from symkd.store.db import Store
 from symkd.students.data import TrainingData
 from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
-from symkd.teachers.registry import list_backends, load_teacher
+from symkd.teachers.base import Teacher
+from symkd.teachers.registry import list_backends, load_teacher, teacher_spec
 from symkd.teachers.types import GenerationParams, Message, Request
+
+
+def _teacher_args(fn: Callable[..., Any], *names: str) -> Callable[..., Any]:
+    """``fn`` whose teacher arguments may also be LangChain chat models: every spec string or
+    chat model becomes a TeacherSpec here, once (a Teacher instance is passed as it is)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind_partial(*args, **kwargs)
+        for name in names:
+            value = bound.arguments.get(name)
+            if value is not None and not isinstance(value, Teacher):
+                bound.arguments[name] = teacher_spec(value)
+        return fn(*bound.args, **bound.kwargs)
+
+    return call
+
+
+distill_commonsense = _teacher_args(_distill_commonsense, "teacher")
+evaluate_commonsense = _teacher_args(_evaluate_commonsense, "teacher")
+learn_strategies = _teacher_args(_learn_strategies, "teacher", "student")
 
 
 def train_student(

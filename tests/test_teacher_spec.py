@@ -18,7 +18,6 @@ from symkd.session import TeacherSession, is_heavy
 from symkd.store.db import Store
 from symkd.teachers import registry
 from symkd.teachers.registry import teacher_spec
-from symkd.teachers.spec import TeacherSpec
 from symkd.teachers.types import GenerationParams, Request
 
 

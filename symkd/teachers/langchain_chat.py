@@ -37,8 +37,8 @@ failure record per request. ``abatch`` offers none of those per item, so routing
 would either lose them or re-implement the base class; a chat model's own batching is an
 ``ainvoke`` per input anyway.
 
-The cache identity (``model_id``) is ``ClassName:model_name`` (e.g. ``ChatOpenAI:gpt-4o``),
-or the class name alone when the model names no model; pass ``name=`` to set it yourself.
+The cache identity (``model_id``) comes from the model's parameters, never its secrets: see
+:mod:`symkd.teachers.langchain_identity`. Pass ``name=`` to set it yourself.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import APITeacher, FatalRequestError, RetryableError
+from symkd.teachers.langchain_identity import identity
 from symkd.teachers.types import Completion, GenerationParams, Request, Response, Usage
 
 _RETRY_STATUS = {408, 409, 425, 429}
@@ -79,7 +80,6 @@ _PARAM_FIELDS: dict[str, tuple[str, ...]] = {
     "seed": ("seed",),
     "logprobs": ("logprobs",),
 }
-_NAME_ATTRS = ("model_name", "model", "model_id", "deployment_name", "repo_id")
 
 
 class LangChainTeacher(APITeacher):
@@ -207,16 +207,8 @@ def load_chat_model(path: str) -> BaseChatModel:
 
 def _import(module_name: str, path: str) -> Any:
     try:
-        return importlib.import_module(module_name)
+        return import_nearby(module_name)
     except ModuleNotFoundError as exc:
-        cwd = os.getcwd()
-        top = module_name.split(".")[0]
-        if exc.name == top and cwd not in sys.path and "" not in sys.path:
-            sys.path.insert(0, cwd)  # as `python -m` would: find modules next to the user
-            try:
-                return importlib.import_module(module_name)
-            except ModuleNotFoundError:
-                sys.path.remove(cwd)
         raise TeacherUnavailable(f"langchain teacher {path!r}: cannot import {module_name}: {exc}") from None
     except Exception as exc:
         raise TeacherUnavailable(
@@ -224,17 +216,21 @@ def _import(module_name: str, path: str) -> Any:
         ) from None
 
 
-def identity(chat_model: BaseChatModel) -> str:
-    """``ClassName:model_name`` (or the class name): a stable, location-free cache identity."""
-    cls = type(chat_model).__name__
-    for attr in _NAME_ATTRS:
+def import_nearby(module_name: str) -> Any:
+    """Import ``module_name``; like ``python -m``, the current directory is searched for it when
+    it is not importable otherwise (``--teacher langchain:my_mod:x``, ``--tools my_mod:x``)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name != module_name.split(".")[0] or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.insert(0, cwd)  # as `python -m` would: find modules next to the user
         try:
-            value = getattr(chat_model, attr, None)
-        except Exception:  # a property that fails is no name
-            value = None
-        if isinstance(value, str) and value:
-            return f"{cls}:{value}"
-    return cls
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            sys.path.remove(cwd)
+            raise exc from None
 
 
 def to_langchain_messages(request: Request) -> list[BaseMessage]:

@@ -130,7 +130,7 @@ def teacher_spec(teacher: Any, **options: Any) -> TeacherSpec:
     if isinstance(teacher, Teacher):
         return TeacherSpec(teacher.spec, teacher.backend, teacher.model_id, options, teacher)
     if _is_chat_model(teacher):
-        from symkd.teachers.langchain_chat import identity
+        from symkd.teachers.langchain_identity import identity
 
         name = options.get("name") or identity(teacher)
         return TeacherSpec(f"langchain:{name}", "langchain", name, options, teacher)

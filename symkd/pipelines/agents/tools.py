@@ -7,6 +7,11 @@ The built-in ``search`` tool retrieves from a corpus in a run DB (see :mod:`.cor
 
     symkd agent eval ... --tools search --corpus run.db       # built-in tools by name
     symkd agent eval ... --tools my_pkg.tools:calculator      # any BaseTool, by import path
+
+As for ``--teacher langchain:mod:attr``, a ``mod`` that is not installed is looked for in the
+current directory. A tool that only has an async implementation (``@tool async def``, a
+``StructuredTool`` with only a ``coroutine``, a BaseTool whose ``_run`` is not implemented) is
+awaited here, in the parent, on an event loop of its own.
 """
 
 from __future__ import annotations
@@ -46,8 +51,6 @@ def search_tool(db: str | Path, *, corpus: str | None = None, k: int = 3, rerank
 def load_tools(names: Sequence[str], *, corpus_db: Path | None = None, corpus: str | None = None,
                rerank: bool = False) -> list[BaseTool]:  # fmt: skip
     """Tools by name: built-ins (``search``) or ``module:attr`` paths to a BaseTool / factory."""
-    from symkd.plugins import resolve
-
     tools: list[BaseTool] = []
     if names:
         from langchain_core.tools import BaseTool
@@ -57,7 +60,7 @@ def load_tools(names: Sequence[str], *, corpus_db: Path | None = None, corpus: s
                 raise UserError("tool 'search' needs --corpus DB (index one with `symkd corpus index`)")
             tools.append(search_tool(corpus_db, corpus=corpus, rerank=rerank))
         elif ":" in name:
-            obj = resolve(name, f"tool {name!r}")
+            obj = _import_target(name)
             obj = obj() if callable(obj) and not isinstance(obj, BaseTool) else obj
             if not isinstance(obj, BaseTool):
                 raise UserError(f"tool {name!r} is not a langchain_core BaseTool")
@@ -83,6 +86,22 @@ def sandbox_callables(tools: Sequence[BaseTool]) -> dict[str, Callable[..., Any]
     return {t.name: _caller(t) for t in tools}
 
 
+def _import_target(name: str) -> Any:
+    """``module:attr.sub`` -> the object; the module may sit in the current directory."""
+    from symkd.teachers.langchain_chat import import_nearby
+
+    module_name, _, attr = name.partition(":")
+    try:
+        obj: Any = import_nearby(module_name)
+    except ModuleNotFoundError as exc:
+        raise UserError(f"tool {name!r}: cannot import {module_name}: {exc}") from None
+    for part in filter(None, attr.split(".")):
+        if not hasattr(obj, part):
+            raise UserError(f"tool {name!r}: {module_name} has no attribute {part!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
 def _caller(tool: BaseTool) -> Callable[..., Any]:
     fields = list(tool.args)
 
@@ -92,9 +111,34 @@ def _caller(tool: BaseTool) -> Callable[..., Any]:
         payload = {**dict(zip(fields, args)), **kwargs}
         if len(fields) == 1 and not payload:
             raise TypeError(f"{tool.name}() needs its argument {fields[0]!r}")
-        return str(tool.invoke(payload))
+        return str(_invoke(tool, payload))
 
     return call
+
+
+def _invoke(tool: BaseTool, payload: dict[str, Any]) -> Any:
+    """The tool's result: called directly, or awaited when it only has an async implementation."""
+    from symkd.aio import run_sync
+
+    if async_only(tool):
+        return run_sync(tool.ainvoke(payload))
+    try:
+        return tool.invoke(payload)
+    except NotImplementedError:
+        if not _has_own_arun(tool):
+            raise
+        return run_sync(tool.ainvoke(payload))  # a BaseTool whose _run says "async only"
+
+
+def async_only(tool: BaseTool) -> bool:
+    """Whether the tool has an async implementation and no sync one (``@tool async def``)."""
+    return getattr(tool, "coroutine", None) is not None and getattr(tool, "func", None) is None
+
+
+def _has_own_arun(tool: BaseTool) -> bool:
+    from langchain_core.tools import BaseTool
+
+    return type(tool)._arun is not BaseTool._arun
 
 
 def describe(tools: Sequence[BaseTool]) -> list[dict[str, str]]:
