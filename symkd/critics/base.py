@@ -36,6 +36,16 @@ class Critic(ABC):
     batch_size: ClassVar[int] = 512
 
     threshold: float = 0.5
+    #: whether batches may be scored in other processes (symkd.scale); None: see parallel_safe
+    parallel: ClassVar[bool | None] = None
+
+    @property
+    def parallel_safe(self) -> bool:
+        """``parallel`` when set, else whether ``score`` of a batch depends on that batch alone:
+        the class keeps no state across batches (overrides none of bind, reset, prepare)."""
+        if self.parallel is not None:
+            return bool(self.parallel)
+        return all(getattr(type(self), hook) is getattr(Critic, hook) for hook in ("bind", "reset", "prepare"))
 
     def bind(self, store: Store, *, rescore: bool = False) -> None:
         """The store a pass is about to score (called before reset): critics that read earlier

@@ -1,11 +1,9 @@
 """Critic batches on an executor: score in workers, write the scores in the driver.
 
-Only a critic whose batches are independent may leave the driver. The critic interface
-already says which ones are not: a critic that keeps state across batches forgets it in
-``reset``, one that reads the store takes it in ``bind``, one that asks a teacher sends its
-requests in ``prepare`` (dedupe, the LLM judge). So a critic that overrides none of them
-scores each batch on its own and runs on the workers (rules, the MiniLM classifier); a
-critic class can say otherwise with ``parallel = True/False``.
+Only a critic whose batches are independent may leave the driver; the critic says so itself
+(:attr:`symkd.critics.base.Critic.parallel_safe`: a critic that keeps state across batches,
+reads the store or asks a teacher does not). This module only hands batches out, so it
+imports nothing from :mod:`symkd.critics`.
 """
 
 from __future__ import annotations
@@ -13,17 +11,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Iterator, Sequence
 
-STATEFUL_HOOKS = ("bind", "reset", "prepare")
-
 
 def parallel_safe(critic: Any) -> bool:
-    """Whether ``critic.score`` of one batch depends on nothing but that batch."""
-    from symkd.critics.base import Critic
-
-    declared = getattr(type(critic), "parallel", None)
-    if declared is not None:
-        return bool(declared)
-    return all(getattr(type(critic), hook) is getattr(Critic, hook) for hook in STATEFUL_HOOKS)
+    """Whether ``critic.score`` of one batch depends on nothing but that batch (the critic says)."""
+    return bool(getattr(critic, "parallel_safe", False))
 
 
 def _scorer(critic: Any) -> Any:
