@@ -153,3 +153,20 @@ def test_an_embedded_lora_student_names_the_hub_id_and_loads_offline(tmp_path: P
     ours = load_causal_lm(str(out), train=False)
     base = load_causal_lm(SMOLLM2, train=False).model  # no network: the embedded GGUF stands in
     assert_same_model(PeftModel.from_pretrained(base, out / "adapter"), ours.model, ours.tokenizer)
+
+
+def test_portable_names_are_hub_ids_or_relative_paths(tmp_path: Path) -> None:
+    from symkd.students.modeling import portable_name
+    from symkd.teachers.embedded import locate
+
+    student = tmp_path / "runs" / "s1"
+    snapshot = tmp_path / "hub" / "models--org--tiny-model" / "snapshots" / "abc"
+    local = tmp_path / "models" / "base"
+    for folder in (student, snapshot, local):
+        folder.mkdir(parents=True)
+    assert portable_name("smollm2", student) == portable_name(str(locate("smollm2")), student) == SMOLLM2
+    assert portable_name(str(snapshot), student) == "org/tiny-model"
+    assert portable_name("someone/their-model", student) == "someone/their-model"  # a Hub id, as given
+    assert portable_name(str(local), student) == "../../models/base"
+    assert portable_name(str(student / "inner"), student) == "./inner"
+    assert portable_name("/nonexistent-root-folder/model", student) == "model"  # shares only / with the student

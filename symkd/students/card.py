@@ -58,7 +58,7 @@ README has the data, losses and usage; it also holds the merged model, which nee
 ## Load with peft
 
     from peft import AutoPeftModelForCausalLM
-    model = AutoPeftModelForCausalLM.from_pretrained("adapter")  # run from the student folder
+    model = AutoPeftModelForCausalLM.from_pretrained("{load}"){comment}
 
 The base is `{base}`{relative}.{offline}
 """
@@ -266,7 +266,8 @@ def _write_adapter(adapter: Path, record: dict[str, Any]) -> None:
         json.dump(config, fh, indent=2, sort_keys=True)
     embedded = by_origin(base["hub_id"] or "")
     offline = OFFLINE.format(embedded=embedded, gguf=base["gguf"], name=name, base=base["model"]) if embedded and base["gguf"] else ""
-    text = ADAPTER_CARD.format(name=name, r=cfg["lora_r"], alpha=cfg["lora_alpha"], base=base["model"], offline=offline,
+    load, comment = (f"{name}/adapter", "") if base["hub_id"] else ("adapter", "  # from the student folder: the base is relative to it")
+    text = ADAPTER_CARD.format(name=name, r=cfg["lora_r"], alpha=cfg["lora_alpha"], base=base["model"], offline=offline, load=load, comment=comment,
                                relative=" (relative to the student folder)" if not base["hub_id"] else "")  # fmt: skip
     _write_text(adapter / "README.md", _front_matter(card_metadata(name, record, adapter=True)) + text)
 
