@@ -269,7 +269,7 @@ DOCS: list[TableDoc] = [
              {"key": "setting name", "value": "its value"}),
     TableDoc("runs", "One row per distinct job; its id hashes the job's config, so rerunning a command resumes it.", {
         "id": "hash of kind, teacher, config and items (16 hex chars)",
-        "kind": "what the run did: generate, a pipeline stage, critic, critics, critic-judge, ...",
+        "kind": "what the run did: generate, a pipeline stage, critic (a scoring pass), critic-judge, ...",
         "status": "running | done | incomplete | failed | interrupted",
         "teacher": "redacted teacher spec, e.g. openai:gpt-4o-mini (critic:<name> for a scoring run)",
         "backend": "teacher backend", "model": "teacher model",

@@ -70,7 +70,7 @@ CRITIC_SCORES: list[Column] = [
     ("decision", "TEXT", "keep | drop", ""),
     ("threshold", "FLOAT", "the critic's threshold when it scored", ""),
     ("details", "TEXT", "JSON: the critic's reasons (failed rules, nearest duplicate, judge answer, ...)", ""),
-    ("run_id", "TEXT", "the scoring run (kind critic or critics): which critics, settings and scope", "runs.id"),
+    ("run_id", "TEXT", "the run that scored it (kind critic): the critic's settings and the scope", "runs.id"),
     ("created_at", "TEXT", "UTC time it was scored (ISO 8601)", ""),
     ("triple_id", "TEXT", "item_id when the item is a triple (generated)", "triples.id = case when item_table = 'triples' then item_id end"),
     ("event_id", "TEXT", "item_id when the item is an event (generated)", "events.id = case when item_table = 'events' then item_id end"),
