@@ -74,7 +74,8 @@ class TeacherSession:
             print(f"[{stage}] {len(requests)} requests", file=sys.stderr, flush=True)
         target = self.executor.teacher(self.spec, self.options, self.store) if self.executor else self._target(requests)
         # the spec carries the options: generation parses and builds nothing the spec already knows
-        result = self.runner.run(agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress))
+        run = agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress)
+        result = self.runner.run(run)
         totals = self.stages.setdefault(stage, dict.fromkeys(STAGE_FIELDS, 0))
         values = dict(zip(STAGE_FIELDS, (result.total, result.done, result.cached, result.failed, result.seconds)))
         for name, value in values.items():

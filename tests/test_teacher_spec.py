@@ -30,6 +30,16 @@ def parses(monkeypatch):
     return calls
 
 
+BUILT: list[int] = []
+
+
+def counted_model():
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    BUILT.append(1)
+    return FakeListChatModel(responses=["counted"])
+
+
 def prompts(n: int = 2) -> list[Request]:
     return [Request(id=f"p{i}", prompt=f"item {i}", params=GenerationParams(max_tokens=4)) for i in range(n)]
 
@@ -90,3 +100,16 @@ def test_the_ray_executor_reads_the_spec_it_is_given(fake_openai, parses):
     assert replicated._identity(teacher_spec("openai:fake"))[0] == ("openai", "fake@group:g")
     with pytest.raises(UserError, match="only openai-compatible"):
         replicated._identity(teacher_spec("smollm2"))
+
+
+def test_a_langchain_factory_is_built_once_for_a_spec_and_its_option_copies(db_path):
+    BUILT.clear()
+    spec = teacher_spec("langchain:tests.test_teacher_spec:counted_model")
+    judge, main = spec.with_options({"concurrency": 2}), spec.with_options({"concurrency": 4})
+    assert judge.identity == main.identity == spec.identity  # concurrency is no part of the identity
+    assert judge.load().chat_model is main.load().chat_model is spec.chat_model()
+    with Store(db_path) as store:
+        for session_spec in (judge, main):
+            with TeacherSession(session_spec, store, progress=False) as session:
+                session.ask(prompts(), kind="generate", config={}, stage="s")
+    assert BUILT == [1]

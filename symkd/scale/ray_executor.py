@@ -126,11 +126,13 @@ class RayExecutor(Executor):
             raise UserError("--executor ray needs a teacher spec (a string such as openai:MODEL), "
                             "not a Teacher or chat model object")  # fmt: skip
         if spec.backend == "langchain":
-            raise UserError(f"--executor ray: {spec.text!r} is a LangChain teacher (built in this process); run it locally")
+            raise UserError(f"--executor ray: {spec.text!r} is a LangChain teacher (built in this process); "
+                            "run it locally")
         rep.check_replicas(spec.backend, self.replicas, spec.options)
         identity = spec.identity
         if identity is None:
-            raise UserError(f"--executor ray: teacher {spec.text!r} has no cache identity before it is built; run it locally")
+            raise UserError(f"--executor ray: teacher {spec.text!r} has no cache identity before it is built; "
+                            "run it locally")
         if self.replicas:
             identity = (identity[0], rep.group_model(model_id(spec.model), self.replicas, self.endpoint_group))
         record = {"backend": identity[0], "model": model_id(spec.model),
@@ -145,7 +147,7 @@ class RayExecutor(Executor):
         def build() -> ActorPool:
             from symkd.scale.worker import TeacherWorker
 
-            heavy = teacher.spec.heavy
+            heavy = teacher.parsed.heavy
             workers = self.worker_count(heavy)
             resources = self.resources(workers, heavy)
             args = [(teacher.spec_text, self.worker_options(teacher.options, i, workers, resources["num_cpus"]),

@@ -38,7 +38,7 @@ class ShardedTeacher(Teacher):
         self.model = self.model_id = identity[1]  # what the keys name; nothing is loaded here
         self.backend = identity[0]  # type: ignore[misc]
         # workers get the text (they parse it in their own process) and the options
-        self.executor, self.spec, self.spec_text, self.options = executor, spec, spec.text, dict(spec.options)
+        self.executor, self.parsed, self.spec_text, self.options = executor, spec, spec.text, dict(spec.options)
         self.identity, self.record, self.shard_dir = identity, describe, shard_dir
         self.recovered = 0
 

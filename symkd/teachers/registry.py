@@ -135,7 +135,8 @@ def teacher_spec(teacher: Any, **options: Any) -> TeacherSpec:
         name = options.get("name") or identity(teacher)
         return TeacherSpec(f"langchain:{name}", "langchain", name, options, teacher)
     if not isinstance(teacher, str):
-        raise UserError(f"teacher: give a spec string, a symkd Teacher or a LangChain chat model, not {type(teacher).__name__}")
+        kind = type(teacher).__name__
+        raise UserError(f"teacher: give a spec string, a symkd Teacher or a LangChain chat model, not {kind}")
     backend, model = parse_spec(teacher)
     return TeacherSpec(teacher.strip(), backend, model, options)
 

@@ -34,7 +34,8 @@ class TeacherSpec(str):
         self = super().__new__(cls, text)
         self.backend, self.model, self.instance = backend, model, instance
         self.options = {k: v for k, v in (options or {}).items() if v is not None}
-        self._memo: dict[str, Any] = {}
+        self._memo: dict[str, Any] = {}  # heavy, identity: of this spec and its options
+        self._built: dict[str, Any] = {}  # the LangChain model: shared with with_options() copies
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -55,8 +56,7 @@ class TeacherSpec(str):
         if merged == self.options:
             return self
         other = TeacherSpec(str(self), self.backend, self.model, merged, self.instance)
-        if "chat_model" in self._memo:
-            other._memo["chat_model"] = self._memo["chat_model"]
+        other._built = self._built
         return other
 
     @property
@@ -88,12 +88,13 @@ class TeacherSpec(str):
         return self._memo["identity"]
 
     def chat_model(self) -> Any:
-        """The LangChain chat model (imported and, for a factory, made once per spec)."""
-        if "chat_model" not in self._memo:
+        """The LangChain chat model (imported and, for a factory, made once per spec and the
+        copies :meth:`with_options` made of it)."""
+        if "chat_model" not in self._built:
             from symkd.teachers.langchain_chat import load_chat_model
 
-            self._memo["chat_model"] = self.instance if self.instance is not None else load_chat_model(self.model)
-        return self._memo["chat_model"]
+            self._built["chat_model"] = self.instance if self.instance is not None else load_chat_model(self.model)
+        return self._built["chat_model"]
 
     def load(self) -> "Teacher":
         """A Teacher for this spec: the instance it was made from, else a new one."""
