@@ -26,6 +26,7 @@ from symkd.results import DictAccess
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
 from symkd.teachers.options import TeacherOptions
+from symkd.teachers.registry import teacher_spec
 from symkd.session import TeacherSession, is_heavy
 
 DEFAULT_CRITICS = ("rules", "dedupe", "classifier")
@@ -143,7 +144,8 @@ def distill_commonsense(
     if n_events and not seed_set.events:
         raise UserError(f"{seed_set.path}: no PersonX events to prompt with (for entity heads only: n_events 0)")
     n_entities = max(1, n_events // 5) if n_entities is None else n_entities
-    is_heavy(teacher)  # an unknown teacher or a missing backend fails before the store is touched
+    teacher = teacher_spec(teacher)  # parsed once, here: a bad spec fails before the store is touched
+    is_heavy(teacher)  # ... and so does a missing backend
     event_words = (require, forbid) if constrain in ("all", "events") else ((), ())
     tail_words = (require, forbid) if constrain in ("all", "inferences") else ((), ())
     config = {"pipeline": "commonsense", "seed": seed, "n_events": n_events, "relations": rels,
