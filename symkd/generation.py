@@ -253,6 +253,7 @@ async def _send(teacher: Teacher, store: Store, owner: claims.Owner, run_id: str
                 raise
     finally:
         beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)  # ended before the loop closes
         writer.flush()
         claims.release_all(store, owner)
 

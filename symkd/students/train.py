@@ -42,6 +42,7 @@ from symkd.students.modeling import (
 )
 from symkd.students.prepare import Prepared, prepare, stderr_line, step_count, step_divisor
 from symkd.students.steps import eval_loss, keeps_logits, loss_sums
+from symkd.threads import apply_torch_threads
 
 __all__ = ["TrainConfig", "data_digest", "train"]
 
@@ -60,8 +61,6 @@ def train(data: TrainingData, config: TrainConfig, *, progress: bool = True, ove
     :mod:`.distributed`); then only rank 0 writes and every rank returns the summary.
     """
     import torch
-
-    from symkd.students.losses import mix
 
     if not data.examples:
         raise UserError("no training examples: the corpus is empty")
@@ -126,6 +125,8 @@ def train(data: TrainingData, config: TrainConfig, *, progress: bool = True, ove
     model.train()
     while state["step"] < total_steps:
         started = time.perf_counter()
+        if device.type == "cpu" and procs.world == 1:
+            apply_torch_threads()  # this process's share of the cores, as other symkd processes come and go
         micro = [order.batch(state["step"] * config.grad_accum + m) for m in range(config.grad_accum)]
         row = loop.step(micro, state)
         procs.clip_grad_norm(model, params, config.max_grad_norm)

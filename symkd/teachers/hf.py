@@ -15,6 +15,12 @@ keeping every step's logits (``output_logits``) for ``compute_transition_scores`
 Text is cut at the first stop string (transformers' ``stop_strings`` ends the row early);
 ``token_logprobs`` cover exactly the tokens of the returned text (not the EOS token or the
 tokens of the stop string), while ``usage.completion_tokens`` counts every generated token.
+
+Ctrl-C: ``generate`` runs in a worker thread that a cancelled task cannot stop, so a
+cancellation sets a flag that a stopping criterion reads after every token: the thread returns
+within one decoding step instead of finishing the batch (minutes for long completions), and
+the process exits at once. On the CPU the torch thread pool is this process's share of the
+cores (:mod:`symkd.threads`), rechecked every batch.
 """
 
 from __future__ import annotations
@@ -30,13 +36,22 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 from transformers.utils import logging as hf_logging
 
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import LocalTeacher
 from symkd.teachers.decoding import first_stop, tokens_covering
 from symkd.teachers.types import Completion, GenerationParams, Request, Response, Usage
+from symkd.threads import apply_torch_threads
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -86,6 +101,16 @@ class _Picker(LogitsProcessor):
         return (idx if order is None else order.gather(1, idx)).squeeze(1)
 
 
+class _StopWhenSet(StoppingCriteria):
+    """Ends every row of a ``generate`` call once ``event`` is set (checked after each token)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 class HFTeacher(LocalTeacher):
     """A transformers causal LM answering chat and completion requests in batches."""
 
@@ -100,6 +125,7 @@ class HFTeacher(LocalTeacher):
         dtype: str = "auto",
         max_length: int | None = None,
         reuse_prefix: bool = True,
+        n_threads: int | None = None,
     ):
         super().__init__(model, batch_size=batch_size)
         path = Path(model).expanduser()
@@ -114,7 +140,9 @@ class HFTeacher(LocalTeacher):
         #: prefill the prompt prefix a batch shares once and keep it for the next call
         self.reuse_prefix = reuse_prefix
         self._prefix: Any = None
+        self.n_threads = n_threads
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -177,6 +205,15 @@ class HFTeacher(LocalTeacher):
     async def preflight(self) -> None:
         await asyncio.to_thread(self.load)
 
+    async def agenerate(self, requests: Any, on_response: Any) -> None:
+        """The base's batching loop; a cancellation also ends the ``generate`` running in its thread."""
+        self._stop.clear()
+        try:
+            await super().agenerate(requests, on_response)
+        except asyncio.CancelledError:
+            self._stop.set()
+            raise
+
     async def aclose(self) -> None:
         with self._lock:
             self._model = self._tokenizer = self._prefix = None
@@ -188,6 +225,8 @@ class HFTeacher(LocalTeacher):
     def generate_batch(self, requests: Sequence[Request]) -> list[Response]:
         """Answer ``requests`` (same order): one ``generate`` call per group of equal params."""
         self.load()
+        if self._device.type == "cpu":
+            apply_torch_threads(self.n_threads)
         out: list[Response | None] = [None] * len(requests)
         groups: dict[GenerationParams, list[tuple[int, list[int]]]] = {}
         for i, request in enumerate(requests):
@@ -271,6 +310,7 @@ class HFTeacher(LocalTeacher):
             result = self._model.generate(
                 **{k: v.to(self._device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()},
                 logits_processor=LogitsProcessorList([*kwargs.pop("logits_processor", []), picker]),
+                stopping_criteria=StoppingCriteriaList([_StopWhenSet(self._stop)]),
                 **kwargs,
             )
         generated = result.sequences[:, width:].tolist()

@@ -35,7 +35,6 @@ llama.cpp prints nothing.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -99,9 +98,12 @@ def sample_seed(seed: int | None, index: int) -> int | None:
 
 
 def default_threads() -> int:
-    """The CPUs this process may use, at most 8 (more rarely helps a decode step)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cpus))
+    """This process's share of its CPUs (:mod:`symkd.threads`: other symkd processes running
+    models count), at most 8 (more rarely helps a decode step). Fixed when the model loads."""
+    from symkd.threads import register, thread_share
+
+    register()
+    return max(1, min(8, thread_share()))
 
 
 class _Picker:

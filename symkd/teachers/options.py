@@ -32,7 +32,7 @@ class TeacherOptions(BaseModel):
     batch_size: Optional[int] = Field(None, ge=1, description="requests per batch (local models)")
     device: Optional[str] = Field(None, description="auto | cpu | cuda (hf)")
     dtype: Optional[str] = Field(None, description="auto | float32 | bfloat16 | float16 (hf)")
-    n_threads: Optional[int] = Field(None, ge=1, description="CPU threads (llamacpp)",
+    n_threads: Optional[int] = Field(None, ge=1, description="CPU threads (llamacpp, hf; default: this process's share of the cores)",
                                      json_schema_extra={"cli": "--threads"})  # fmt: skip
     n_ctx: Optional[int] = Field(None, ge=64, description="context length (llamacpp)")
 
