@@ -66,14 +66,16 @@ class Run:
         if args.resume and args.out.is_file():
             old = json.loads(args.out.read_text())
             self.previous = {r["name"]: r for r in old.get("settings", []) if "error" not in r and "skipped" not in r}
-            self.doc["data"] = old.get("data", {})
+            self.doc.update(data=old.get("data", {}), mcnemar=old.get("mcnemar", {}))
+            if old.get("item_ids"):
+                self.doc["item_ids"] = old["item_ids"]
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def save(self) -> None:
         self.doc["seconds"] = round(self.elapsed(), 1)
-        text = json.dumps(self.doc, indent=2, default=str) + "\n"
+        text = json.dumps({**self.doc, "settings": self.all_settings()}, indent=2, default=str) + "\n"
         targets = [self.args.out] + ([Path(os.environ["OUT"]) / self.args.out.name] if os.environ.get("OUT") else [])
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -86,17 +88,47 @@ class Run:
         record = self.previous.get(name)
         if not record or "evaluation_id" not in record:
             return False
-        with steps.Store(self.args.work / "eval.db") as store:
-            rows = steps.read_predictions(store, record["evaluation_id"])
-        if not rows:
+        outcome = self.previous_outcome(record)
+        if outcome is None and not self.args.keep_lost:
             return False
-        self.outcomes[name] = steps.paired_outcomes(rows)
+        if outcome is not None:
+            self.outcomes[name] = outcome
+        else:
+            record = {**record, "note": "per-item predictions lost with the work folder: no paired test with it"}
         if record.get("train_tokens"):
             self.students[name] = record
         self.doc["settings"].append({**record, "resumed": True})
         print(json.dumps({"name": name, "resumed": record["evaluation_id"]}), flush=True)
         self.save()
         return True
+
+    def previous_outcome(self, record: dict[str, Any]) -> dict[str, bool] | None:
+        """Task -> correct of a finished setting: from eval.db, else from the bits the JSON keeps."""
+        db = self.args.work / "eval.db"
+        if db.is_file():
+            with steps.Store(db) as store:
+                rows = steps.read_predictions(store, record["evaluation_id"])
+            if rows:
+                return steps.paired_outcomes(rows)
+        ids, bits = self.doc.get("item_ids") or [], record.get("outcome_bits")
+        if bits and len(bits) == len(ids):
+            return {i: b == "1" for i, b in zip(ids, bits)}
+        return None
+
+    def all_settings(self) -> list[dict[str, Any]]:
+        """This run's settings, after the previous document's ones it did not redo (``--resume``)."""
+        done = {r["name"] for r in self.doc["settings"]}
+        kept = [r for n, r in self.previous.items() if n not in done]
+        return kept + self.doc["settings"]
+
+    def keep_outcome(self, name: str, record: dict[str, Any]) -> None:
+        """Store a setting's per-item results as a bit string over the sorted evaluation ids."""
+        outcome = self.outcomes.get(name)
+        if not outcome:
+            return
+        ids = self.doc.setdefault("item_ids", sorted(outcome))
+        if set(ids) == set(outcome):
+            record["outcome_bits"] = "".join("1" if outcome[i] else "0" for i in ids)
 
     def setting(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
         """Run one setting unless past the deadline; a failure is recorded, never fatal."""
@@ -111,6 +143,7 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - one failed setting must not lose the others
             record = {"name": name, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
         record.update(seconds=round(time.monotonic() - started, 1), hardware=self.doc["hardware"])
+        self.keep_outcome(name, record)
         self.doc["settings"].append(record)
         print(json.dumps({k: v for k, v in record.items() if k != "trace"}, default=str), flush=True)
         self.save()
@@ -253,6 +286,8 @@ def base_model(run: Run) -> None:
             return {"mode": mode, "n_train_problems": 0, "few_shot": mode == "agent", **metrics}
 
         run.setting(name, go)
+        for student in [n for n in run.outcomes if n.startswith(f"{mode}_")]:
+            run.compare(student, name)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -268,6 +303,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--deadline-s", type=float, default=float("inf"), help="start no setting after this many seconds")
     ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000")
     ap.add_argument("--resume", action="store_true", help="reuse the settings --out already holds (a killed run goes on)")
+    ap.add_argument("--keep-lost", action="store_true",
+                    help="with --resume: keep a finished setting whose per-item predictions are gone (no paired test)")
     ap.add_argument("--only", default="", help="comma list of plan kinds: size,variants,votes,self,base (default all)")
     args = ap.parse_args(argv)
     args.test_file = args.data_dir / "test.jsonl"
@@ -281,8 +318,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.work.mkdir(parents=True, exist_ok=True)
     run = Run(args, p)
     if not args.gold_db.is_file():
-        largest = None if None in p["sizes"] else max(p["sizes"])
-        run.doc["data"]["gold"] = pipeline_convert(args, largest, p["variants"])
+        plan = args.plan.split(",") if args.plan else p["plan"]
+        sizes = [item.split(":")[1] for item in plan if item.count(":") >= 1 and item.split(":")[0] != "votes"]
+        largest = None if "all" in sizes else max([int(x) for x in sizes] or [max(p["sizes"])])
+        factors = p["variants"] if any(item.startswith("variants") for item in plan) else []
+        run.doc["data"]["gold"] = pipeline_convert(args, largest, factors)
     only = set(args.only.split(",")) if args.only else None
     for item in args.plan.split(",") if args.plan else p["plan"]:
         kind, *rest = item.split(":")
