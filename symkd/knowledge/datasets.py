@@ -125,7 +125,7 @@ def parse_time(value: Any, where: str) -> datetime | None:
 
 def parquet_metadata(**info: Any) -> dict[bytes, bytes]:
     """Key-value file metadata: ``symkd.version`` plus ``symkd.<key>`` for each item (as JSON)."""
-    from symkd import __version__
+    from symkd._version import __version__
 
     meta = {b"symkd.version": __version__.encode()}
     meta.update({f"symkd.{k}".encode(): json.dumps(v, ensure_ascii=False).encode() for k, v in info.items()})

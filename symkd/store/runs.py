@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any, Sequence
 
-from symkd import __version__
+from symkd._version import __version__
 from symkd.errors import UserError
 from symkd.store.claims import LEASE_S, holder_gone
 from symkd.store.db import Store, to_json, utcnow

@@ -353,7 +353,7 @@ def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: in
                   trainable: int, total: int, device: Any, bf16: bool, processes: int) -> dict[str, Any]:  # fmt: skip
     """What ``training.json`` holds; ``per_epoch`` counts global micro-batches; ``prepared``: the
     tokenized split (:class:`symkd.students.prepare.Prepared`)."""
-    import symkd
+    from symkd._version import __version__
 
     hw = hardware(device, bf16, processes)
     tokens_per_s = state["tokens"] / max(state["seconds"], 1e-9)
@@ -364,7 +364,7 @@ def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: in
     final_train = sum(h["loss"] for h in last) / max(1, len(last))
     example = prepared.first
     return {
-        "symkd_version": getattr(symkd, "__version__", "0"),
+        "symkd_version": __version__,
         "fingerprint": state["fingerprint"],
         "base": base_record(config.base_model, Path(config.out)),
         "config": {**config.model_dump(mode="json"), "lr": config.learning_rate},

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from symkd import __version__
+from symkd._version import __version__
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 

@@ -32,7 +32,7 @@ def file_sha256(path: Path) -> str:
 
 def build_card(result: dict[str, Any], data: dict[str, Any], name: str, version: str) -> dict[str, Any]:
     """The card: what data, which negatives, how trained, metrics and thresholds."""
-    from symkd import __version__
+    from symkd._version import __version__
     from symkd.pipelines.commonsense.critics.classifier import ENCODER
     from symkd.pipelines.commonsense.critics.training import VAL_PERCENT, VAL_SALT
 
