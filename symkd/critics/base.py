@@ -189,6 +189,6 @@ def critic_report(store: Store, critics: Sequence[Critic] | None = None) -> list
 def _bar(enabled: bool, label: str, total: int | None):
     if not enabled:
         return None
-    from tqdm import tqdm
+    from symkd.progress import bar
 
-    return tqdm(total=total, desc=label, unit="item", leave=False)
+    return bar(total=total, desc=label, unit="item")

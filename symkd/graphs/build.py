@@ -331,9 +331,9 @@ def sample_nodes(src: TripleSource, table: dict[str, list], size: int) -> set[st
 
 
 def progress_bar(it, enabled: bool, label: str, total: int | None):
-    """``it`` wrapped in a tqdm bar (on stderr) when ``enabled``."""
+    """``it`` wrapped in a progress bar (:func:`symkd.progress.bar`) when ``enabled``."""
     if not enabled:
         return it
-    from tqdm import tqdm
+    from symkd.progress import bar
 
-    return tqdm(it, total=total, desc=label, unit="triple", leave=False, mininterval=0.5)
+    return bar(it, total=total, desc=label, unit="triple")

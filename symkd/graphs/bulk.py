@@ -45,9 +45,9 @@ def bulk_add_triples(store: Store, rows: Iterable[dict[str, Any]], *, chunk: int
     insert = f"insert into temp.{_STAGE} ({col_list}) values ({', '.join('?' * len(columns))})"
     bar = None
     if progress:
-        from tqdm import tqdm
+        from symkd.progress import bar as progress_bar
 
-        bar = tqdm(desc="stage triples", unit="triple", leave=False, mininterval=0.5)
+        bar = progress_bar(desc="stage triples", unit="triple")
     outer = conn.in_transaction  # called inside the caller's transaction: join it
     try:
         if not outer:

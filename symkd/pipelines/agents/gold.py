@@ -120,14 +120,13 @@ def convert(tasks: Sequence[Task], base_for: Any, *, template: Any, sandbox_mode
     ``base_for(task)`` gives the episode's system prompt + question messages. Returns the rows
     and counts {tasks, no_annotation, wrong_answer, failed_step, converted}.
     """
-    from tqdm import tqdm
-
+    from symkd.progress import bar
     from symkd.sandbox import Sandbox, SandboxLimits
 
     counts = dict.fromkeys(("tasks", "no_annotation", "failed_step", "wrong_answer", "converted"), 0)
     rows: list[dict[str, Any]] = []
     with Sandbox(limits=SandboxLimits(step_timeout=5.0), mode=sandbox_mode) as root:
-        for task in tqdm(tasks, desc="gold rationales", unit="task", disable=not progress, delay=0.5):
+        for task in bar(tasks, desc="gold rationales", unit="task", enabled=progress):
             counts["tasks"] += 1
             steps = gold_steps(task)
             if steps is None:

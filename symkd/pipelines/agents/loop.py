@@ -81,15 +81,14 @@ def run_episodes(
     progress: bool = True,
 ) -> LoopStats:
     """Run every episode to its end (final answer, step limit or teacher failure)."""
-    from tqdm.auto import tqdm
-
+    from symkd.progress import bar as progress_bar
     from symkd.sandbox import SandboxLimits
 
     stats = LoopStats()
     limits = SandboxLimits(step_timeout=config.step_timeout)
     waves = [episodes[i : i + config.wave] for i in range(0, len(episodes), config.wave)]
-    with tqdm(total=len(episodes), initial=sum(e.done for e in episodes), desc=f"{stage} episodes", unit="episode",
-              disable=not progress, dynamic_ncols=True, mininterval=0.5) as bar:  # fmt: skip
+    with progress_bar(total=len(episodes), initial=sum(e.done for e in episodes), desc=f"{stage} episodes",
+                      unit="episode", enabled=progress) as bar:  # fmt: skip
         for w, wave in enumerate(waves):
             suffix = f" (wave {w + 1}/{len(waves)})" if len(waves) > 1 else ""
             _run_wave(session, wave, config, limits, tools, stage, suffix, continuation, stats, bar)

@@ -330,8 +330,7 @@ def make_variants(tasks: Sequence[Task], base_for: Any, *, template: Any, k: int
                   progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
     """Up to ``k`` verified variants per task (rows of source ``gold-variants``) and the counts:
     problems, admitting (at least one variant), variants, variants_excluded, skipped {reason: n}."""
-    from tqdm import tqdm
-
+    from symkd.progress import bar
     from symkd.sandbox import Sandbox, SandboxLimits
 
     if k < 1:
@@ -340,7 +339,7 @@ def make_variants(tasks: Sequence[Task], base_for: Any, *, template: Any, k: int
     skipped: Counter[str] = Counter()
     admitting = excluded = 0
     with Sandbox(limits=SandboxLimits(step_timeout=5.0), mode=sandbox_mode) as root:
-        for task in tqdm(tasks, desc="program variants", unit="task", disable=not progress, delay=0.5):
+        for task in bar(tasks, desc="program variants", unit="task", enabled=progress):
             made, reason, dropped = _problem(task, root, k=k, seed=seed, exclude=exclude, base_for=base_for,
                                              template=template)  # fmt: skip
             rows += made

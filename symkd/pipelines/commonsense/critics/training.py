@@ -295,9 +295,9 @@ def _features(encoder, examples: Sequence[Example], progress: bool, label: str):
     xs, rs = [], []
     bar = None
     if progress:
-        from tqdm import tqdm
+        from symkd.progress import bar as progress_bar
 
-        bar = tqdm(total=len(triples), desc=label, unit="triple", leave=False)
+        bar = progress_bar(total=len(triples), desc=label, unit="triple")
     for start in range(0, len(triples), 512):
         x, r = encoder.features(triples[start : start + 512])
         xs.append(x)
