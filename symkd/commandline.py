@@ -34,13 +34,22 @@ def _cli_type(annotation: Any) -> Any:
     return inner if inner in (int, float, str, bool, Path) else str
 
 
+def _long_name(name: str, field: Any, prefix: str) -> str:
+    """``--prefix-name``, or the field's ``cli`` extra when that is a long name (prefixed too)."""
+    cli = _extra(field).get("cli") or ""
+    return "--" + prefix + (cli[2:] if cli.startswith("--") else name.replace("_", "-"))
+
+
+def _extra(field: Any) -> dict[str, Any]:
+    return (field.json_schema_extra or {}) if isinstance(field.json_schema_extra, dict) else {}
+
+
 def _flags(name: str, field: Any, prefix: str, aliases: dict[str, Sequence[str]]) -> list[str]:
-    long = "--" + prefix + name.replace("_", "-")
-    extra = (field.json_schema_extra or {}) if isinstance(field.json_schema_extra, dict) else {}
-    short = [extra["cli"]] if extra.get("cli") and not prefix else []
-    if short and short[0].startswith("--"):
-        long, short = short[0], []
-    flags = [long, *short, *aliases.get(name, ())]
+    cli = _extra(field).get("cli") or ""
+    short = [cli] if cli and not cli.startswith("--") and not prefix else []
+    flags = [_long_name(name, field, prefix), *short, *aliases.get(name, ())]
+    if _cli_type(field.annotation) is bool and field.default is False:  # off by default: a plain flag
+        return flags
     if _cli_type(field.annotation) is bool:
         positive = [f for f in flags if f.startswith("--")]
         flags = [f"{f}/--no-{f[2:]}" for f in positive] + [f for f in flags if not f.startswith("--")]
@@ -55,10 +64,12 @@ def model_options(
     exclude: Sequence[str] = (),
     aliases: dict[str, Sequence[str]] | None = None,
     defaults: dict[str, Any] | None = None,
+    rename: dict[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: the command gets ``param`` = {field: value} of the options that were given.
 
-    ``defaults`` are what the command uses when a flag is not given (shown in ``--help``).
+    ``defaults`` are what the command uses when a flag is not given (shown in ``--help``);
+    ``rename`` gives a field another long flag (the CLI vocabulary's, :mod:`symkd.cli.vocabulary`).
     """
     aliases, defaults = aliases or {}, defaults or {}
     names = [n for n in model.model_fields if n not in exclude]
@@ -72,7 +83,10 @@ def model_options(
             field = model.model_fields[name]
             shown = defaults.get(name, None if field.is_required() else field.default)
             help_text = (field.description or name.replace("_", " ")) + (f" (default {shown})" if shown not in (None, "") else "")
-            option = typer.Option(None, *_flags(name, field, prefix, aliases), help=help_text, show_default=False)
+            flags = _flags(name, field, prefix, aliases)
+            if name in (rename or {}):
+                flags[0] = rename[name]  # type: ignore[index]
+            option = typer.Option(None, *flags, help=help_text, show_default=False)
             added.append(inspect.Parameter(py[name], inspect.Parameter.KEYWORD_ONLY, default=option,
                                            annotation=Optional[_cli_type(field.annotation)]))  # fmt: skip
 
@@ -88,6 +102,15 @@ def model_options(
     return decorate
 
 
+def console() -> Any:
+    """A rich console for tables: the terminal's width, or unbounded when piped (no cut at 80)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=100_000)
+
+
 def build(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> Any:
     """``model(**values)``; a bad value is one line naming its flag (``--rpm: must be ...``)."""
     try:
@@ -95,7 +118,9 @@ def build(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> A
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"])
+        field = model.model_fields.get(name)
+        flag = _long_name(name, field, prefix) if field is not None else f"--{prefix}{name.replace('_', '-')}"
         msg = err["msg"].replace("Input should be ", "must be ").replace("Value error, ", "")
         from symkd.teachers.options import given_value
 
-        raise UserError(f"--{prefix}{name.replace('_', '-')}: {msg} (got {given_value(err.get('input'))})") from None
+        raise UserError(f"{flag}: {msg} (got {given_value(err.get('input'))})") from None

@@ -19,8 +19,24 @@ import typer  # noqa: E402
 
 from symkd.errors import UserError  # noqa: E402
 
+from symkd.cli.vocabulary import VocabularyGroup  # noqa: E402
+
+EXAMPLES = """Examples:
+
+    symkd generate -t smollm2 -p prompts.jsonl --db run.db --samples 2
+
+    symkd distill commonsense -t smollm2 --db run.db --n-events 50
+
+    symkd train --db run.db --critics rules,dedupe -o students/s1 --json
+
+    symkd runs --db run.db --json | python -m json.tool
+
+One name per meaning in every command: see "CLI vocabulary" in the README."""
+
 app = typer.Typer(
+    cls=VocabularyGroup,  # old spellings of renamed options still work, unshown
     help="symkd: distill teacher LLMs into symbolic knowledge, agent trajectories and strategies.",
+    epilog=EXAMPLES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
