@@ -15,7 +15,7 @@ from symkd.teachers.options import TeacherOptions
 
 
 def _echo_table(rows: list[dict], columns: list[str]) -> None:
-    from rich.console import Console
+    from symkd.commandline import console
     from rich.markup import escape
     from rich.table import Table
 
@@ -24,7 +24,7 @@ def _echo_table(rows: list[dict], columns: list[str]) -> None:
     table = Table(*columns)
     for row in rows:  # cells may hold outside text: controls shown as escapes, markup as text
         table.add_row(*("" if row.get(c) is None else escape(shown(row.get(c), 200)) for c in columns))
-    Console().print(table)
+    console().print(table)
 
 
 def _json_flag(what: str) -> Any:
@@ -67,13 +67,13 @@ def generate(
     teacher: str = typer.Option(..., "--teacher", "-t", help="teacher spec: smollm2, openai:MODEL, hf:ID, ..."),
     prompts: Path = typer.Option(..., "--prompts", "-p", help="JSONL: {id, messages|prompt|template+variables}"),
     db: Path = typer.Option(..., "--db", help="SQLite run database (created when missing)"),
-    n: Optional[int] = typer.Option(None, "--n", help="samples per request"),
-    temperature: Optional[float] = typer.Option(None, "--temperature"),
-    top_p: Optional[float] = typer.Option(None, "--top-p"),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
+    n: Optional[int] = typer.Option(None, "--samples", help="completions sampled per prompt"),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="sampling temperature (default: the teacher's)"),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="nucleus sampling: keep tokens up to this probability mass"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="tokens per completion at most"),
     stop: Optional[List[str]] = typer.Option(None, "--stop", help="stop sequence (repeatable)"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    logprobs: Optional[bool] = typer.Option(None, "--logprobs/--no-logprobs"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="sampling seed, where the backend takes one"),
+    logprobs: Optional[bool] = typer.Option(None, "--logprobs/--no-logprobs", help="ask for token log-probabilities"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write results as JSONL (- for standard output)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),

@@ -66,13 +66,13 @@ def _table(rows: list[dict], columns: list[str], as_json: bool) -> None:
     if as_json:  # one JSON document: a list of rows
         typer.echo(json.dumps([{c: row.get(c) for c in columns} for row in rows]))
         return
-    from rich.console import Console
+    from symkd.commandline import console
     from rich.table import Table
 
     table = Table(*columns)
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console().print(table)
+    console().print(table)
 
 
 COLUMNS = ["critic", "version", "scored", "kept", "removed", "new_scores", "mean_score", "estimated_precision"]
@@ -82,7 +82,7 @@ COLUMNS = ["critic", "version", "scored", "kept", "removed", "new_scores", "mean
 @model_options(ExecutorOptions, "executor_options")
 def apply_cmd(
     db: Path = typer.Option(..., "--db", help="SQLite run database holding the triples"),
-    critics: List[str] = typer.Option(..., "--critics", "-c", help="comma list of specs: rules,dedupe:threshold=0.8"),
+    critics: List[str] = typer.Option(..., "--critics", help="comma list of critic specs: rules,dedupe:threshold=0.8"),
     run: Optional[str] = typer.Option(None, "--run", help="only the triples of this generation run"),
     rescore: bool = typer.Option(False, "--rescore", help="score again what is scored already"),
     cascade: bool = typer.Option(True, "--cascade/--no-cascade", help="later critics see only kept triples"),

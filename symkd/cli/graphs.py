@@ -1,7 +1,7 @@
 """``symkd export`` and ``symkd stats``: the curated knowledge graph as files and numbers.
 
-    symkd export --db run.db --format graphml --out graphs/kg.graphml --critic rules --min-score 0.5
-    symkd export --db run.db --format prompt-completion --out train.jsonl --critic rules
+    symkd export --db run.db --format graphml --out graphs/kg.graphml --critics rules --min-score 0.5
+    symkd export --db run.db --format prompt-completion --out train.jsonl --critics rules
     symkd stats --db run.db --plot graphs/kg-stats.png
 """
 
@@ -16,8 +16,8 @@ import typer
 from symkd.errors import UserError
 
 _DB = typer.Option(..., "--db", help="SQLite run database (read only; never created)")
-_CRITIC = typer.Option(None, "--critic", help="keep triples this critic kept (repeatable or comma list)")
-_MIN_SCORE = typer.Option(None, "--min-score", help="keep triples scored >= X by each --critic (instead of its decision)")
+_CRITIC = typer.Option(None, "--critics", help="keep triples these critics kept (repeatable or comma list)")
+_MIN_SCORE = typer.Option(None, "--min-score", help="keep triples scored >= X by each of --critics (instead of its decision)")
 _RELATIONS = typer.Option(None, "--relations", help="comma list of relations or groups (social, event, physical)")
 _INCLUDE_NONE = typer.Option(False, "--include-none", help='add "none" tails as edges to one node t:none')
 
@@ -40,7 +40,7 @@ def export_cmd(
     min_score: Optional[float] = _MIN_SCORE,
     relations: Optional[str] = _RELATIONS,
     include_none: bool = _INCLUDE_NONE,
-    sample: int = typer.Option(300, "--sample", help="nodes in the html preview (top hubs and neighbours)"),
+    sample: int = typer.Option(300, "--preview-nodes", help="nodes in the html preview (top hubs and neighbours)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
@@ -58,6 +58,8 @@ def export_cmd(
         check_out(FORMATS[fmt], out)
     else:
         check_writable(out)
+    if sample < 1:
+        raise UserError(f"--preview-nodes must be at least 1 (got {sample})")
     sel = selection(critic, min_score, relations, include_none)
     started = time.monotonic()
     with open_store(db) as store:
@@ -105,7 +107,7 @@ def stats_cmd(
 
 
 def _print_stats(stats: dict, plot: Optional[Path]) -> None:
-    from rich.console import Console
+    from symkd.commandline import console
     from rich.markup import escape as markup
     from rich.table import Table
 
@@ -114,7 +116,7 @@ def _print_stats(stats: dict, plot: Optional[Path]) -> None:
     def escape(text: str, limit: int = 80) -> str:  # triples are model text: controls as escapes, cut
         return markup(shown(text, limit))
 
-    console = Console()
+    console = console()
     deg = stats["degree"]
     console.print(
         f"{stats['triples']:,} triples ({stats['none_triples']:,} none) -> {stats['nodes']:,} nodes, {stats['edges']:,} edges; "

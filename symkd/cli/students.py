@@ -1,6 +1,6 @@
 """``symkd train`` and the ``symkd eval`` group (pipelines add their evaluations to it).
 
-    symkd train --data run.db --critic rules,dedupe,classifier --out students/s1 --epochs 3
+    symkd train --db run.db --critics rules,dedupe,classifier --out students/s1 --epochs 3
     symkd eval commonsense --model students/s1 --data dev.tsv --split eval --out scores.json
     symkd eval commonsense --teacher smollm2 --data dev.tsv --split eval --out teacher.json
 """
@@ -23,12 +23,22 @@ def _critics(values: Optional[List[str]]) -> list[str]:
     return list(dict.fromkeys(c.strip() for v in values or [] for c in v.split(",") if c.strip()))
 
 
-@model_options(TrainConfig, "train_options", exclude=("out",), aliases={"base_model": ["-m"]})
+def _source(data: Optional[Path], db: Optional[Path]) -> Path:
+    """--data FILE or --db RUN.db (a run DB given to --data works too)."""
+    from symkd.errors import UserError
+
+    if (data is None) == (db is None):
+        raise UserError("give --data FILE or --db RUN.db (one of them)")
+    return data if data is not None else db
+
+
+@model_options(TrainConfig, "train_options", exclude=("out",), aliases={"base_model": ["-m"]}, rename={"teacher_model": "--teacher"})
 def train_cmd(
-    data: Path = typer.Option(..., "--data", help="run DB (.db), ATOMIC .tsv, or .jsonl (triples, prompt/completion or chat)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="training file: ATOMIC .tsv or .jsonl (triples, prompt/completion or chat)"),
+    db: Optional[Path] = typer.Option(None, "--db", help="train on a run DB's curated triples instead of --data"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for the trained model (checkpoints inside; rerun to resume)"),
-    critic: Optional[List[str]] = typer.Option(None, "--critic", help="DB: only triples these critics kept (repeatable or comma list)"),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="DB: each --critic's score >= X instead of its decision"),
+    critic: Optional[List[str]] = typer.Option(None, "--critics", help="DB: only triples these critics kept (repeatable or comma list)"),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="DB: each of --critics' scores >= X instead of its decision"),
     rounds: Optional[str] = typer.Option(None, "--rounds", help="DB: only triples of these rounds, e.g. 0 or 0,1"),
     relations: Optional[str] = typer.Option(None, "--relations", help="DB: comma list of relations or groups"),
     limit: Optional[int] = typer.Option(None, "--limit", help="DB: at most N triples (a seeded random sample)"),
@@ -47,13 +57,14 @@ def train_cmd(
         round_list = [int(r) for r in rounds.split(",")] if rounds else []
     except ValueError:
         raise UserError(f"--rounds {rounds!r}: expected comma-separated integers") from None
+    data = _source(data, db)
     options = {}
     if data.suffix.lower() in (".db", ".sqlite", ".sqlite3"):
         options = {"critics": _critics(critic), "min_score": min_score, "rounds": round_list,
                    "relations": parse_relations(relations) if relations else [], "limit": limit,
                    "seed": train_options.get("seed", 0)}  # fmt: skip
     elif critic or min_score is not None or rounds or relations or limit:
-        raise UserError(f"{data}: --critic/--min-score/--rounds/--relations/--limit apply to a run DB only")
+        raise UserError(f"{data}: --critics/--min-score/--rounds/--relations/--limit apply to a run DB (--db) only")
     config = build(TrainConfig, {**train_options, "out": out})
     corpus = load_data(data, **options)
     summary = train(corpus, config, progress=not quiet, overwrite=overwrite)

@@ -6,7 +6,7 @@
     symkd agent export-cot --data train.jsonl --out cot.jsonl
     symkd agent train --db run.db --source gold-rationales --base-model smollm2 --out students/agent
     symkd agent self-train --db run.db --data train.jsonl --student students/agent --out students/self --rounds 2
-    symkd agent eval --model students/agent --data test.jsonl [--sag 8 | --votes 8] [--max-steps 5] [--limit 100]
+    symkd agent eval --model students/agent --data test.jsonl [--sag 8 | --votes 8] [--max-agent-steps 5] [--limit 100]
     symkd corpus index docs.jsonl --db run.db | symkd corpus index --from-triples commonsense.db --db run.db
     symkd eval gsm8k --model students/cot --data test.jsonl --mode cot|agent [--strategies DB]
 """
@@ -57,7 +57,7 @@ def _config(max_steps: int, max_tokens: int, sag: int, sandbox: str, few_shot: b
     from symkd.pipelines.agents.loop import AgentConfig
 
     if max_steps < 1:
-        raise UserError("--max-steps must be at least 1")
+        raise UserError("--max-agent-steps must be at least 1")
     if sag < 0 or sag == 1:
         raise UserError("--sag must be 0 (off) or at least 2 candidates (8 is the usual choice)")
     if sandbox not in ("bwrap", "rlimit"):
@@ -79,14 +79,14 @@ def generate(
     variants: int = typer.Option(0, "--variants", help="gold-rationales: also up to K program variants per problem (source gold-variants)"),
     exclude: Optional[Path] = typer.Option(None, "--exclude", help="gold-rationales: JSONL of questions no task or variant may equal (a test set)"),
     seed: int = typer.Option(0, "--seed", help="gold-rationales: seed of the variants' new numbers"),
-    max_steps: int = typer.Option(5, "--max-steps"),
+    max_steps: int = typer.Option(5, "--max-agent-steps", help="steps per episode"),
     max_tokens: int = typer.Option(192, "--max-tokens", help="tokens per step"),
     sandbox: str = typer.Option("bwrap", "--sandbox", help="bwrap | rlimit (weaker; no namespaces)"),
     tools: Optional[List[str]] = typer.Option(None, "--tools", help="tool names (search) or module:attr of a LangChain BaseTool (repeatable)"),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="DB holding the search tool's corpus"),
     rerank: bool = typer.Option(False, "--rerank", help="re-rank search hits with the embedded MiniLM"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     teacher_options: Any = None,
 ) -> None:
     """Trajectories into the trajectories table: a teacher solving tasks, or converted gold rationales."""
@@ -128,7 +128,7 @@ def _read(db: Path, sources: Optional[List[str]], verified: str) -> list:
 
 
 def export(
-    db: Path = typer.Option(..., "--db"),
+    db: Path = typer.Option(..., "--db", help="run DB holding the trajectories"),
     out: Path = typer.Option(..., "--out", "-o", help="JSONL file (- for standard output)"),
     source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales | eval (repeatable; default all)"),
     verified: str = typer.Option("kept", "--verified", help="teacher trajectories: kept | rejected | all (by the verifier critic)"),
@@ -154,8 +154,8 @@ def export(
 
 def export_cot(
     data: Path = typer.Option(..., "--data", help="GSM8K JSONL with worked solutions"),
-    out: Path = typer.Option(..., "--out", "-o"),
-    limit: Optional[int] = typer.Option(None, "--limit"),
+    out: Path = typer.Option(..., "--out", "-o", help="chat JSONL file to write (- for standard output)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="first N problems only"),
     same_as: Optional[Path] = typer.Option(None, "--same-as", help="only the problems that have trajectories in this DB (of --source)"),
     source: Optional[List[str]] = typer.Option(None, "--source", help="with --same-as: trajectory sources counted (default gold-rationales)"),
 ) -> None:
@@ -178,13 +178,14 @@ def export_cot(
 @model_options(TrainConfig, "train_options", exclude=("kd_loss", "teacher_model", "kd_weight"),
                defaults={"epochs": 1.0, "batch_size": 8})  # fmt: skip
 def train(
-    db: Path = typer.Option(..., "--db"),
+    db: Path = typer.Option(..., "--db", help="run DB holding the trajectories"),
     source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales | gold-variants (repeatable; default the first two)"),
     verified: str = typer.Option("kept", "--verified", help="kept | rejected | all (teacher trajectories)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most N trajectories (first by task order)"),
     negatives: bool = typer.Option(False, "--negatives", help="also failed trajectories (correct = 0) of --source, as negatives for --loss redi"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace what --out holds"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     train_options: Any = None,
 ) -> None:
     """SFT (or REDI with --loss redi --negatives) on trajectories; the loss covers the model's own turns."""
@@ -203,7 +204,7 @@ def train(
                                                                    "sources": sources, "verified": verified},
                          negatives=failed)  # fmt: skip
     summary = run_train(data, config, progress=not quiet, overwrite=overwrite)
-    typer.echo(json.dumps({k: summary.get(k) for k in ("examples", "steps", "final_loss", "seconds", "out") if k in summary}, default=str))
+    _print({k: summary.get(k) for k in ("examples", "steps", "final_loss", "seconds", "out") if k in summary}, as_json)
 
 
 @model_options(TrainConfig, "train_options", exclude=("kd_loss", "teacher_model", "kd_weight", "max_steps"),
@@ -216,8 +217,8 @@ def self_train(
     student: Path = typer.Option(..., "--student", help="round 0 student (e.g. from symkd agent train)"),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="GSM8K JSONL to evaluate each round's student on"),
     limit: Optional[int] = typer.Option(None, "--limit", help="first N training problems only"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     train_options: Any = None,
     self_options: Any = None,
     teacher_options: Any = None,
@@ -250,7 +251,7 @@ class EvalOptions(BaseModel):
     sag: int = Field(0, ge=0, description="self-consistent action generation: N candidates per step (8 usual; 0 off)")
     votes: int = Field(0, ge=0, description="self-consistency: K sampled episodes per task, majority vote on the answer (0 off)")
     vote_temperature: float = Field(0.7, gt=0, le=2, description="sampling temperature of --votes episodes")
-    max_steps: int = Field(5, ge=1, description="steps per episode")
+    max_steps: int = Field(5, ge=1, description="steps per episode", json_schema_extra={"cli": "--max-agent-steps"})
     max_tokens: int = Field(192, ge=1, description="tokens per step (CoT: per answer)")
     limit: Optional[int] = Field(None, ge=1, description="first N tasks only")
     strategies: Optional[Path] = Field(None, description="strategies DB: guidance added to the system prompt")

@@ -27,13 +27,13 @@ def split_critics(value: str) -> list[str]:
 
 
 def _table(title: str, rows: list[dict], columns: list[str]) -> None:
-    from rich.console import Console
+    from symkd.commandline import console
     from rich.table import Table
 
     table = Table(*columns, title=title, title_justify="left")
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console().print(table)
+    console().print(table)
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -146,11 +146,11 @@ def eval_commonsense(
     split: str = typer.Option("all", "--split", help="all | eval | critic (halves of the dev split by head)"),
     save_generations: Optional[Path] = typer.Option(None, "--save-generations", help="JSONL of {head, relation, prediction}"),
     beams: int = typer.Option(1, "--beams", help="1 = greedy; N = beam search"),
-    max_new_tokens: int = typer.Option(24, "--max-new-tokens"),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    max_new_tokens: int = typer.Option(24, "--max-new-tokens", help="tokens generated per tail at most"),
+    batch_size: int = typer.Option(32, "--batch-size", help="prompts per generation batch"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     lowercase: bool = typer.Option(False, "--lowercase", help="lowercase both sides (COMET's earlier script)"),
-    db: Optional[Path] = typer.Option(None, "--db", help="record the scores here (and cache a teacher's answers)"),
+    db: Optional[Path] = typer.Option(None, "--db", help="run DB: record the scores here (and cache a teacher's answers)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     teacher_options: Any = None,
@@ -173,7 +173,7 @@ def eval_commonsense(
 
 
 def print_scores(report: dict) -> None:
-    from rich.console import Console
+    from symkd.commandline import console
     from rich.table import Table
 
     from symkd.students.evaluate.metrics import METRICS
@@ -184,7 +184,7 @@ def print_scores(report: dict) -> None:
     for relation, scores in report["per_relation"].items():
         table.add_row(relation, str(counts[relation]), *(f"{scores[m]:.4f}" for m in METRICS))
     table.add_row("[bold]overall", f"[bold]{report['counts']['total']}", *(f"[bold]{report[m]:.4f}" for m in METRICS))
-    Console().print(table)
+    console().print(table)
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:

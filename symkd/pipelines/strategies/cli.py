@@ -38,7 +38,7 @@ def learn(
     min_gain: float = typer.Option(0.0, "--min-gain", help="validation accuracy must rise by more than this"),
     max_p: float = typer.Option(1.0, "--max-p", help="largest sign-test p-value accepted (1 = not required)"),
     max_tokens: int = typer.Option(160, "--student-max-tokens", help="tokens per student answer"),
-    seed: int = typer.Option(0, "--seed", help="scenario sample and control sets"),
+    seed: int = typer.Option(0, "--seed", help="seed of the scenario sample and control sets"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     teacher_options: Any = None,
@@ -63,7 +63,7 @@ def learn(
 
 
 def _print_rounds(report: Any) -> None:
-    from rich.console import Console
+    from symkd.commandline import console
     from rich.table import Table
 
     columns = ["round", "scenarios", "failed", "accuracy", "proposals", "critic_rejected", "accepted", "rejected",
@@ -71,7 +71,7 @@ def _print_rounds(report: Any) -> None:
     table = Table(*columns, title=f"learn {report.learn_id}", title_justify="left")
     for row in report.rounds:
         table.add_row(*(str(row[c]) for c in columns))
-    Console().print(table)
+    console().print(table)
     rate = "-" if report.acceptance_rate is None else f"{report.acceptance_rate:.2f}"
     typer.echo(f"library: {report.library_size} strategies; acceptance rate {rate}; {report.seconds}s -> {report.db}")
 
