@@ -64,7 +64,7 @@ def train_cmd(
                    "relations": parse_relations(relations) if relations else [], "limit": limit,
                    "seed": train_options.get("seed", 0)}  # fmt: skip
     elif critic or min_score is not None or rounds or relations or limit:
-        raise UserError(f"{data}: --critics/--min-score/--rounds/--relations/--limit apply to a run DB (--db) only")
+        raise UserError(f"{data}: --critics/--min-score/--rounds/--relations/--limit apply to a run DB only (--db RUN.db)")
     config = build(TrainConfig, {**train_options, "out": out})
     corpus = load_data(data, **options)
     summary = train(corpus, config, progress=not quiet, overwrite=overwrite)
