@@ -95,11 +95,12 @@ def generate(
     config: dict[str, Any] | None = None,
     progress: bool = True,
     adopt: bool | None = None,
+    stage: str | None = None,
     **teacher_options: Any,
 ) -> GenerationResult:
     """Blocking form of :func:`agenerate`; works inside a running event loop (Jupyter) too."""
     return run_sync(agenerate(teacher, requests, db, kind=kind, config=config, progress=progress, adopt=adopt,
-                              **teacher_options))  # fmt: skip
+                              stage=stage, **teacher_options))  # fmt: skip
 
 
 async def agenerate(
@@ -111,6 +112,7 @@ async def agenerate(
     config: dict[str, Any] | None = None,
     progress: bool = True,
     adopt: bool | None = None,
+    stage: str | None = None,
     **teacher_options: Any,
 ) -> GenerationResult:
     """Answer ``requests`` through the cache in ``db``; load the teacher only if work is left.
@@ -119,7 +121,8 @@ async def agenerate(
     ``teacher`` is a spec string, a :class:`~symkd.teachers.spec.TeacherSpec`, a Teacher or a
     LangChain chat model (identified by its parameters); ``teacher_options`` are
     :class:`symkd.teachers.options.TeacherOptions` fields; ``adopt`` lets symkd add its tables
-    to an existing SQLite file that is not a symkd database.
+    to an existing SQLite file that is not a symkd database; ``stage`` names the run in its
+    progress bar (``[stage] backend:model``).
     Everything is checked (ids, text, options) before anything is sent or written.
     """
     started = time.monotonic()
@@ -147,7 +150,7 @@ async def agenerate(
             store = Store(db, adopt=adopt)
         describe = loaded.describe() if loaded else {"backend": backend, "model": plain_model(model_id)}
         return await _run(loaded, describe, requests, keys, answered, store, kind, config, progress, started,
-                          caller_store=isinstance(db, Store))
+                          caller_store=isinstance(db, Store), stage=stage)  # fmt: skip
     finally:
         if owned and loaded is not None:
             await loaded.aclose()
@@ -168,6 +171,7 @@ async def _run(
     started: float,
     *,
     caller_store: bool,
+    stage: str | None = None,
 ) -> GenerationResult:
     config = dict(config or {})
     run_id = runs.run_fingerprint(kind, describe, config, keys)
@@ -186,6 +190,8 @@ async def _run(
         items_per_key[key] = items_per_key.get(key, 0) + 1
     cached = sum(1 for key in keys if key in answered)
     label = f"{describe['backend']}:{describe['model']}"
+    if stage:
+        label = f"[{stage}] {label}"
     bar = _Progress(len(requests), cached, enabled=progress and bool(todo), label=label)
     counts = {"done": 0, "failed": 0, "others": 0}
     try:

@@ -10,7 +10,6 @@ per-stage totals for the pipeline's report. Pipelines never join ``run_items`` w
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Sequence
 
 from symkd.aio import LoopRunner
@@ -70,11 +69,9 @@ class TeacherSession:
 
     def ask(self, requests: Sequence[Request], *, kind: str, config: dict, stage: str) -> GenerationResult:
         """Answer ``requests`` (cached), add the counts to ``stage``'s totals, return the result."""
-        if self.progress:
-            print(f"[{stage}] {len(requests)} requests", file=sys.stderr, flush=True)
         target = self.executor.teacher(self.spec, self.options, self.store) if self.executor else self._target(requests)
         # the spec carries the options: generation parses and builds nothing the spec already knows
-        run = agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress)
+        run = agenerate(target, requests, self.store, kind=kind, config=config, progress=self.progress, stage=stage)
         result = self.runner.run(run)
         totals = self.stages.setdefault(stage, dict.fromkeys(STAGE_FIELDS, 0))
         values = dict(zip(STAGE_FIELDS, (result.total, result.done, result.cached, result.failed, result.seconds)))

@@ -49,7 +49,8 @@ def generate_round(store: Store, student_dir: Path, fingerprint: str, pairs: Seq
     if not requests:
         return {"requests": 0, "samples": 0, "tails": 0, "new": 0}
     summary = generate(f"hf:{student_dir}", requests, store, kind=f"self-imitation-round-{round}",
-                       config={"round": round, "student": fingerprint}, progress=progress, batch_size=batch_size)  # fmt: skip
+                       config={"round": round, "student": fingerprint}, progress=progress, batch_size=batch_size,
+                       stage=f"round {round}: student {round} tails")  # fmt: skip
     keys = summary.keys()
     rows, n_samples = [], 0
     for (_, request, response), (head, relation) in zip(summary, pairs):
@@ -119,7 +120,6 @@ def run_rounds(
             db["self_imitation_rounds"].upsert(row, pk="round")
         out_rows.append({**row, "scores": scores})
         if k < rounds:
-            _log(progress, f"[round {k}] student {k} generates tails for {len(pairs)} (head, relation) pairs")
             counts = generate_round(store, out, summary["fingerprint"], pairs, round=k, samples=samples, seed=seed, progress=progress)
             if counts.get("failed"):
                 raise UserError(f"round {k}: {counts['failed']} student request(s) failed; rerun to retry")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -81,7 +80,6 @@ class Round:
         return self._guidance[scenario.id]
 
     def run(self) -> dict[str, Any]:
-        self._say(f"round {self.number}: {len(self.pool)} scenarios, library {len(self.library)}")
         attempts = self.scorer.attempt([Trial(s, self.guidance(s)) for s in self.pool], stage=f"round {self.number}: attempts")
         failed = [(s, a) for s, a in zip(self.pool, attempts) if not a.correct]
         targets = self.targets(failed)
@@ -148,10 +146,6 @@ class Round:
                 known.add(new.question)
                 out.append(new)
         return out
-
-    def _say(self, text: str) -> None:
-        if self.progress:
-            print(f"[strategies] {text}", file=sys.stderr, flush=True)
 
 
 def load_pool(store: Store, learn_id: str, *, before_round: int) -> list[Scenario]:

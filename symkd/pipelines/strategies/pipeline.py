@@ -114,21 +114,25 @@ def _failed(*sessions: TeacherSession) -> int:
 def _run_rounds(store: Store, learn_id: str, cfg: LearnConfig, scorer: Scorer, teacher: TeacherSession,
                 teacher_name: str, progress: bool) -> int:  # fmt: skip
     """Rounds not yet finished, in order; stops (writing nothing for it) at a round with failed requests."""
-    from tqdm import tqdm
+    from symkd.progress import bar
 
     done = {row["round"] for row in finished_rounds(store, learn_id)}
     config_json = json.dumps(cfg.identity(), sort_keys=True)
     sessions = [teacher] + ([scorer.session] if isinstance(scorer, StudentScorer) else [])
-    for number in tqdm(range(1, cfg.rounds + 1), desc="rounds", unit="round", disable=not progress):
-        if number in done:
-            continue
-        before = _failed(*sessions)
-        rnd = Round(store, learn_id, number, cfg, scorer, teacher, teacher_name, progress)
-        outcome = rnd.run()
-        failed = _failed(*sessions) - before
-        if failed:
-            return failed  # the next run retries them; nothing of this round is written
-        commit_round(store, rnd, outcome, config_json)
+    with bar(range(1, cfg.rounds + 1), desc="rounds", unit="round", enabled=progress) as rounds:
+        for number in rounds:
+            if number in done:
+                continue
+            before = _failed(*sessions)
+            rnd = Round(store, learn_id, number, cfg, scorer, teacher, teacher_name, progress)
+            # the round's header is the bar's postfix (refresh=False: a bar appears only after its delay)
+            header = f"round {number}: {len(rnd.pool)} scenarios, library {len(rnd.library)}"
+            rounds.set_postfix_str(header, refresh=False)
+            outcome = rnd.run()
+            failed = _failed(*sessions) - before
+            if failed:
+                return failed  # the next run retries them; nothing of this round is written
+            commit_round(store, rnd, outcome, config_json)
     return 0
 
 
