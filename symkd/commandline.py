@@ -111,8 +111,9 @@ def console() -> Any:
     return Console() if sys.stdout.isatty() else Console(width=100_000)
 
 
-def build(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> Any:
-    """``model(**values)``; a bad value is one line naming its flag (``--rpm: must be ...``)."""
+def build(model: type[BaseModel], values: dict[str, Any], prefix: str = "", flags: dict[str, str] | None = None) -> Any:
+    """``model(**values)``; a bad value is one line naming its flag (``--rpm: must be ...``);
+    ``flags`` names the flag of a field the command spells otherwise (``{"n": "--samples"}``)."""
     try:
         return model(**values)
     except ValidationError as exc:
@@ -120,6 +121,7 @@ def build(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> A
         name = ".".join(str(p) for p in err["loc"])
         field = model.model_fields.get(name)
         flag = _long_name(name, field, prefix) if field is not None else f"--{prefix}{name.replace('_', '-')}"
+        flag = (flags or {}).get(name, flag)
         msg = err["msg"].replace("Input should be ", "must be ").replace("Value error, ", "")
         from symkd.teachers.options import given_value
 

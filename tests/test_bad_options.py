@@ -27,7 +27,8 @@ FLAGS = [
     (["--timeout", "0"], "--timeout: must be greater than 0 (got 0.0)"),
     (["--max-retries", "-1"], "--max-retries: must be greater than or equal to 0"),
     (["--batch-size", "0"], "--batch-size: must be greater than or equal to 1"),
-    (["--n", "0"], "--n: must be greater than or equal to 1"),
+    (["--samples", "0"], "--samples: must be greater than or equal to 1"),
+    (["--n", "0"], "--samples: must be greater than or equal to 1"),  # the old spelling still parses
     (["--max-tokens", "0"], "--max-tokens: must be greater than or equal to 1"),
     (["--temperature", "-1"], "--temperature: must be greater than or equal to 0"),
     (["--top-p", "0"], "--top-p: must be greater than 0"),

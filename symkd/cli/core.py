@@ -94,7 +94,7 @@ def generate(
     params = {"n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
               "stop": tuple(stop) if stop else None, "seed": seed, "logprobs": logprobs}  # fmt: skip
     params = {k: v for k, v in params.items() if v is not None}
-    build(GenerationParams, params)
+    build(GenerationParams, params, flags={"n": "--samples"})
     if out is not None:
         check_out_file(out)
     requests = read_requests(prompts, **params)
