@@ -95,7 +95,7 @@ def test_episodes_advance_together_and_recover_from_errors():
     assert session.calls == [3, 3, 3]  # one batched ask per step for all unfinished episodes
     for e in episodes:
         assert e.correct and e.exec_errors == 1 and e.parse_errors == 0 and len(e.steps) == 3
-        assert "NameError" in e.steps[0]["observation"] and e.turns[-1]["role"] == "assistant"
+        assert "NameError" in e.steps[0].observation and e.turns[-1]["role"] == "assistant"
         assert e.turns[3]["content"] == "Observation: 42"
 
 
@@ -112,8 +112,8 @@ def test_sag_groups_by_output_on_forked_state():
         sb.run("x = 0")
         texts = ["```python\nx = 1\nprint(x)\n```", "```python\nx = 2\nprint(x)\n```", "no code",
                  "```python\nx = 2\nprint(x)\n```", "```python\nraise ValueError\n```"]  # fmt: skip
-        chosen, result, child, vote = choose_by_consistency(texts, sb)
-        assert result.stdout == "2\n" and vote == {"candidates": 5, "parsed": 4, "valid": 3, "groups": 2, "group_size": 2}
+        _, action, result, child, vote = choose_by_consistency(texts, sb)
+        assert action.code == "x = 2\nprint(x)" and result.stdout == "2\n" and vote == {"candidates": 5, "parsed": 4, "valid": 3, "groups": 2, "group_size": 2}
         assert child.run("print(x)").stdout == "2\n"
         assert sb.run("print(x)").stdout == "0\n"  # the shared state never ran a candidate
         child.close()
@@ -125,7 +125,7 @@ def test_sag_in_the_loop_uses_n_candidates():
         return ["```python\nfinal_answer(41)\n```", "```python\nfinal_answer(42)\n```", "```python\nfinal_answer(42)\n```"]
 
     (episode,), _ = solve(FakeSession(script), [_task(0)], AgentConfig(sag=3))
-    assert episode.final_answer == "42" and episode.steps[0]["vote"]["group_size"] == 2
+    assert episode.final_answer == "42" and episode.steps[0].vote["group_size"] == 2
 
 
 def test_tools_run_in_the_parent(tmp_path):
@@ -141,8 +141,96 @@ def test_tools_run_in_the_parent(tmp_path):
 
     session = FakeSession(lambda r, s: ['```python\nprint(lookup("answer"))\nfinal_answer(42)\n```'])
     (episode,), _ = solve(session, [_task(0)], AgentConfig(), tools=[lookup])
-    assert seen == ["answer"] and episode.steps[0]["tool_calls"][0]["result"] == "forty-two"
+    assert seen == ["answer"] and episode.steps[0].tool_calls[0]["result"] == "forty-two"
     assert "lookup(query)" in episode.base[0]["content"]
+
+
+# ---- the typed Step: stored form, derived chat turns, old rows -------------------------------
+
+#: a stored ``trajectories.steps`` value exactly as the previous version (plain dicts) wrote it
+OLD_STEPS_JSON = (
+    '[{"raw": "  I will not write code  ", "thought": null, "code": null, "parse_error": true, "stdout": "", '
+    '"error": null, "tool_calls": [], "timed_out": false, "seconds": 0.0, "observation": "Observation: Error: no '
+    "Python code block found. Write 'Thought:' and then exactly one code block starting with ```python and ending "
+    'with ```."}, '
+    '{"raw": "Thought: fix\\n```python\\ny = 40 + 2\\nprint(y)\\n```\\nObservation: made up", "thought": "fix", '
+    '"code": "y = 40 + 2\\nprint(y)", "parse_error": false, "stdout": "42\\n", "error": null, "tool_calls": [], '
+    '"timed_out": false, "seconds": 0.01, "vote": {"candidates": 2, "parsed": 2, "valid": 2, "groups": 1, '
+    '"group_size": 2}, "is_final": false, "restarted": false, "observation": "Observation: 42"}, '
+    '{"raw": "Thought: done\\n```python\\nfinal_answer(y)\\n```", "thought": "done", "code": "final_answer(y)", '
+    '"parse_error": false, "stdout": "", "error": null, "tool_calls": [], "timed_out": false, "seconds": 0.02, '
+    '"is_final": true, "observation": null}]'
+)
+#: the turns the previous version built by hand for those steps (after the system prompt and question)
+OLD_TURNS = [
+    {"role": "assistant", "content": "I will not write code"},
+    {"role": "user", "content": "Observation: Error: no Python code block found. Write 'Thought:' and then exactly "
+                                "one code block starting with ```python and ending with ```."},
+    {"role": "assistant", "content": "Thought: fix\n```python\ny = 40 + 2\nprint(y)\n```"},
+    {"role": "user", "content": "Observation: 42"},
+    {"role": "assistant", "content": "Thought: done\n```python\nfinal_answer(y)\n```"},
+]  # fmt: skip
+
+
+def test_step_round_trips_its_stored_json():
+    from symkd.pipelines.agents.step import Step
+    from symkd.sandbox.types import StepResult
+
+    action = parse_action("Thought: add\n```python\nprint(1 + 1)\n```")
+    step = Step.ran("Thought: add\n```python\nprint(1 + 1)\n```", action, StepResult(stdout="2\n", seconds=0.5,
+                    tool_calls=[{"tool": "t", "result": "r"}]), vote={"candidates": 3})  # fmt: skip
+    stored = json.dumps(step.to_dict(), ensure_ascii=False)
+    assert Step.from_dict(json.loads(stored)) == step
+    assert list(json.loads(stored)) == ["raw", "thought", "code", "parse_error", "stdout", "error", "tool_calls",
+                                        "timed_out", "seconds", "vote", "is_final", "restarted", "observation"]  # fmt: skip
+    unparsed = Step.unparsed("no code")
+    assert "is_final" not in unparsed.to_dict() and Step.from_dict(unparsed.to_dict()) == unparsed
+    odd = {**unparsed.to_dict(), "future_key": [1]}  # a key this version does not know is kept
+    assert Step.from_dict(odd).to_dict() == odd
+
+
+def test_step_messages_are_the_hand_built_turns():
+    from symkd.pipelines.agents.episode import Episode
+    from symkd.pipelines.agents.step import Step
+    from symkd.sandbox.types import StepResult
+
+    episode = Episode(_task(0), 0, [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}], "t", "1")
+    episode.record(Step.unparsed("  I will not write code  "))
+    fix = "Thought: fix\n```python\ny = 40 + 2\nprint(y)\n```\nObservation: made up"
+    episode.record(Step.ran(fix, parse_action(fix), StepResult(stdout="42\n", seconds=0.01)))
+    oops = "```python\nfinal_answer(y)\nraise ValueError('no')\n```"
+    episode.record(Step.ran(oops, parse_action(oops), StepResult(is_final=True, final_answer="42", error="ValueError: no")))
+    done = "Thought: done\n```python\nfinal_answer(y)\n```"
+    episode.record(Step.ran(done, parse_action(done), StepResult(is_final=True, final_answer="42")), final_answer="42")
+    assert episode.conversation() == [
+        {"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, *OLD_TURNS[:4],
+        {"role": "assistant", "content": "Thought: \n```python\nfinal_answer(y)\nraise ValueError('no')\n```"},
+        {"role": "user", "content": "Observation: ValueError: no"}, OLD_TURNS[4],
+    ]  # fmt: skip
+    assert (episode.parse_errors, episode.exec_errors, episode.final_answer, episode.done) == (1, 1, "42", True)
+    row = episode.to_row(source="teacher", model="m", trajectory_id="x", config={})
+    assert row["messages"] == episode.conversation() and row["steps"][0] == json.loads(OLD_STEPS_JSON)[0]
+
+
+def test_an_old_stored_trajectory_still_loads(tmp_path):
+    from symkd.pipelines.agents import tables
+    from symkd.pipelines.agents.step import messages_of, steps_of
+    from symkd.pipelines.agents.self_train import code_signature
+    from symkd.store.db import Store
+
+    base = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
+    row = {"id": "old", "source": "teacher", "task_id": "t0", "sample": 0, "question": "Q", "reference": "42",
+           "model": "m", "final_answer": "42", "correct": 1, "n_steps": 3, "steps": OLD_STEPS_JSON,
+           "messages": json.dumps([*base, *OLD_TURNS]), "run_ids": "[]"}  # fmt: skip
+    with Store(tmp_path / "old.db") as store:
+        tables.write_trajectories(store, [row])
+        (loaded,) = tables.read_trajectories(store)
+    steps = steps_of(loaded)
+    assert [s.parse_error for s in steps] == [True, False, False] and steps[1].vote["group_size"] == 2
+    assert steps[2].is_final and steps[2].observation is None and steps[1].restarted is False
+    assert json.dumps([s.to_dict() for s in steps]) == OLD_STEPS_JSON  # byte for byte
+    assert messages_of(steps) == OLD_TURNS == loaded["messages"][2:]
+    assert code_signature(loaded) == "\ny = 40 + 2 print(y)\nfinal_answer(y)"
 
 
 # ---- search, verifier, gold rationales ------------------------------------------------------

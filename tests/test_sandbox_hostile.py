@@ -243,7 +243,7 @@ def test_sag_drops_a_candidate_whose_fork_fails():
     bomb = ("```python\nimport os, time\ntry:\n    while True:\n        if os.fork() == 0:\n"
             "            time.sleep(300); os._exit(0)\nexcept OSError:\n    final_answer(1)\n```")  # fmt: skip
     with Sandbox(limits=limits) as box:
-        chosen, result, child, vote = choose_by_consistency([bomb, "```python\nfinal_answer(2)\n```"], box)
+        _, _, result, child, vote = choose_by_consistency([bomb, "```python\nfinal_answer(2)\n```"], box)
         assert vote["parsed"] == 2 and vote.get("fork_failed") == 1 and result.final_answer == "1"
         child.close()
         assert box.run("print('episode goes on')").stdout == "episode goes on\n"

@@ -1,4 +1,4 @@
-"""One agent episode: a task, the conversation so far, its sandbox worker and its counts."""
+"""One agent episode: a task, its steps (the conversation derives from them), its sandbox worker and its counts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from symkd.pipelines.agents.gsm8k import Task, answers_match
+from symkd.pipelines.agents.step import Step, messages_of
 
 
 @dataclass
@@ -16,8 +17,7 @@ class Episode:
     template_id: str
     template_version: str
     prefill: str = ""  # "Thought: <first paragraph of a CoT answer>" continued by the model at step 1
-    turns: list[dict[str, str]] = field(default_factory=list)  # assistant actions and observations
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)  # the single record: the chat turns derive from it
     final_answer: str | None = None
     done: bool = False
     hit_step_limit: bool = False
@@ -34,8 +34,23 @@ class Episode:
     def item_id(self) -> str:
         return f"{self.task.id}#{self.sample}"
 
+    @property
+    def turns(self) -> list[dict[str, str]]:
+        """The assistant actions and observations so far, derived from the steps."""
+        return messages_of(self.steps)
+
     def conversation(self) -> list[dict[str, str]]:
         return [*self.base, *self.turns]
+
+    def record(self, step: Step, final_answer: Any = None) -> None:
+        """Add a step and its counts; a clean final answer (``step.observation`` None) ends the episode."""
+        if step.parse_error:
+            self.parse_errors += 1
+        elif step.error:
+            self.exec_errors += 1
+        if step.is_final and not step.error:
+            self.final_answer, self.done = final_answer, True
+        self.steps.append(step)
 
     @property
     def correct(self) -> bool:
@@ -69,6 +84,6 @@ class Episode:
             "hit_step_limit": int(self.hit_step_limit), "parse_errors": self.parse_errors,
             "exec_errors": self.exec_errors, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "first_thought": self.prefill or None,
-            "steps": self.steps, "messages": self.conversation(), "response_keys": self.response_keys,
+            "steps": [s.to_dict() for s in self.steps], "messages": self.conversation(), "response_keys": self.response_keys,
             "run_ids": sorted(self.run_ids), "config": config,
         }  # fmt: skip

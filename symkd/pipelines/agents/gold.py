@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from symkd.pipelines.agents.actions import format_action, observation
 from symkd.pipelines.agents.gsm8k import Task, answers_match
+from symkd.pipelines.agents.step import Step, messages_of
 
 SOURCE = "gold-rationales"
 _ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>]*)>>")
@@ -144,21 +145,15 @@ def convert(tasks: Sequence[Task], base_for: Any, *, template: Any, sandbox_mode
 
 
 def _run(task: Task, steps: list[GoldStep], sandbox: Any, base: list[dict[str, str]], template: Any) -> tuple[str, Any]:
-    turns: list[dict[str, str]] = []
-    records: list[dict[str, Any]] = []
+    records: list[Step] = []
     final = None
     for step in steps:
         result = sandbox.run(step.code)
         if result.error:
             return "failed_step", None
-        text = format_action(step.thought, step.code)
-        turns.append({"role": "assistant", "content": text})
-        obs = None if result.is_final else observation(result.stdout, None)
-        if obs:
-            turns.append({"role": "user", "content": obs})
-        records.append({"raw": text, "thought": step.thought, "code": step.code, "parse_error": False,
-                        "stdout": result.stdout, "error": None, "tool_calls": [], "timed_out": False,
-                        "seconds": result.seconds, "is_final": result.is_final, "observation": obs})  # fmt: skip
+        records.append(Step(raw=format_action(step.thought, step.code), thought=step.thought, code=step.code,
+                            stdout=result.stdout, seconds=result.seconds, is_final=result.is_final,
+                            observation=None if result.is_final else observation(result.stdout, None)))  # fmt: skip
         if result.is_final:
             final = result.final_answer
             break
@@ -168,6 +163,6 @@ def _run(task: Task, steps: list[GoldStep], sandbox: Any, base: list[dict[str, s
            "model": SOURCE, "template_id": template.id, "template_version": template.version,
            "final_answer": final, "correct": 1, "n_steps": len(records), "hit_step_limit": 0, "parse_errors": 0,
            "exec_errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "first_thought": None,
-           "steps": records, "messages": [*base, *turns], "response_keys": [], "run_ids": [],
-           "config": {"converter": "gold/1"}}  # fmt: skip
+           "steps": [r.to_dict() for r in records], "messages": [*base, *messages_of(records)],
+           "response_keys": [], "run_ids": [], "config": {"converter": "gold/1"}}  # fmt: skip
     return "converted", row

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
-from symkd.pipelines.agents.actions import PARSE_ERROR_OBSERVATION, Action, observation, parse_action
+from symkd.pipelines.agents.actions import Action, parse_action
 from symkd.pipelines.agents.episode import Episode
+from symkd.pipelines.agents.step import Step
 from symkd.teachers.types import GenerationParams, Request, Response
 
 #: how a first-thought prefix becomes a prompt: (messages, assistant prefix) -> completion prompt
@@ -172,48 +173,28 @@ def _request(episode: Episode, params: GenerationParams, continuation: Continuat
 
 
 def advance(episode: Episode, response: Response, config: AgentConfig) -> None:
-    """Apply one step's answer: parse, run (voting over candidates with SAG), observe."""
+    """Apply one step's answer: parse (once per candidate), run (voting over candidates with SAG), observe."""
     prefix = episode.prefill if (episode.prefill and not episode.steps) else ""
     texts = [prefix + c.text for c in response.completions]
     if config.sag and len(texts) > 1:
-        chosen, result, sandbox, vote = choose_by_consistency(texts, episode.sandbox)
-        episode.adopt(sandbox)
+        choice = choose_by_consistency(texts, episode.sandbox)
+        episode.adopt(choice.sandbox)
     else:
-        chosen, vote = texts[0], None
-        action = parse_action(chosen)
+        action = parse_action(texts[0])
         result = episode.sandbox.run(action.code) if action is not None else None
-    action = parse_action(chosen)
-    record_step(episode, chosen, action, result, vote)
+        choice = Choice(texts[0], action, result, None, None)
+    record_step(episode, choice.text, choice.action, choice.result, choice.vote)
     if not episode.done and len(episode.steps) >= config.max_steps:
         episode.hit_step_limit = True
         episode.done = True
 
 
 def record_step(episode: Episode, raw: str, action: Action | None, result: Any, vote: dict | None) -> None:
-    step: dict[str, Any] = {"raw": raw, "thought": action.thought if action else None, "code": action.code if action else None,
-                            "parse_error": action is None, "stdout": "", "error": None, "tool_calls": [],
-                            "timed_out": False, "seconds": 0.0}  # fmt: skip
-    if vote is not None:
-        step["vote"] = vote
+    """The step as a :class:`Step` on the episode (its chat turns derive from it)."""
     if action is None:
-        episode.parse_errors += 1
-        step["observation"] = f"Observation: {PARSE_ERROR_OBSERVATION}"
-        episode.turns += [{"role": "assistant", "content": raw.strip() or "(empty)"},
-                          {"role": "user", "content": step["observation"]}]  # fmt: skip
-        episode.steps.append(step)
-        return
-    step.update(stdout=result.stdout, error=result.error, tool_calls=result.tool_calls, timed_out=result.timed_out,
-                seconds=result.seconds, is_final=result.is_final, restarted=bool(getattr(result, "restarted", False)))  # fmt: skip
-    if result.error:
-        episode.exec_errors += 1
-    episode.turns.append({"role": "assistant", "content": action.text})
-    if result.is_final and not result.error:
-        episode.final_answer, episode.done = result.final_answer, True
-        step["observation"] = None
+        episode.record(Step.unparsed(raw, vote))
     else:
-        step["observation"] = observation(result.stdout, result.error)
-        episode.turns.append({"role": "user", "content": step["observation"]})
-    episode.steps.append(step)
+        episode.record(Step.ran(raw, action, result, vote), final_answer=result.final_answer)
 
 
 def consistency_key(result: Any) -> tuple[str, str]:
@@ -223,8 +204,19 @@ def consistency_key(result: Any) -> tuple[str, str]:
     return ("output", result.stdout.strip())
 
 
-def choose_by_consistency(texts: Sequence[str], sandbox: Any) -> tuple[str, Any, Any, dict[str, Any]]:
-    """(chosen text, its step result, its forked sandbox, vote summary) among candidate actions.
+class Choice(NamedTuple):
+    """The action an episode takes this step: its text, parsed action (None: a parse failure),
+    its step result, the fork it ran on (SAG; None otherwise) and the vote summary (SAG)."""
+
+    text: str
+    action: Action | None
+    result: Any
+    sandbox: Any
+    vote: dict[str, Any] | None
+
+
+def choose_by_consistency(texts: Sequence[str], sandbox: Any) -> Choice:
+    """The chosen candidate (text, action, its step result, its forked sandbox, vote summary).
 
     Each parsed candidate runs on its own fork of ``sandbox``; candidates that raise or time
     out are dropped, and so are those whose fork fails; the first candidate of the largest
@@ -233,7 +225,7 @@ def choose_by_consistency(texts: Sequence[str], sandbox: Any) -> tuple[str, Any,
     """
     from symkd.sandbox import SandboxError, StepResult
 
-    runs: list[tuple[str, Any, Any]] = []
+    runs: list[Choice] = []
     parsed, unforked = 0, []  # a candidate whose fork fails (the sandbox's budget is spent) is dropped
     for text in texts:
         action = parse_action(text)
@@ -243,23 +235,23 @@ def choose_by_consistency(texts: Sequence[str], sandbox: Any) -> tuple[str, Any,
         try:
             child = sandbox.fork()
         except SandboxError as exc:
-            unforked.append((text, StepResult(error=f"SandboxError: {exc}"), None))
+            unforked.append(Choice(text, action, StepResult(error=f"SandboxError: {exc}"), None, None))
             continue
-        runs.append((text, child.run(action.code), child))
-    valid = [r for r in runs if not r[1].error and not r[1].timed_out]
-    counts = Counter(consistency_key(r[1]) for r in valid)
+        runs.append(Choice(text, action, child.run(action.code), child, None))
+    valid = [r for r in runs if not r.result.error and not r.result.timed_out]
+    counts = Counter(consistency_key(r.result) for r in valid)
     vote = {"candidates": len(texts), "parsed": parsed, "valid": len(valid), "groups": len(counts)}
     if unforked:
         vote["fork_failed"] = len(unforked)
     if valid:
         best = max(counts.values())
-        chosen = next(r for r in valid if counts[consistency_key(r[1])] == best)
+        chosen = next(r for r in valid if counts[consistency_key(r.result)] == best)
         vote["group_size"] = best
     elif runs or unforked:
         chosen = (runs or unforked)[0]
     else:
-        chosen = (texts[0], None, None)
+        chosen = Choice(texts[0], None, None, None, None)
     for run in runs:
         if run is not chosen:
-            run[2].close()
-    return chosen[0], chosen[1], chosen[2], vote
+            run.sandbox.close()
+    return chosen._replace(vote=vote)

@@ -24,6 +24,7 @@ from symkd.pipelines.agents import tables
 from symkd.pipelines.agents.agent import episode_rows, solve
 from symkd.pipelines.agents.loop import AgentConfig
 from symkd.pipelines.agents.options import SelfTrainConfig
+from symkd.pipelines.agents.step import steps_of
 from symkd.store.db import Store, utcnow
 
 
@@ -43,7 +44,7 @@ def _ensure(store: Store) -> None:
 
 def code_signature(row: dict[str, Any]) -> str:
     """What makes two trajectories of one problem the same: their code, whitespace-normalised."""
-    return "\n".join(" ".join((s.get("code") or "").split()) for s in row["steps"])
+    return "\n".join(" ".join((s.code or "").split()) for s in steps_of(row))
 
 
 def new_positives(rows: Sequence[dict[str, Any]], seen: dict[str, set[str]]) -> list[dict[str, Any]]:
