@@ -274,7 +274,7 @@ def test_hf_constrained_decoding_holds_on_the_real_model():
                     params=GenerationParams(temperature=0, max_tokens=12, stop=("\n",), require_words=req, forbid_words=forb))
             for i, (req, forb) in enumerate(cases)
         ]  # fmt: skip
-        tail, _ = inferences_request()
+        tail = inferences_request()
         sampled = tail.model_copy(update={"id": "s", "params": tail.params.model_copy(update={"require_words": ("home",)})})
         out = teacher.generate_batch([*greedy, sampled])
         texts = [[c.text for c in r.completions] for r in out]
@@ -287,9 +287,9 @@ def test_hf_constrained_decoding_holds_on_the_real_model():
 
 
 def inferences_request():
-    from symkd.pipelines.commonsense.inferences import tail_request
+    from symkd.pipelines.commonsense.inferences import TailStage
 
-    return tail_request("PersonX goes jogging", "xWant", seed=0, samples=3)
+    return TailStage(seed=0, samples=3).request("PersonX goes jogging", "xWant")
 
 def test_failed_requests_are_counted_and_retried_by_a_rerun(fake_openai, db_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-000000")

@@ -121,13 +121,14 @@ def test_event_constraints_and_prompt():
     assert events.check("PersonX walks the dog", "stop", forbid=("DOG",)) == "constraint"
     tpl = get_template(events.TEMPLATE)
     seeds = [f"PersonX does thing {i}" for i in range(30)]
-    req = events.prompt_request(4, seeds, 0, tpl)
+    stage = events.EventStage(seeds, 0, tpl)
+    req = stage.request(4)
     lines = req.prompt.split("\n")
     assert lines[-1] == "11." and lines[0].startswith("1. PersonX") and len(lines) == 11
     assert req.params.stop == ("\n",) and req.params.logprobs and req.params.seed == names.derive_seed(0, "event", 4)
-    assert req.prompt == events.prompt_request(4, seeds, 0, tpl).prompt  # seeded
-    assert req.prompt != events.prompt_request(5, seeds, 0, tpl).prompt
-    assert events.prompt_request(0, seeds[:3], 0, tpl).prompt.endswith("\n4.")  # fewer seeds than shots
+    assert req.prompt == events.EventStage(seeds, 0, tpl).requests([4])[0].prompt  # seeded
+    assert req.prompt != stage.request(5).prompt
+    assert events.EventStage(seeds[:3], 0, tpl).request(0).prompt.endswith("\n4.")  # fewer seeds than shots
 
 
 def test_least_likely_fifth_is_dropped():
@@ -161,12 +162,13 @@ def test_entity_extraction_rule():
 
 
 def test_tail_requests_use_names_and_are_seeded():
-    req, mapping = inferences.tail_request("PersonX hugs PersonY", "oReact", seed=1, samples=3)
+    stage = inferences.TailStage(seed=1, samples=3)
+    req, mapping = stage.request("PersonX hugs PersonY", "oReact"), stage.names("PersonX hugs PersonY")
     assert "PersonX" not in req.prompt and "PersonY" not in req.prompt
     assert f"{mapping['PersonX']} hugs {mapping['PersonY']}." in req.prompt
     assert req.prompt.endswith("After this, others feel") and req.params.n == 3
-    again, _ = inferences.tail_request("PersonX hugs PersonY", "oReact", seed=1, samples=3)
-    other, _ = inferences.tail_request("PersonX hugs PersonY", "oReact", seed=2, samples=3)
+    again = inferences.TailStage(seed=1, samples=3).requests([("PersonX hugs PersonY", "oReact")])[0]
+    other = inferences.TailStage(seed=2, samples=3).request("PersonX hugs PersonY", "oReact")
     assert again.cache_key("b", "m") == req.cache_key("b", "m") != other.cache_key("b", "m")
 
 
@@ -177,7 +179,8 @@ def test_every_relation_template_loads_and_renders(relation):
     assert tpl.id == f"commonsense/relations/{relation.lower()}" and tpl.prompt is not None
     assert len(tpl.examples) == 5 and all(set(e) == {"head", "tail"} for e in tpl.examples)
     head = "PersonX covers the ___ with PersonY" if relation == "isFilledBy" else ("PersonX bakes bread" if rel.head == "event" else "kettle")
-    req, mapping = inferences.tail_request(head, relation, seed=0, samples=2)
+    stage = inferences.TailStage(seed=0, samples=2)
+    req, mapping = stage.request(head, relation), stage.names(head)
     assert not re.search(r"Person[XYZ]", req.prompt)
     assert req.prompt.count("Event:" if rel.head == "event" else "Thing:") == 6
     shown = names.to_names(head, mapping)
@@ -216,11 +219,11 @@ def test_every_asked_relation_has_a_question_and_examples():
         examples = [e for e in tpl.examples if e["key"] == key]
         assert sorted(e["answer"] for e in examples) == ["no", "no", "yes", "yes"]
         head = "PersonX builds muscle" if key in ("others", "need", "intent") else "kettle"
-        req = applicability.question_request(head, key, 0)
+        req = applicability.QuestionStage(0).request(head, key)
         assert req.prompt.endswith("Answer:") and "Question: " in req.prompt.split("\n")[-2]
         assert req.params.temperature == 0 and not re.search(r"Person[XYZ]", req.prompt)
-    same = applicability.question_request("PersonX runs", "others", 0)
-    assert same.cache_key("b", "m") == applicability.question_request("PersonX runs", "others", 0).cache_key("b", "m")
+    same = applicability.QuestionStage(0).request("PersonX runs", "others")
+    assert same.cache_key("b", "m") == applicability.QuestionStage(0).requests([("PersonX runs", "others")])[0].cache_key("b", "m")
 
 
 @pytest.mark.parametrize("text, answer", [(" yes", True), (" No.", False), ("Yes, it is", True), (" maybe", None), ("", None)])

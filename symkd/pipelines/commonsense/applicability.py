@@ -23,12 +23,13 @@ tail "none" row with source "applicability"; an answer that is neither yes nor n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from symkd.pipelines.commonsense.names import name_examples, people, rng_for, sample_names, to_names
 from symkd.knowledge.relations import RELATIONS, head_kind
 from symkd.prompts import PromptTemplate, get_template
-from symkd.teachers.types import Request
+from symkd.stages import Stage, run_stage
+from symkd.teachers.types import Request, Response
 
 if TYPE_CHECKING:
     from symkd.session import TeacherSession
@@ -79,23 +80,38 @@ def parse_answer(text: str) -> bool | None:
     return True if first == "yes" else False if first == "no" else None
 
 
-def question_request(head: str, key: str, seed: int, template: PromptTemplate | None = None) -> Request:
-    """The yes/no request for ``head`` and question ``key`` (same head+key -> same cache key)."""
-    template = template or get_template(TEMPLATE)
-    names = sample_names(rng_for(seed, "names", head))
-    examples = [e for e in template.examples if e["key"] == key]
-    if not examples:
-        raise ValueError(f"template {template.ref} has no examples for question {key!r}")
-    shots = name_examples(examples, rng_for(seed, "shot-names", key))
-    variables = {
-        "shots": shots,
-        "head": to_names(head, names),
-        "key": key,
-        "x": names["PersonX"],
-        "label": "Event" if head_kind(head) == "event" else "Thing",
-    }
-    item = f"app:{key}:{head}"
-    return template.request(item, variables, seed=seed)
+class QuestionStage(Stage[tuple[str, str], bool]):
+    """Rows are (head, question key): one yes/no request each (same head+key -> same cache key);
+    the parse is :func:`parse_answer` of the first completion (None: unclear)."""
+
+    kind = "commonsense-applicability"
+    name = "applicability"
+
+    def __init__(self, seed: int, template: PromptTemplate | None = None):
+        self.seed, self.template = seed, template or get_template(TEMPLATE)
+
+    def request(self, head: str, key: str) -> Request:
+        template = self.template
+        names = sample_names(rng_for(self.seed, "names", head))
+        examples = [e for e in template.examples if e["key"] == key]
+        if not examples:
+            raise ValueError(f"template {template.ref} has no examples for question {key!r}")
+        shots = name_examples(examples, rng_for(self.seed, "shot-names", key))
+        variables = {
+            "shots": shots,
+            "head": to_names(head, names),
+            "key": key,
+            "x": names["PersonX"],
+            "label": "Event" if head_kind(head) == "event" else "Thing",
+        }
+        item = f"app:{key}:{head}"
+        return template.request(item, variables, seed=self.seed)
+
+    def requests(self, rows: Sequence[tuple[str, str]]) -> list[Request]:
+        return [self.request(head, key) for head, key in rows]
+
+    def parse(self, row: tuple[str, str], response: Response) -> bool | None:
+        return parse_answer(response.completions[0].text) if response.completions else None
 
 
 @dataclass
@@ -131,28 +147,25 @@ def decide(session: "TeacherSession", heads: list[str], relations: list[str], se
                     provenance[(head, relation)] = {"rule": decision.reason}
     if not pending:
         return Applicability(verdicts, provenance, counts, None)
-    template = get_template(TEMPLATE)
+    stage = QuestionStage(seed)
     ordered = sorted(pending, key=lambda pair: list(NONE_WHEN).index(pair[1]))  # same question together
-    requests = {pair: question_request(pair[0], pair[1], seed, template) for pair in ordered}
-    answers = session.ask(list(requests.values()), kind="commonsense-applicability", config=config, stage="applicability")
-    responses, keys = answers.responses(), answers.keys()
-    counts["calls"] = len(requests)
-    for (head, key), request in requests.items():
-        response = responses.get(request.id)
-        if response is None or not response.ok or not response.completions:
-            counts["failed"] += len(pending[(head, key)])  # decided by the next run
+    answers = run_stage(session, stage, ordered, config=config)
+    counts["calls"] = len(ordered)
+    for reply in answers:
+        if not reply.answered or not reply.response.completions:
+            counts["failed"] += len(pending[reply.row])  # decided by the next run
             continue
-        answer = parse_answer(response.completions[0].text)
+        answer, key = reply.parsed, reply.row[1]
         applies = answer is None or answer != NONE_WHEN[key]
-        for relation in pending[(head, key)]:
+        for relation in pending[reply.row]:
             counts["asked"] += 1
             counts["unclear" if answer is None else "applies" if applies else "none"] += 1
-            verdicts[(head, relation)] = "applies" if applies else "none"
+            verdicts[(reply.row[0], relation)] = "applies" if applies else "none"
             if not applies:
-                provenance[(head, relation)] = {
-                    "run_id": answers.run_id,
-                    "response_key": keys[request.id],
-                    "template_id": template.id,
-                    "template_version": template.version,
+                provenance[(reply.row[0], relation)] = {
+                    "run_id": answers.result.run_id,
+                    "response_key": reply.key,
+                    "template_id": stage.template.id,
+                    "template_version": stage.template.version,
                 }
-    return Applicability(verdicts, provenance, counts, answers.as_dict())
+    return Applicability(verdicts, provenance, counts, answers.result.as_dict())

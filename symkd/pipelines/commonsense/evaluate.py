@@ -59,13 +59,13 @@ def student_predictions(model_dir: str | Path, lines: Sequence[AtomicLine], *, n
 
 def teacher_predictions(teacher: str, lines: Sequence[AtomicLine], store: Any, *, progress: bool = True,
                         teacher_options: dict[str, Any] | None = None) -> list[str]:  # fmt: skip
-    from symkd.pipelines.commonsense.inferences import parse_tail, tail_request
+    from symkd.pipelines.commonsense.inferences import TailStage, parse_tail
     from symkd.generation import generate
     from symkd.teachers.options import as_options
 
-    requests, names = [], []
+    requests, names, stage = [], [], TailStage(seed=0, samples=1)
     for i, ln in enumerate(lines):
-        request, used = tail_request(ln.head, ln.relation, seed=0, samples=1)
+        request, used = stage.request(ln.head, ln.relation), stage.names(ln.head)
         params = request.params.model_copy(update={"temperature": 0.0, "n": 1, "seed": 0})
         requests.append(request.model_copy(update={"id": f"eval:{i}:{ln.relation}:{ln.head}", "params": params}))
         names.append(used)

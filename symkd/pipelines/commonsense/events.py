@@ -22,7 +22,8 @@ from symkd.pipelines.commonsense.names import derive_seed, rng_for
 from symkd.pipelines.commonsense.seeds import clean
 from symkd.prompts import PromptTemplate, get_template
 from symkd.store.db import Store
-from symkd.teachers.types import Request
+from symkd.stages import Stage, run_stage
+from symkd.teachers.types import Request, Response
 
 if TYPE_CHECKING:
     from symkd.session import TeacherSession
@@ -56,10 +57,30 @@ def check(text: str, finish_reason: str | None, require: Sequence[str] = (), for
     return None
 
 
-def prompt_request(index: int, seed_events: Sequence[str], seed: int, template: PromptTemplate) -> Request:
-    """Prompt ``index``: ~10 seed events drawn with ``rng_for(seed, "event-shots", index)``."""
-    shots = rng_for(seed, "event-shots", index).sample(list(seed_events), min(SHOTS, len(seed_events)))
-    return template.request(f"event-{index}", {"shots": shots}, seed=derive_seed(seed, "event", index))
+class EventStage(Stage[int, list[tuple[str, str | None]]]):
+    """Rows are prompt indices: prompt ``index`` shows ~10 seed events drawn with
+    ``rng_for(seed, "event-shots", index)``; the parse is one (cleaned first line, why the
+    filters drop it or None) per completion (see :func:`check`; copies and duplicates are the
+    caller's, who knows what came before)."""
+
+    kind = "commonsense-events"
+    name = "events"
+
+    def __init__(self, seed_events: Sequence[str], seed: int, template: PromptTemplate,
+                 require: Sequence[str] = (), forbid: Sequence[str] = ()):  # fmt: skip
+        self.seed_events, self.seed, self.template = list(seed_events), seed, template
+        self.require, self.forbid = require, forbid
+
+    def request(self, index: int) -> Request:
+        shots = rng_for(self.seed, "event-shots", index).sample(self.seed_events, min(SHOTS, len(self.seed_events)))
+        return self.template.request(f"event-{index}", {"shots": shots}, seed=derive_seed(self.seed, "event", index))
+
+    def requests(self, rows: Sequence[int]) -> list[Request]:
+        return [self.request(index) for index in rows]
+
+    def parse(self, row: int, response: Response) -> list[tuple[str, str | None]]:
+        texts = [clean(completion.text.split("\n")[0]) for completion in response.completions]
+        return [(text, check(text, c.finish_reason, self.require, self.forbid)) for text, c in zip(texts, response.completions)]
 
 
 def low_logprob_ids(candidates: list["Candidate"]) -> set[int]:
@@ -100,6 +121,7 @@ def generate_events(
 ) -> EventsResult:
     """Generate, filter and store events until ``n_events`` are kept (or the prompt budget ends)."""
     template = get_template(TEMPLATE)
+    stage = EventStage(seed_events, seed, template, require, forbid)
     seen_seeds = {normalize(s) for s in seed_events}
     rows: dict[str, dict] = {}  # event id -> row (a valid sample wins over a dropped one)
     valid: list[Candidate] = []
@@ -110,21 +132,16 @@ def generate_events(
     batch = min(budget, math.ceil(target / EXPECTED_YIELD))
     while batch > 0 and n_events > 0:
         start = counts["prompts"]
-        requests = [prompt_request(i, seed_events, seed, template) for i in range(start, start + batch)]
-        answers = session.ask(requests, kind="commonsense-events", config={**(config or {}), "round_start": start}, stage="events")
-        responses, keys = answers.responses(), answers.keys()
-        summaries.append(answers.as_dict())
+        answers = run_stage(session, stage, range(start, start + batch), config={**(config or {}), "round_start": start})
+        summaries.append(answers.result.as_dict())
         counts["prompts"] += batch
-        for request in requests:
-            response = responses.get(request.id)
-            if response is None or not response.ok:
+        for answer in answers:
+            if not answer.answered:
                 counts["failed"] += 1
                 continue
-            for completion in response.completions:
+            for completion, (text, reason) in zip(answer.response.completions, answer.parsed):
                 counts["generated"] += 1
-                text = clean(completion.text.split("\n")[0])
-                cand = Candidate(text, completion.logprob_sum, answers.run_id, keys[request.id])
-                cand.reason = check(text, completion.finish_reason, require, forbid)
+                cand = Candidate(text, completion.logprob_sum, answers.result.run_id, answer.key, reason)
                 if cand.reason is None and normalize(text) in seen_seeds:
                     cand.reason = "seed-copy"
                 if cand.reason is None and event_id(text) in rows and rows[event_id(text)]["status"] == "kept":

@@ -38,7 +38,8 @@ from symkd.knowledge.relations import NONE_TAIL
 from symkd.pipelines.commonsense.seeds import clean
 from symkd.prompts import PromptTemplate, get_template
 from symkd.store.db import Store
-from symkd.teachers.types import Request
+from symkd.stages import Stage, run_stage
+from symkd.teachers.types import Request, Response
 
 if TYPE_CHECKING:
     from symkd.session import TeacherSession
@@ -64,15 +65,37 @@ def template_for(relation: str) -> PromptTemplate:
     return get_template(f"commonsense/relations/{relation.lower()}")
 
 
-def tail_request(head: str, relation: str, *, seed: int, samples: int, template: PromptTemplate | None = None) -> tuple[Request, dict[str, str]]:
-    """The request for (head, relation) and the names it uses (to map the output back)."""
-    template = template or template_for(relation)
-    names = sample_names(rng_for(seed, "names", head))
-    shots = name_examples(template.examples, rng_for(seed, "shot-names", relation))
-    variables = {"shots": shots, "head": to_names(head, names), "x": names["PersonX"]}
-    seed_value = derive_seed(seed, "tails", head, relation)
-    request = template.request(f"tails:{relation}:{head}", variables, n=samples, seed=seed_value)
-    return request, names
+class TailStage(Stage[tuple[str, str], list[tuple[str | None, str | None]]]):
+    """Rows are (head, relation): one request for ``samples`` tails each; the parse is one
+    :func:`parse_tail` result per completion, with the head's names mapped back."""
+
+    kind = "commonsense-inferences"
+    name = "inferences"
+
+    def __init__(self, *, seed: int, samples: int):
+        self.seed, self.samples = seed, samples
+        self._templates: dict[str, PromptTemplate] = {}
+
+    def names(self, head: str) -> dict[str, str]:
+        """The first names the head's request uses (PersonX -> "Riley", ...)."""
+        return sample_names(rng_for(self.seed, "names", head))
+
+    def request(self, head: str, relation: str) -> Request:
+        if relation not in self._templates:
+            self._templates[relation] = template_for(relation)
+        template = self._templates[relation]
+        names = self.names(head)
+        shots = name_examples(template.examples, rng_for(self.seed, "shot-names", relation))
+        variables = {"shots": shots, "head": to_names(head, names), "x": names["PersonX"]}
+        seed_value = derive_seed(self.seed, "tails", head, relation)
+        return template.request(f"tails:{relation}:{head}", variables, n=self.samples, seed=seed_value)
+
+    def requests(self, rows: Sequence[tuple[str, str]]) -> list[Request]:
+        return [self.request(head, relation) for head, relation in rows]
+
+    def parse(self, row: tuple[str, str], response: Response) -> list[tuple[str | None, str | None]]:
+        names = self.names(row[0])
+        return [parse_tail(completion.text, names) for completion in response.completions]
 
 
 def parse_tail(text: str, names: dict[str, str]) -> tuple[str | None, str | None]:
@@ -144,20 +167,15 @@ def generate_tails(
               "dropped_fragment": 0, "dropped_stray-name": 0, "dropped_constraint": 0, "dropped_duplicate": 0}  # fmt: skip
     if not pairs:
         return InferenceResult(counts, per_relation)
-    templates = {rel: template_for(rel) for rel in per_relation}
-    built = [(head, rel, *tail_request(head, rel, seed=seed, samples=samples, template=templates[rel])) for head, rel in pairs]
-    answers = session.ask([b[2] for b in built], kind="commonsense-inferences", config=config or {}, stage="inferences")
-    responses, keys = answers.responses(), answers.keys()
+    answers = run_stage(session, TailStage(seed=seed, samples=samples), pairs, config=config)
     rows: list[dict] = []
-    for head, relation, request, names in built:
-        response = responses.get(request.id)
-        if response is None or not response.ok:
+    for answer in answers:
+        if not answer.answered:
             counts["failed"] += 1
             continue
-        seen: set[str] = set()
-        for index, completion in enumerate(response.completions):
+        (head, relation), request, seen = answer.row, answer.request, set()
+        for index, (completion, (tail, reason)) in enumerate(zip(answer.response.completions, answer.parsed)):
             counts["samples"] += 1
-            tail, reason = parse_tail(completion.text, names)
             if tail is not None and not satisfies(tail, require, forbid):
                 reason = "constraint"
             if reason is None and normalize(tail) in seen:
@@ -172,8 +190,8 @@ def generate_tails(
                     "relation": relation,
                     "tail": tail,
                     "source": "teacher",
-                    "run_id": answers.run_id,
-                    "response_key": keys[request.id],
+                    "run_id": answers.result.run_id,
+                    "response_key": answer.key,
                     "template_id": request.template_id,
                     "template_version": request.template_version,
                     "sample": index,
@@ -183,7 +201,7 @@ def generate_tails(
             per_relation[relation]["tails"] += 1
     counts["tails"] = len(rows)
     counts["new_rows"] = add_triples(store, rows)
-    return InferenceResult(counts, per_relation, answers.as_dict(), rows)
+    return InferenceResult(counts, per_relation, answers.result.as_dict(), rows)
 
 
 def store_none_rows(store: Store, nones: dict[tuple[str, str], dict]) -> int:
