@@ -34,8 +34,9 @@ def small_train(tmp_path):
 
 def test_each_step_on_the_embedded_model(tmp_path, small_train):
     from symkd.pipelines.strategies.acceptance import Trial
-    from symkd.pipelines.strategies.proposals import parse_strategy, proposal_requests
-    from symkd.pipelines.strategies.scenarios import parse_scenario, read_scenarios, scenario_requests
+    from symkd.pipelines.strategies.proposals import ProposalStage
+    from symkd.pipelines.strategies.scenarios import ScenarioStage, read_scenarios
+    from symkd.stages import run_stage
     from symkd.pipelines.strategies.student import StudentScorer
     from symkd.session import TeacherSession
     from symkd.store.db import Store
@@ -51,15 +52,14 @@ def test_each_step_on_the_embedded_model(tmp_path, small_train):
         scorer.attempt(trials, stage="again")
         assert session.stages["again"]["cached"] == 3 and session.stages["again"]["done"] == 0
 
-        result = session.ask(proposal_requests([(scenarios[0], attempts[0].text)]), kind="p", config={}, stage="propose")
-        (_, request, response), = list(result)
-        assert request.template_id == "strategies/propose" and response.ok
-        strategy = parse_strategy(response.completions[0].text)
+        (answer,) = run_stage(session, ProposalStage(), [(scenarios[0], attempts[0].text)], label="propose")
+        assert answer.request.template_id == "strategies/propose" and answer.answered
+        strategy = answer.parsed
         assert strategy.startswith("When ") and "\n" not in strategy
 
-        result = session.ask(scenario_requests(scenarios[:1], 1, seed=0), kind="s", config={}, stage="scenario")
-        (_, _, response), = list(result)
-        new = parse_scenario(response.completions[0].text, scenarios[0], 0, 1)
+        stage = ScenarioStage(seed=0, round_=1)
+        (answer,) = run_stage(session, stage, stage.rows(scenarios[:1], 1), label="scenario")
+        new = answer.parsed
         assert new is None or (new.source == "synthetic" and new.parent == scenarios[0].id and new.answer)
     store.close()
 

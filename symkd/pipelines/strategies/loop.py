@@ -21,11 +21,12 @@ from symkd.store.db import Store, utcnow
 from symkd.pipelines.strategies import library as lib
 from symkd.pipelines.strategies.acceptance import AcceptanceConfig, Attempt, Candidate, Scorer, Trial, evaluate, near_duplicate
 from symkd.pipelines.strategies.critic import StrategyLeakCritic
-from symkd.pipelines.strategies.proposals import PROPOSE_TEMPLATE, candidate_id, infer_tags, parse_strategy, proposal_requests
+from symkd.pipelines.strategies.proposals import PROPOSE_TEMPLATE, ProposalStage, candidate_id, infer_tags
 from symkd.pipelines.strategies.retrieval import rank
-from symkd.pipelines.strategies.scenarios import Scenario, parse_scenario, scenario_requests
+from symkd.pipelines.strategies.scenarios import Scenario, ScenarioStage
 from symkd.prompts import get_template
 from symkd.session import TeacherSession
+from symkd.stages import run_stage
 
 
 @dataclass
@@ -101,27 +102,25 @@ class Round:
     def propose(self, targets: list[tuple[Scenario, Attempt]]) -> tuple[list[Candidate], list[lib.Strategy]]:
         if not targets:
             return [], []
-        result = self.teacher.ask(proposal_requests([(s, a.text or str(a.answer)) for s, a in targets], self.number),
-                                  kind="strategies-propose", config={}, stage=f"round {self.number}: proposals")  # fmt: skip
-        keys, by_item = result.keys(), {item: resp for item, _, resp in result}
+        answers = run_stage(self.teacher, ProposalStage(self.number), [(s, a.text or str(a.answer)) for s, a in targets],
+                            label=f"round {self.number}: proposals")  # fmt: skip
         critic = StrategyLeakCritic()
         candidates, rejected, seen = [], [], set()
-        for scenario, _ in targets:
-            item = f"{scenario.id}#propose"
-            resp = by_item.get(item)
-            text = parse_strategy(resp.completions[0].text) if resp is not None and resp.ok and resp.completions else ""
+        for answer in answers:
+            (scenario, _), item_key = answer.row, answer.key
+            text = answer.parsed or ""
             cid = candidate_id(self.learn_id, self.number, scenario.id, text)
             if cid in seen:
                 continue
             seen.add(cid)
             reason = critic.reason({"text": text, **scenario.as_dict()}) if text else "empty"
-            strategy = self.strategy(cid, text or "(empty)", scenario, keys.get(item))
+            strategy = self.strategy(cid, text or "(empty)", scenario, item_key)
             if reason:
                 strategy.status, strategy.reason = "rejected", f"{critic.name}: {reason}"
                 strategy.evidence = {"critic": critic.describe(), "decision": "rejected", "reason": reason}
                 rejected.append(strategy)
             else:
-                candidates.append(Candidate(cid, text, scenario, response_key=keys.get(item)))
+                candidates.append(Candidate(cid, text, scenario, response_key=item_key))
         return candidates, rejected
 
     def strategy(self, cid: str, text: str, scenario: Scenario, response_key: str | None) -> lib.Strategy:
@@ -133,15 +132,13 @@ class Round:
     def synthesize(self, failed: Sequence[Scenario]) -> list[Scenario]:
         if not self.config.synthetic or not failed:
             return []
-        requests = scenario_requests(failed, self.config.synthetic, self.config.seed)
-        result = self.teacher.ask(requests, kind="strategies-scenario", config={}, stage=f"round {self.number}: scenarios")
-        parents = {s.id: s for s in failed}
+        stage = ScenarioStage(self.config.seed, self.number)
+        answers = run_stage(self.teacher, stage, stage.rows(failed, self.config.synthetic),
+                            label=f"round {self.number}: scenarios")  # fmt: skip
         known = {s.question for s in self.pool}
         out = []
-        for n, (item, _, resp) in enumerate(result):
-            if resp is None or not resp.ok or not resp.completions:
-                continue
-            new = parse_scenario(resp.completions[0].text, parents[item.split("#new")[0]], n, self.number)
+        for answer in answers:
+            new = answer.parsed
             if new is not None and new.question not in known:
                 known.add(new.question)
                 out.append(new)

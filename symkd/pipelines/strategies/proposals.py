@@ -13,7 +13,8 @@ from typing import Sequence
 
 from symkd.pipelines.strategies.scenarios import Scenario
 from symkd.prompts import get_template
-from symkd.teachers.types import Request
+from symkd.stages import Stage
+from symkd.teachers.types import Request, Response
 
 PROPOSE_TEMPLATE = "strategies/propose"
 #: the template's prompt ends with these words; the teacher's continuation follows them
@@ -31,18 +32,30 @@ TOPICS = {
 }  # fmt: skip
 
 
-def proposal_requests(failures: Sequence[tuple[Scenario, str]], round_: int = 1) -> list[Request]:
-    """One request per (failed scenario, the student's answer text).
+class ProposalStage(Stage[tuple[Scenario, str], str]):
+    """Rows are (failed scenario, the student's answer text): one proposal request each; the
+    parse is the candidate strategy (:func:`parse_strategy`; "" when the teacher wrote nothing).
 
     Round 1 decodes greedily; later rounds sample (temperature 0.7, seeded by the round), so a
     scenario the student still fails gets a fresh proposal instead of the cached one."""
-    template = get_template(PROPOSE_TEMPLATE)
-    params = {} if round_ <= 1 else {"temperature": 0.7, "seed": round_, "sample_index": round_ - 1}
-    return [
-        template.request(f"{s.id}#propose", {"question": s.question, "student_answer": _short(answer),
-                                             "solution": s.solution or f"#### {s.answer}"}, **params)  # fmt: skip
-        for s, answer in failures
-    ]
+
+    kind = "strategies-propose"
+    name = "proposals"
+
+    def __init__(self, round_: int = 1):
+        self.round = round_
+
+    def requests(self, rows: Sequence[tuple[Scenario, str]]) -> list[Request]:
+        template = get_template(PROPOSE_TEMPLATE)
+        params = {} if self.round <= 1 else {"temperature": 0.7, "seed": self.round, "sample_index": self.round - 1}
+        return [
+            template.request(f"{s.id}#propose", {"question": s.question, "student_answer": _short(answer),
+                                                 "solution": s.solution or f"#### {s.answer}"}, **params)  # fmt: skip
+            for s, answer in rows
+        ]
+
+    def parse(self, row: tuple[Scenario, str], response: Response) -> str:
+        return parse_strategy(response.completions[0].text) if response.completions else ""
 
 
 def _short(text: str, limit: int = 300) -> str:

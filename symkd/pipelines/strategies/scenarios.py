@@ -23,7 +23,8 @@ from symkd.errors import UserError
 from symkd.jsonio import read_jsonl
 from symkd.pipelines.agents import read_tasks, reference_answer
 from symkd.prompts import get_template
-from symkd.teachers.types import Request
+from symkd.stages import Stage
+from symkd.teachers.types import Request, Response
 
 SCENARIO_TEMPLATE = "strategies/scenario"
 _PROBLEM = re.compile(r"^\s*(?:new\s+)?problem\s*:\s*", re.I)
@@ -84,15 +85,44 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def scenario_requests(failed: Sequence[Scenario], per_failure: int, seed: int) -> list[Request]:
-    """Requests for ``per_failure`` new scenarios in the likeness of each failed one."""
-    template = get_template(SCENARIO_TEMPLATE)
-    return [
-        template.request(f"{s.id}#new{j}", {"question": s.question, "solution": s.solution or f"#### {s.answer}"},
-                         seed=seed + j, sample_index=j)  # fmt: skip
-        for s in failed
-        for j in range(per_failure)
-    ]
+@dataclass(frozen=True)
+class ScenarioAsk:
+    """One new scenario asked for: in the likeness of ``parent``, its ``sample``-th, ``index``-th of the run."""
+
+    parent: Scenario
+    sample: int
+    index: int
+
+
+class ScenarioStage(Stage[ScenarioAsk, Scenario]):
+    """Rows are :class:`ScenarioAsk` (see :meth:`rows`): one request for a new scenario each;
+    the parse is the new synthetic scenario of round ``round_``, or None (:func:`parse_scenario`)."""
+
+    kind = "strategies-scenario"
+    name = "scenarios"
+
+    def __init__(self, seed: int, round_: int = 0):
+        self.seed, self.round = seed, round_
+
+    @staticmethod
+    def rows(failed: Sequence[Scenario], per_failure: int) -> list[ScenarioAsk]:
+        """``per_failure`` asks in the likeness of each failed scenario."""
+        pairs = [(s, j) for s in failed for j in range(per_failure)]
+        return [ScenarioAsk(s, j, n) for n, (s, j) in enumerate(pairs)]
+
+    def requests(self, rows: Sequence[ScenarioAsk]) -> list[Request]:
+        template = get_template(SCENARIO_TEMPLATE)
+        return [
+            template.request(f"{a.parent.id}#new{a.sample}",
+                             {"question": a.parent.question, "solution": a.parent.solution or f"#### {a.parent.answer}"},
+                             seed=self.seed + a.sample, sample_index=a.sample)  # fmt: skip
+            for a in rows
+        ]
+
+    def parse(self, row: ScenarioAsk, response: Response) -> Scenario | None:
+        if not response.completions:
+            return None
+        return parse_scenario(response.completions[0].text, row.parent, row.index, self.round)
 
 
 def parse_scenario(text: str, parent: Scenario, index: int, round_: int) -> Scenario | None:
