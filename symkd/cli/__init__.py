@@ -19,7 +19,7 @@ import typer  # noqa: E402
 
 from symkd.errors import UserError  # noqa: E402
 
-from symkd.cli.vocabulary import VocabularyGroup  # noqa: E402
+from symkd.cli import lazy  # noqa: E402
 
 EXAMPLES = """Examples:
 
@@ -34,7 +34,7 @@ EXAMPLES = """Examples:
 One name per meaning in every command: see "CLI vocabulary" in the README."""
 
 app = typer.Typer(
-    cls=VocabularyGroup,  # old spellings of renamed options still work, unshown
+    cls=lazy.LazyRootGroup,  # commands load when used; old spellings of renamed options still work, unshown
     help="symkd: distill teacher LLMs into symbolic knowledge, agent trajectories and strategies.",
     epilog=EXAMPLES,
     no_args_is_help=True,
@@ -44,21 +44,22 @@ app = typer.Typer(
 )
 
 
-def _register_commands() -> None:
+def _register_commands(holder: typer.Typer) -> None:
     """The core's command groups (one module each), then every pipeline's own group, found
-    through :data:`symkd.pipelines.REGISTRY` (built-ins and entry points alike)."""
+    through :data:`symkd.pipelines.REGISTRY` (built-ins and entry points alike). The root group
+    (:class:`symkd.cli.lazy.LazyRootGroup`) calls this only when a command needs them all."""
     from symkd.cli import core, critics, graphs, students
     from symkd.pipelines import REGISTRY
 
     from symkd.sandbox import cli as sandbox
 
     for module in (core, critics, graphs, students, sandbox):
-        module.register(app)
+        module.register(holder)
     distill = typer.Typer(help="Distill a teacher into knowledge (one command per pipeline).", no_args_is_help=True)
-    app.add_typer(distill, name="distill")
+    holder.add_typer(distill, name="distill")
     groups = {"distill": distill, "eval": students.eval_app, "critic": critics.critic_app}
     for name in REGISTRY.names():
-        REGISTRY.load(name)(app, groups)
+        REGISTRY.load(name)(holder, groups)
 
 
 def _show_version(value: bool) -> None:
@@ -81,7 +82,7 @@ def _root(
         set_adopt_default(True)
 
 
-_register_commands()
+lazy._register_all.append(_register_commands)
 _starting()
 
 
@@ -113,7 +114,19 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _completion() -> None:
+    """Shell completion (``_SYMKD_COMPLETE=complete_bash|complete_zsh|complete_fish ...``) answers
+    although the app adds no ``--install-completion``: the shells are registered when asked."""
+    import os
+
+    if any(key.endswith("_COMPLETE") and key.startswith("_") for key in os.environ):
+        from typer.completion import completion_init
+
+        completion_init()
+
+
 def _main(argv: list[str] | None) -> None:
+    _completion()
     try:
         rc = app(args=argv, standalone_mode=False)
     except UserError as exc:
