@@ -18,7 +18,6 @@ from typing import Any, List, Optional, Sequence
 import typer
 
 from symkd.commandline import model_options
-from symkd.critics.registry import split_critic_specs
 from symkd.errors import UserError
 from symkd.scale.options import ExecutorOptions
 
@@ -30,6 +29,8 @@ critic_app = typer.Typer(
 
 def split_specs(values: Sequence[str]) -> list[str]:
     """``["rules,dedupe:threshold=0.8,method=embedding"]`` -> one spec per critic."""
+    from symkd.critics.registry import split_critic_specs  # imports the store: only when a command runs
+
     specs = [spec for value in values for spec in split_critic_specs(value)]
     if not specs:
         raise UserError("--critics: no critic named (e.g. --critics rules,dedupe)")
