@@ -151,9 +151,11 @@ def runs_cmd(
     as_json: bool = _json_flag("a list of runs"),
 ) -> None:
     """List the runs in a database with their counts."""
-    from symkd.api import list_runs
+    from symkd.store.db import Store
+    from symkd.store.runs import list_runs  # not symkd.api's: that one imports every pipeline
 
-    rows = list_runs(db)
+    with Store(db, create=False, readonly=True) as store:  # what symkd.api.list_runs does
+        rows = list_runs(store)
     if as_json:
         return _echo_json(rows)
     if not rows:
