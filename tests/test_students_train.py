@@ -61,6 +61,56 @@ def test_chat_jsonl_learns_the_last_assistant_message(tmp_path: Path) -> None:
     assert learned.startswith("4") and "2+2" not in learned
 
 
+SYSTEM = {"role": "system", "content": "Answer briefly."}
+USER = {"role": "user", "content": "2+2?"}
+ANSWER = {"role": "assistant", "content": "4"}
+
+
+def test_trl_prompt_completion_rows_equal_the_chat_rows(tmp_path: Path) -> None:
+    """TRL's conversational prompt-completion row and the chat row of the same turns: the same
+    token ids and loss mask (the prompt rendered with the chat template + generation prompt)."""
+    tok = load_tokenizer("smollm2")
+    chat, pc = tmp_path / "chat.jsonl", tmp_path / "pc.jsonl"
+    chat.write_text(json.dumps({"messages": [SYSTEM, USER, ANSWER]}) + "\n")
+    pc.write_text(json.dumps({"prompt": [SYSTEM, USER], "completion": [ANSWER], "id": "x", "turn": 0}) + "\n")
+    a, b = load_data(chat), load_data(pc)
+    assert b.source["kind"] == "chat" and a.examples == b.examples
+    ta, tb = tokenize(a.examples[0], tok, 128), tokenize(b.examples[0], tok, 128)
+    assert ta.input_ids == tb.input_ids and ta.labels == tb.labels
+    masked = tok.decode([t for t, lab in zip(tb.input_ids, tb.labels) if lab == IGNORE_INDEX])
+    assert masked == tok.apply_chat_template([SYSTEM, USER], add_generation_prompt=True, tokenize=False)
+    assert tok.decode([x for x in tb.labels if x != IGNORE_INDEX]) == "4<|im_end|>\n"
+    assert train_module.data_digest(a) == train_module.data_digest(b)
+
+
+def test_a_two_message_completion_trains_on_both_and_what_is_between(tmp_path: Path) -> None:
+    tok = load_tokenizer("smollm2")
+    obs = {"role": "user", "content": "Observation: 4"}
+    done = {"role": "assistant", "content": "final 4"}
+    path = tmp_path / "pc.jsonl"
+    path.write_text(json.dumps({"prompt": [USER], "completion": [ANSWER, obs, done]}) + "\n")
+    data = load_data(path)
+    t = tokenize(data.examples[0], tok, 256)
+    learned = tok.decode([x for x in t.labels if x != IGNORE_INDEX])
+    full = tok.apply_chat_template([USER, ANSWER, obs, done], tokenize=False)
+    prompt = tok.apply_chat_template([USER], add_generation_prompt=True, tokenize=False)
+    assert learned == full[len(prompt):] and "2+2" not in learned
+    assert train_module.data_digest(data) != train_module.data_digest(load_data(_one(tmp_path, [USER, ANSWER, obs, done])))
+
+
+def _one(tmp_path: Path, messages: list) -> Path:
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"messages": messages}) + "\n")
+    return path
+
+
+def test_plain_prompt_completion_strings_still_train_on_the_completion(tmp_path: Path) -> None:
+    path = tmp_path / "plain.jsonl"
+    path.write_text(json.dumps({"prompt": "Capital of France:", "completion": " Paris"}) + "\n")
+    example = load_data(path).examples[0]
+    assert (example.prompt, example.completion, example.messages) == ("Capital of France:", " Paris", None)
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -69,6 +119,14 @@ def test_chat_jsonl_learns_the_last_assistant_message(tmp_path: Path) -> None:
         ('{"messages": [{"role": "user", "content": "hi"}]}', "last message must be the assistant's"),
         ('{"text": "hello"}', "expected 'messages'"),
         ("not json", "invalid JSON"),
+        ('{"prompt": [{"role": "user", "content": "hi"}], "completion": "ok"}', "'completion' must be a non-empty list"),
+        ('{"prompt": [], "completion": [{"role": "assistant", "content": "ok"}]}', "'prompt' must be a non-empty list"),
+        ('{"prompt": [{"role": "user"}], "completion": [{"role": "assistant", "content": "ok"}]}',
+         r"prompt\[0\] needs string 'role' and 'content'"),
+        ('{"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "assistant", "content": 3}]}',
+         r"completion\[0\] needs string 'role' and 'content'"),
+        ('{"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "user", "content": "ok"}]}',
+         r"completion\[0\] must be the assistant's"),
     ],
 )
 def test_bad_jsonl_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:

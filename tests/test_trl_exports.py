@@ -132,6 +132,25 @@ def test_commonsense_prompt_completion_trains_on_the_tail_only(capsys, tmp_path,
     assert "tired" + END in trained and not any(SYSTEM_PROMPT in t or "[GEN]" in t for t in trained)
 
 
+def _symkd_tokens(path, tok):
+    from symkd.students.data import load_data, tokenize
+
+    data = load_data(path)
+    return data, [(t.input_ids, t.labels) for t in (tokenize(e, tok) for e in data.examples)]
+
+
+def test_symkd_train_reads_the_prompt_completion_export_as_the_chat_export(capsys, tmp_path, kg, tok):
+    """``symkd train --data`` on either export of the same triples: the same token ids and loss mask."""
+    _export(capsys, kg, tmp_path / "pc.jsonl", "prompt-completion")
+    _export(capsys, kg, tmp_path / "chat.jsonl", "chat-jsonl")
+    pc, pc_tokens = _symkd_tokens(tmp_path / "pc.jsonl", tok)
+    chat, chat_tokens = _symkd_tokens(tmp_path / "chat.jsonl", tok)
+    assert len(pc) == len(chat) > 0 and pc.source["kind"] == chat.source["kind"] == "chat"
+    assert pc_tokens == chat_tokens
+    trained = [tok.decode([t for t in labels if t != IGNORE]) for _, labels in pc_tokens]
+    assert "tired" + END in trained
+
+
 def test_unknown_export_format_is_one_line(capsys, tmp_path, kg):
     code, _, err = run_cli(capsys, "export", "--db", str(kg), "--format", "prompt", "--out", str(tmp_path / "x.jsonl"))
     assert code == 2 and "prompt-completion" in err and err.strip().count("\n") == 0
@@ -187,6 +206,18 @@ def test_agent_prompt_completion_trains_on_assistant_turns_only(capsys, tmp_path
     assert sorted(trained) == sorted(assistant)  # every assistant turn trained once, nothing else
     observations = [m["content"] for c in chat for m in c["messages"][2:] if m["role"] == "user"]
     assert observations and not any(obs in t for obs in observations for t in trained)
+
+
+def test_symkd_train_masks_the_agent_prompt_completion_export_as_trl_does(capsys, tmp_path, trajectories, tok):
+    """Each per-turn example: symkd's ids and labels are TRL's (trained on that assistant turn only)."""
+    _agent_export(capsys, trajectories, tmp_path / "pc.jsonl", "prompt-completion")
+    _, ours = _symkd_tokens(tmp_path / "pc.jsonl", tok)
+    trainer, ds = _train(tmp_path, tmp_path / "pc.jsonl", tok)
+    theirs = [(ex["input_ids"], ex["labels"]) for ex in trainer.train_dataset]
+    assert len(ours) == len(theirs) >= 4
+    for (ids, labels), (trl_ids, trl_labels), row in zip(ours, theirs, ds):
+        assert ids == trl_ids and labels == trl_labels
+        assert tok.decode([t for t in labels if t != IGNORE]) == row["completion"][0]["content"] + END
 
 
 def test_agent_export_unknown_format_is_one_line(capsys, tmp_path, trajectories):

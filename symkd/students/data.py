@@ -13,9 +13,14 @@ format reads as a sentence for a pretrained LM and needs no new tokens). Sources
 * an ATOMIC TSV (``head @@ relation<TAB>tail1| tail2``): one example per tail;
 * a JSONL file whose objects are ``{head, relation, tail}``, ``{prompt, completion}`` or a chat
   ``{messages: [...]}`` (the loss covers the last assistant message; rendered with the
-  student's chat template when it is tokenized). Any row may say ``"negative": true``: a failed
-  trajectory, which the REDI objective (``TrainConfig(loss="redi")``) learns away from and SFT
-  leaves out.
+  student's chat template when it is tokenized), or TRL's conversational prompt-completion
+  ``{prompt: [messages], completion: [assistant message(s)]}`` (``symkd export --format
+  prompt-completion``, ``symkd agent export --format prompt-completion``): the loss covers the
+  completion, the prompt rendered with the chat template and its generation prompt, so such a
+  row and the chat row ``{messages: prompt + completion}`` give the same tokens and mask (TRL's
+  plain-string ``{prompt, completion}`` is the ``{prompt, completion}`` form above). Any row may
+  say ``"negative": true``: a failed trajectory, which the REDI objective
+  (``TrainConfig(loss="redi")``) learns away from and SFT leaves out.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ class Example:
     segments: tuple[tuple[str, bool], ...] | None = None
     #: a failed trajectory: the REDI objective lowers its likelihood; SFT leaves it out
     negative: bool = False
+    #: chat examples: how many of the last messages are trained on (a TRL prompt-completion row's
+    #: completion; 1: the last assistant message)
+    completion_turns: int = 1
 
 
 @dataclass
@@ -128,23 +136,7 @@ def from_jsonl(path: str | Path) -> TrainingData:
     examples = []
     for lineno, obj in read_jsonl(path):
         where = f"{path}:{lineno}"
-        if "messages" in obj:
-            examples.append(_chat_example(obj["messages"], where))
-        elif "prompt" in obj or "completion" in obj:
-            prompt, completion = obj.get("prompt"), obj.get("completion")
-            if not isinstance(prompt, str) or not isinstance(completion, str) or not completion.strip():
-                raise UserError(f"{where}: 'prompt' and 'completion' must be strings, the completion non-empty")
-            examples.append(Example(prompt, completion, group=prompt))
-        elif {"head", "relation", "tail"} <= obj.keys():
-            fields = [obj[k] for k in ("head", "relation", "tail")]
-            if not all(isinstance(v, str) and v.strip() for v in fields):
-                raise UserError(f"{where}: 'head', 'relation' and 'tail' must be non-empty strings")
-            try:
-                examples.append(triple_example(*fields))
-            except UserError as exc:
-                raise UserError(f"{where}: field 'relation': {exc}") from None
-        else:
-            raise UserError(f"{where}: expected 'messages', 'prompt'+'completion' or 'head'+'relation'+'tail'")
+        examples.append(_row_example(obj, where))
         if "negative" in obj:
             if not isinstance(obj["negative"], bool):
                 raise UserError(f"{where}: 'negative' must be true or false")
@@ -155,17 +147,58 @@ def from_jsonl(path: str | Path) -> TrainingData:
                                    **({"negatives": negatives} if negatives else {})})  # fmt: skip
 
 
-def _chat_example(messages: Any, where: str) -> Example:
+def _row_example(obj: dict[str, Any], where: str) -> Example:
+    """One JSONL row -> its example; a bad row is one UserError naming ``where`` and the field."""
+    if "messages" in obj:
+        return _chat_example(obj["messages"], where)
+    if "prompt" in obj or "completion" in obj:
+        prompt, completion = obj.get("prompt"), obj.get("completion")
+        if isinstance(prompt, list) or isinstance(completion, list):
+            return _conversational_example(prompt, completion, where)
+        if not isinstance(prompt, str) or not isinstance(completion, str) or not completion.strip():
+            raise UserError(f"{where}: 'prompt' and 'completion' must be strings, the completion non-empty "
+                            "(or both lists of messages: TRL's conversational prompt-completion)")  # fmt: skip
+        return Example(prompt, completion, group=prompt)
+    if {"head", "relation", "tail"} <= obj.keys():
+        fields = [obj[k] for k in ("head", "relation", "tail")]
+        if not all(isinstance(v, str) and v.strip() for v in fields):
+            raise UserError(f"{where}: 'head', 'relation' and 'tail' must be non-empty strings")
+        try:
+            return triple_example(*fields)
+        except UserError as exc:
+            raise UserError(f"{where}: field 'relation': {exc}") from None
+    raise UserError(f"{where}: expected 'messages', 'prompt'+'completion' or 'head'+'relation'+'tail'")
+
+
+def _check_messages(messages: Any, field: str, where: str) -> None:
     if not isinstance(messages, list) or not messages:
-        raise UserError(f"{where}: 'messages' must be a non-empty list")
+        raise UserError(f"{where}: '{field}' must be a non-empty list")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise UserError(f"{where}: messages[{i}] needs string 'role' and 'content'")
+            raise UserError(f"{where}: {field}[{i}] needs string 'role' and 'content'")
+
+
+def _chat_example(messages: Any, where: str) -> Example:
+    _check_messages(messages, "messages", where)
     if messages[-1]["role"] != "assistant":
         raise UserError(f"{where}: the last message must be the assistant's (the part the student learns)")
     first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
     return Example("", messages[-1]["content"], group=first_user,
                    messages=tuple({"role": m["role"], "content": m["content"]} for m in messages))  # fmt: skip
+
+
+def _conversational_example(prompt: Any, completion: Any, where: str) -> Example:
+    """TRL's conversational prompt-completion row: the loss covers ``completion`` (its first and
+    last messages the assistant's), the same example as the chat row ``prompt + completion`` when
+    the completion is one message."""
+    _check_messages(prompt, "prompt", where)
+    _check_messages(completion, "completion", where)
+    for i in sorted({0, len(completion) - 1}):
+        if completion[i]["role"] != "assistant":
+            raise UserError(f"{where}: completion[{i}] must be the assistant's (the part the student learns), "
+                            f"not {completion[i]['role']!r}")  # fmt: skip
+    example = _chat_example(prompt + completion, where)
+    return replace(example, completion_turns=len(completion))
 
 
 def load_data(source: str | Path, **db_options: Any) -> TrainingData:
@@ -224,7 +257,8 @@ def tokenize(example: Example, tokenizer: Any, max_length: int | None = None) ->
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("chat examples need a base model with a chat template")
         msgs = list(example.messages)
-        prompt = tokenizer.apply_chat_template(msgs[:-1], add_generation_prompt=True, tokenize=False)
+        cut = len(msgs) - example.completion_turns
+        prompt = tokenizer.apply_chat_template(msgs[:cut], add_generation_prompt=True, tokenize=False)
         full = tokenizer.apply_chat_template(msgs, tokenize=False)
         if not full.startswith(prompt):
             raise UserError("the chat template does not render the conversation as prompt + answer")

@@ -45,8 +45,8 @@ __all__ = ["TrainConfig", "data_digest", "train"]
 def data_digest(data: TrainingData) -> str:
     h = hashlib.sha256()
     for e in data.examples:
-        h.update(json.dumps([e.prompt, e.completion, e.messages, *(["negative"] if e.negative else [])],
-                            ensure_ascii=False).encode())  # fmt: skip
+        extra = (["negative"] if e.negative else []) + ([e.completion_turns] if e.completion_turns != 1 else [])
+        h.update(json.dumps([e.prompt, e.completion, e.messages, *extra], ensure_ascii=False).encode())
     return h.hexdigest()[:16]
 
 
