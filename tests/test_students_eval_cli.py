@@ -49,6 +49,18 @@ def test_train_then_eval_from_the_command_line(tmp_path: Path, tiny_lm: Path) ->
     lines = [json.loads(line) for line in gens.read_text().splitlines()]
     assert len(lines) == 5 and set(lines[0]) == {"head", "relation", "prediction"}
     assert lines[3]["head"] == "knife" and lines[3]["relation"] == "ObjectUse"
+    # the scores land in the student's card (what the eval entry points are to call)
+    from huggingface_hub import metadata_load
+
+    from symkd.students.card import record_if_student
+
+    record_if_student(str(out), "atomic2020-commonsense", {m: report[m] for m in METRICS}, dataset=str(data),
+                      split=report["data"]["split"], details={"decoding": report["decoding"]})  # fmt: skip
+    card = (out / "README.md").read_text()
+    assert f"| atomic2020-commonsense | train.tsv | all | bleu1 | {report['bleu1']:.4g} |" in card
+    assert str(tmp_path) not in card and str(tmp_path) not in (out / "training.json").read_text()
+    results = metadata_load(out / "README.md")["model-index"][0]["results"]
+    assert {m["type"] for r in results for m in r["metrics"]} >= set(METRICS)
 
 
 def test_beam_search_and_db_record(tmp_path: Path, tiny_lm: Path) -> None:
@@ -76,6 +88,12 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path: Path, tiny_lm: Path) -> None:
         proc = symkd(*args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    pc = tmp_path / "pc.jsonl"  # TRL's conversational prompt-completion with a bad second row
+    good = {"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "assistant", "content": "ok"}]}
+    pc.write_text(json.dumps(good) + "\n" + json.dumps({**good, "completion": [{"role": "assistant"}]}) + "\n")
+    proc = symkd("train", "--data", str(pc), "--out", str(tmp_path / "s"), "--base-model", str(tiny_lm))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"{pc}:2: completion[0] needs string 'role' and 'content'" in proc.stderr and "Traceback" not in proc.stderr
     bad = tmp_path / "bad.tsv"
     bad.write_text("PersonX runs @@ xFeels\ttired\n")
     proc = symkd("eval", "commonsense", "--model", str(tiny_lm), "--data", str(bad))

@@ -1,11 +1,17 @@
 """What a trained student folder says about itself: ``training.json``, a README card (Hub YAML
 metadata), the LoRA adapter's card, a curve PNG; with no path of the training machine in them
-(:func:`portable_summary`), so the folder loads and reads the same anywhere."""
+(:func:`portable_summary`), so the folder loads and reads the same anywhere. An evaluation of the
+student (:func:`record_evaluation`) is added to ``training.json`` and the card's table and
+``model-index``."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +86,10 @@ system prompt was the one without worked examples. Run it with the sandbox and t
     symkd agent eval --model {name_path} --data test.jsonl [--votes 8] [--tools search --corpus run.db]
 """),
     "chat": ("chat", """## Use as a chat model
-Trained on chat conversations: the loss covered the last assistant message. Prompt it with the
-tokenizer's chat template and the same system prompt as the training data (for GSM8K worked
-solutions: `symkd eval gsm8k --mode cot --model {name_path} --data test.jsonl`).
+Trained on chat conversations: the loss covered the last assistant message (of a prompt-completion
+row, its completion). Prompt it with the tokenizer's chat template and the same system prompt as
+the training data (for GSM8K worked solutions: `symkd eval gsm8k --mode cot --model {name_path}
+--data test.jsonl`).
 """),
     "commonsense": ("commonsense", """## Input format
 Prompt `{{head}} {{relation phrase}} [GEN]`, completion ` {{tail}}` and EOS, e.g.
@@ -159,12 +166,12 @@ def card_metadata(name: str, record: dict[str, Any], adapter: bool = False) -> d
     tags = ["symkd", "knowledge-distillation", tag] + (["lora"] if cfg["lora"] else [])
     if adapter and base["hub_id"]:
         tags.append(f"base_model:adapter:{base['hub_id']}")
-    license_id, held = base.get("license"), _held_out(record)
+    license_id, held = base.get("license"), (_held_out(record) or []) + _evaluation_results(record)
     return ModelCardData(
         base_model=base["hub_id"], base_model_relation=("adapter" if adapter else "finetune") if base["hub_id"] else None,
         library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
         license=license_id or "other", license_name=None if license_id else "same-as-base-model",
-        tags=tags, model_name=name if held else None, eval_results=held, symkd=_symkd_metadata(record),
+        tags=tags, model_name=name if held else None, eval_results=held or None, symkd=_symkd_metadata(record),
     ).to_dict()  # fmt: skip
 
 
@@ -244,7 +251,100 @@ def card_text(name: str, record: dict[str, Any]) -> str:
         loss_line=loss_line, hardware=record["hardware"]["description"],
         tokens_per_s=record["throughput"]["tokens_per_s"], mfu=mfu,
     )  # fmt: skip
-    return _front_matter(card_metadata(name, record)) + text
+    return _front_matter(card_metadata(name, record)) + text + evaluation_section(record)
+
+
+def record_evaluation(student_dir: str | Path, name: str, metrics: dict[str, Any], *, dataset: str | None = None,
+                      split: str | None = None, task_type: str = "text-generation",
+                      details: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Add (or replace) the evaluation ``name`` of the student in ``student_dir``: its numeric
+    ``metrics`` (others, e.g. per-relation tables, are left out), the ``dataset`` file (by its
+    name), ``split`` and flat ``details`` (e.g. the decoding) go into ``training.json`` under
+    ``evaluations``, and the README card is rendered again with them in its evaluation table and
+    Hub ``model-index``. Both files are replaced atomically (temporary file + rename), under a
+    lock on the folder so two evaluations recording at once both land. Returns the entry."""
+    out = Path(student_dir)
+    path = out / "training.json"
+    if not path.is_file():
+        raise UserError(f"{out}: not a trained symkd student (no training.json)")
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if not name.strip() or not numbers:
+        raise UserError(f"evaluation {name!r}: needs a name and at least one numeric metric")
+    entry = {"metrics": numbers, "dataset": _portable(dataset) if dataset else None, "split": split,
+             "task_type": task_type, "details": _portable(details or {}),
+             "recorded_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+    with _folder_lock(out):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: cannot read the student's record ({exc})") from None
+        record.setdefault("evaluations", {})[name] = entry
+        with atomic_write(path) as fh:
+            json.dump(record, fh, indent=2)
+        _write_text(out / "README.md", card_text(out.name, record))
+    return entry
+
+
+def record_if_student(model: str | Path | None, name: str, metrics: dict[str, Any], **options: Any) -> dict[str, Any] | None:
+    """:func:`record_evaluation` when ``model`` (a folder, or ``hf:FOLDER``) is a trained symkd
+    student; None (nothing written) for a teacher spec, a Hub id or a folder without ``training.json``."""
+    if model is None:
+        return None
+    text = str(model)
+    folder = Path(text[3:] if text.startswith("hf:") else text).expanduser()
+    if not (folder / "training.json").is_file():
+        return None
+    return record_evaluation(folder, name, metrics, **options)
+
+
+def _portable(value: Any) -> Any:
+    """Strings naming a local path (in lists and mappings too): just the file name; the rest as it is."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable(v) for v in value]
+    return Path(value).name if isinstance(value, str) and _is_local(value) else value
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the atomic writes still leave whole files
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _evaluation_results(record: dict[str, Any]) -> list[Any]:
+    """The recorded evaluations as Hub evaluation results, one per metric."""
+    from huggingface_hub import EvalResult
+
+    results = []
+    for name, entry in (record.get("evaluations") or {}).items():
+        for metric, value in entry["metrics"].items():
+            results.append(EvalResult(task_type=entry.get("task_type") or "text-generation", dataset_type=name,
+                                      dataset_name=entry.get("dataset") or name, dataset_split=entry.get("split"),
+                                      metric_type=metric, metric_name=metric, metric_value=value))  # fmt: skip
+    return results
+
+
+def evaluation_section(record: dict[str, Any]) -> str:
+    """The card's evaluation table (empty when nothing was recorded)."""
+    evaluations = record.get("evaluations") or {}
+    if not evaluations:
+        return ""
+    lines = ["", "## Evaluation", "", "| Evaluation | Data | Split | Metric | Value |", "|---|---|---|---|---|"]
+    for name, entry in evaluations.items():
+        for metric, value in entry["metrics"].items():
+            shown = f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+            lines.append(f"| {name} | {entry.get('dataset') or '-'} | {entry.get('split') or '-'} | {metric} | {shown} |")
+    return "\n".join(lines) + "\n"
 
 
 def _base_line(base: dict[str, Any]) -> str:
