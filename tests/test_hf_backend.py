@@ -223,3 +223,19 @@ def test_spec_resolves_to_hf():
     assert isinstance(t, HFTeacher) and t.backend == "hf" and t.batch_size == 4
     assert t.model_id == "embedded:smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     assert t._model is None  # loaded on first use
+
+
+def test_the_embedded_models_hub_id_loads_offline_as_the_embedded_file(teacher, monkeypatch):
+    """A student card names its base by Hub id; ``hf:`` that id must work without a network and
+    answer (and cache) exactly as the embedded file it stands for."""
+    from symkd.teachers.hf import HFTeacher
+    from symkd.teachers.registry import cache_identity
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    by_id = HFTeacher(hub, batch_size=8)
+    assert by_id.source == str(MODEL)
+    assert by_id.model_id == teacher.model_id  # one cache for the two names of one model
+    assert cache_identity(f"hf:{hub}") == cache_identity(f"hf:{MODEL}")
+    request = completion("c", "The capital of France is", max_tokens=6, temperature=0)
+    assert by_id.generate([request])[0].completions[0].text == teacher.generate([request])[0].completions[0].text

@@ -76,6 +76,24 @@ def by_origin(hub_id: str) -> str | None:
     return next((name for name, entry in EMBEDDED.items() if entry.origin.lower() == wanted), None)
 
 
+def offline_stand_in(hub_id: str) -> Path | None:
+    """The embedded file that serves a Hub id offline (the hf backend loads it instead): an
+    embedded model's origin id, when that id is not in the local Hub cache and the package is
+    installed; else None (the id loads from the Hub or its cache as usual)."""
+    name = by_origin(hub_id)
+    if name is None or _in_hub_cache(hub_id):
+        return None
+    return locate(name, required=False)
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
 def resolve(name: str) -> tuple[str, str]:
     """(backend, model path) for an embedded model: llama.cpp when installed, else hf."""
     path = locate(name)

@@ -127,7 +127,14 @@ class HFTeacher(LocalTeacher):
         reuse_prefix: bool = True,
         n_threads: int | None = None,
     ):
+        from symkd.teachers.embedded import model_id, offline_stand_in
+
+        stand_in = offline_stand_in(model)
         super().__init__(model, batch_size=batch_size)
+        #: the file actually loaded (the embedded GGUF standing in for its Hub id offline)
+        self.source = str(stand_in) if stand_in else model
+        if stand_in:
+            self.model_id = model_id(self.source)  # its answers are the embedded model's, cached as such
         path = Path(model).expanduser()
         looks_local = model.endswith(".gguf") or model.startswith(("/", ".", "~"))
         if looks_local and not path.exists():
@@ -176,8 +183,8 @@ class HFTeacher(LocalTeacher):
             if self._model is not None:
                 return
             device, dtype = self._device_and_dtype()
-            path = Path(self.model).expanduser()
-            source, extra = str(path) if path.exists() else self.model, {}
+            path = Path(self.source).expanduser()
+            source, extra = str(path) if path.exists() else self.source, {}
             if path.suffix == ".gguf":
                 source, extra = str(path.parent), {"gguf_file": path.name}
             try:

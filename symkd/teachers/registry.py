@@ -195,6 +195,11 @@ def spec_identity(spec: TeacherSpec) -> tuple[str, str] | None:
         from symkd.teachers.urls import server_url
 
         return spec.backend, model_at(model_id(spec.model), server_url(spec.options.get("base_url")))
+    if spec.backend == "hf":
+        from symkd.teachers.embedded import offline_stand_in
+
+        stand_in = offline_stand_in(spec.model)
+        return spec.backend, model_id(str(stand_in) if stand_in else spec.model)
     return spec.backend, model_id(spec.model)
 
 
