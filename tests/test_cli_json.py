@@ -34,7 +34,12 @@ def _command_paths(group: click.Command, path: tuple[str, ...] = ()) -> list[tup
 
 
 def test_version_is_the_packages(capsys):
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    import importlib.metadata
+
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["version"]["path"] == "symkd/_version.py"
+    source = (ROOT / "symkd" / "_version.py").read_text()
+    version = source.split('__version__ = "', 1)[1].split('"', 1)[0]
+    assert importlib.metadata.version("symkd") == version  # what pip installed is what the file says
     code, out, err = run_cli(capsys, "--version")
     assert (code, out, err) == (0, f"symkd {version}\n", "")
 
