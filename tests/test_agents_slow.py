@@ -54,3 +54,12 @@ def test_agent_train_on_gold_trajectories(capsys, tmp_path, tiny_lm):
     card = json.loads((tmp_path / "student" / "training.json").read_text())
     assert card["data"]["source"]["kind"] == "agent-trajectories" and card["data"]["train_examples"] == 6
     assert (tmp_path / "student" / "config.json").exists()
+    # evaluating the student records the result in its card (Hub model-index) and training.json
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join((DATA / "train.jsonl").read_text().splitlines(keepends=True)[:2]))
+    code, _, err = run_cli(capsys, "agent", "eval", "--model", str(tmp_path / "student"), "--data", str(test),
+                           "--db", str(tmp_path / "eval.db"), "--max-agent-steps", "1", "--max-tokens", "8", "-q")  # fmt: skip
+    assert code == 0, err
+    evaluations = json.loads((tmp_path / "student" / "training.json").read_text())["evaluations"]
+    assert evaluations["gsm8k-agent"]["metrics"]["items"] == 2
+    assert "| gsm8k-agent | test.jsonl |" in (tmp_path / "student" / "README.md").read_text()

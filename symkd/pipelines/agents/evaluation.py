@@ -174,9 +174,23 @@ def evaluate(teacher: str, data: Path, db: Path, *, mode: str = "agent", config:
                                         "ci95_low": metrics["ci95"][0], "ci95_high": metrics["ci95"][1],
                                         "answered_rate": metrics["answered_rate"], "config": record, "metrics": metrics},
                                 rows)  # fmt: skip
+    _record_in_card(teacher, data, mode, votes, limit, metrics)
     if out is not None:
         _write_items(out, items or rows)
     return metrics
+
+
+_CARD_METRICS = ("accuracy", "items", "correct", "answered_rate", "pass_at_k", "sample_accuracy", "avg_steps",
+                 "parse_error_rate", "exec_error_rate", "step_limit_rate")  # fmt: skip
+
+
+def _record_in_card(teacher: Any, data: Path, mode: str, votes: int, limit: int | None, metrics: dict[str, Any]) -> None:
+    """A trained student's card and training.json get this evaluation (a teacher spec: nothing)."""
+    from symkd.students.card import record_if_student
+
+    name = f"gsm8k-{mode}" + (f"-maj{votes}" if votes else "")
+    record_if_student(str(teacher), name, {k: metrics[k] for k in _CARD_METRICS if metrics.get(k) is not None},
+                      dataset=str(data), details={"votes": votes, "limit": limit, "ci95": metrics.get("ci95")})  # fmt: skip
 
 
 def _write_items(out: Path, items: Sequence[dict[str, Any]]) -> None:

@@ -146,6 +146,12 @@ def evaluate_commonsense(
         "data": {"file": str(data), "split": split, **describe_lines(lines)},
         "decoding": {**decoding, "lowercase": lowercase},
     }
+    if model is not None:
+        from symkd.students.card import record_if_student
+
+        record_if_student(model, f"atomic2020-{split}", {m: scored["overall"][m] for m in scored["overall"]
+                                                          if isinstance(scored["overall"][m], (int, float))},
+                          dataset=str(data), split=split, details={"decoding": report["decoding"]})  # fmt: skip
     if save_generations is not None:
         write_jsonl(save_generations, ({"head": r["head"], "relation": r["relation"], "prediction": r["prediction"]} for r in rows))
     if out is not None:
