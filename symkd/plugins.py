@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from symkd.errors import UserError
 
@@ -92,8 +92,21 @@ def entry_point_names(groups: Iterable[str]) -> dict[str, list[str]]:
 
 GROUPS = ("symkd.teachers", "symkd.critics", "symkd.losses", "symkd.pipelines", "symkd.context")
 
-#: prompt context providers: ``name -> factory(db, **options) -> callable(question) -> str``.
+#: prompt context providers: ``name -> factory(arg) -> callable(question) -> str``.
 #: A pipeline that retrieves guidance (strategies) registers one here through the
-#: ``symkd.context`` entry-point group, and evaluations of other pipelines look it up by name
-#: (``--strategies DB``) without importing that pipeline.
+#: ``symkd.context`` entry-point group; the user names it (``--context strategies:DB``) and
+#: :func:`context_from` makes it, so no pipeline looks another up by a name written in its code.
 CONTEXT_PROVIDERS = Registry("symkd.context", "context provider")
+
+
+def context_from(spec: str | None) -> Callable[[str], str] | None:
+    """The provider a ``NAME:ARG`` spec names, made with ARG (``strategies:lib.db``); None for None."""
+    if spec is None:
+        return None
+    name, sep, arg = str(spec).partition(":")
+    if not sep or not name or not arg:
+        raise UserError(f"--context: expected NAME:ARG (e.g. strategies:lib.db), got {spec!r}")
+    if name not in CONTEXT_PROVIDERS.names():
+        known = ", ".join(CONTEXT_PROVIDERS.names()) or "none installed"
+        raise UserError(f"--context: unknown context provider {name!r} (known: {known})")
+    return CONTEXT_PROVIDERS.load(name)(arg)

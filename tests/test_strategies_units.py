@@ -256,3 +256,30 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, capsys, learned):
     assert code == 2 and len(err) == 1 and "--format" in err[0]
     with pytest.raises(UserError, match="must be at least 1"):
         learn_strategies(FakeTeacher(), tmp_path / "y.db", data=learned["data"], scorer=FakeScorer(), rounds=0)
+
+
+def test_context_spec_names_the_provider_and_its_argument(learned):
+    """`--context strategies:DB` (the user names the provider; the agents pipeline names none)."""
+    from symkd.errors import UserError
+    from symkd.plugins import context_from
+
+    question = "How many apples are in 4 bags of 6 apples?"
+    assert context_from(f"strategies:{learned['db']}")(question) == context_provider(learned["db"])(question)
+    assert context_from(None) is None
+    for bad, words in [("strategies", "expected NAME:ARG"), ("nosuch:x.db", "unknown context provider 'nosuch'")]:
+        with pytest.raises(UserError, match=words):
+            context_from(bad)
+
+
+def test_agent_eval_context_errors_are_one_line(tmp_path):
+    from tests.procs import one_error_line, run
+
+    data = tmp_path / "t.jsonl"
+    data.write_text('{"question": "What is 2 + 3?", "answer": "#### 5"}\n')
+    base = ["agent", "eval", "--teacher", "openai:fake", "--base-url", "http://127.0.0.1:9/v1", "--data", str(data),
+            "--db", str(tmp_path / "e.db"), "-q"]  # fmt: skip
+    for extra, words in [(["--context", "nosuch:x"], "unknown context provider 'nosuch'"),
+                         (["--context", "strategies:a.db", "--strategies", "b.db"], "give one"),
+                         (["--strategies", str(tmp_path / "missing.db")], "missing.db")]:  # fmt: skip
+        proc = run(*base, *extra)
+        assert proc.returncode == 2 and words in one_error_line(proc), proc.stderr

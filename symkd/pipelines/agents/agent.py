@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from symkd.errors import UserError
@@ -37,17 +36,6 @@ def episode_rows(episodes: Sequence[Any], *, source: str, model: str, config: di
         tid = trajectory_id(source, model, f"{e.template_id}@{e.template_version}", e.task.id, e.sample, digest)
         rows.append(e.to_row(source=source, model=model, trajectory_id=tid, config=config))
     return rows
-
-
-def guidance_from(strategies_db: Path | None) -> Callable[[str], str] | None:
-    """The ``strategies`` context provider (another pipeline registers it), or None."""
-    if strategies_db is None:
-        return None
-    from symkd.plugins import CONTEXT_PROVIDERS
-
-    if not Path(strategies_db).is_file():
-        raise UserError(f"{strategies_db}: no such strategies database")
-    return CONTEXT_PROVIDERS.load("strategies")(strategies_db)
 
 
 def base_messages(template: Any, question: str, *, tools: Sequence[Any] = (), guidance: str | None = None,

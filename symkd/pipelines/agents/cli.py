@@ -254,7 +254,9 @@ class EvalOptions(BaseModel):
     max_steps: int = Field(5, ge=1, description="steps per episode", json_schema_extra={"cli": "--max-agent-steps"})
     max_tokens: int = Field(192, ge=1, description="tokens per step (CoT: per answer)")
     limit: Optional[int] = Field(None, ge=1, description="first N tasks only")
-    strategies: Optional[Path] = Field(None, description="strategies DB: guidance added to the system prompt")
+    context: Optional[str] = Field(None, description="NAME:ARG of a context provider whose text joins the system prompt "
+                                   "(e.g. strategies:lib.db; `symkd plugins` lists them)")
+    strategies: Optional[Path] = Field(None, description="shorthand for --context strategies:DB")
     tools: Optional[List[str]] = Field(None, description="search, or module:attr of a LangChain BaseTool (repeatable)")
     corpus: Optional[Path] = Field(None, description="DB holding the search tool's corpus")
     rerank: bool = Field(False, description="re-rank search hits with MiniLM")
@@ -277,10 +279,16 @@ def _evaluate(mode: str, values: dict[str, Any], teacher_options: Any) -> None:
     config = _config(o.max_steps, o.max_tokens, o.sag, o.sandbox, shots, temperature=o.vote_temperature if o.votes else 0.0)
     db = o.db or (o.model / "agent_eval.db" if o.model is not None and o.model.is_dir() else Path("agent_eval.db"))
     metrics = pipeline.evaluate(target, o.data, db, mode=mode, config=config, limit=o.limit,
-                                tools=_tools(o.tools, o.corpus, o.rerank) if mode == "agent" else [], strategies=o.strategies,
+                                tools=_tools(o.tools, o.corpus, o.rerank) if mode == "agent" else [], context=_context(o),
                                 votes=o.votes, teacher_options=teacher_options,
                                 out=o.out, progress=not o.quiet)  # fmt: skip
     _print(metrics, o.json_out)
+
+
+def _context(o: Any) -> str | None:
+    if o.context and o.strategies:
+        raise UserError("--context and --strategies name the same thing: give one")
+    return o.context or (f"strategies:{o.strategies}" if o.strategies else None)
 
 
 @model_options(EvalOptions, "eval_options")

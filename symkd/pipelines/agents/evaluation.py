@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from symkd.errors import UserError
+from symkd.plugins import context_from
 from symkd.pipelines.agents import tables
-from symkd.pipelines.agents.agent import cot_completions, episode_rows, guidance_from, solve
+from symkd.pipelines.agents.agent import cot_completions, episode_rows, solve
 from symkd.pipelines.agents.gsm8k import Task, answers_match, extract_answer, read_tasks, to_number
 from symkd.pipelines.agents.loop import AgentConfig
 from symkd.stats import wilson_interval
@@ -134,7 +135,7 @@ def run_agent(session: Any, tasks: Sequence[Task], config: AgentConfig, *, votes
 
 
 def evaluate(teacher: str, data: Path, db: Path, *, mode: str = "agent", config: AgentConfig | None = None,
-             limit: int | None = None, tools: Sequence[Any] = (), strategies: Path | None = None, votes: int = 0,
+             limit: int | None = None, tools: Sequence[Any] = (), context: str | None = None, votes: int = 0,
              teacher_options: dict[str, Any] | None = None, out: Path | None = None,
              progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Accuracy on a task file, stored with per-item predictions; JSONL of the items to ``out``.
@@ -149,11 +150,11 @@ def evaluate(teacher: str, data: Path, db: Path, *, mode: str = "agent", config:
     if votes < 0 or votes == 1 or (votes and mode != "agent"):
         raise UserError("--votes must be 0 (off) or at least 2, and works in agent mode")
     tasks = read_tasks(data, limit=limit)
-    guidance = guidance_from(strategies)
+    guidance = context_from(context)
     config = config or AgentConfig()
     if votes:
         config = AgentConfig(**{**config.__dict__, "temperature": config.temperature or 0.7})
-    record = {**config.as_dict(), "tools": describe(tools), "strategies": str(strategies) if strategies else None,
+    record = {**config.as_dict(), "tools": describe(tools), "context": str(context) if context else None,
               "votes": votes, "limit": limit}  # fmt: skip
     started = time.monotonic()
     with Store(db) as store, TeacherSession(teacher, store, options=teacher_options, progress=progress) as session:
@@ -168,7 +169,7 @@ def evaluate(teacher: str, data: Path, db: Path, *, mode: str = "agent", config:
         eval_id = evaluation_id(teacher, data, mode, record if mode == "agent" else {"max_tokens": config.max_tokens, "limit": limit})
         metrics.update(evaluation_id=eval_id, teacher=teacher, data=str(data), mode=mode, votes=votes,
                        seconds=round(time.monotonic() - started, 2), config=record if mode == "agent" else None,
-                       strategies=str(strategies) if strategies else None)  # fmt: skip
+                       context=str(context) if context else None)  # fmt: skip
         tables.write_evaluation(store, {"id": eval_id, "model": teacher, "data": str(data), "mode": mode, "n": metrics["items"],
                                         "correct": metrics["correct"], "accuracy": metrics["accuracy"],
                                         "ci95_low": metrics["ci95"][0], "ci95_high": metrics["ci95"][1],

@@ -8,8 +8,7 @@ from typing import Any, Sequence
 
 from symkd.errors import UserError
 from symkd.pipelines.agents import tables
-from symkd.pipelines.agents.agent import (continuation_renderer, cot_answers, episode_rows, first_paragraph,
-                                          guidance_from, solve)
+from symkd.pipelines.agents.agent import continuation_renderer, cot_answers, episode_rows, first_paragraph, solve
 from symkd.pipelines.agents.evaluation import evaluate as _evaluate
 from symkd.pipelines.agents.gsm8k import read_tasks
 from symkd.pipelines.agents.loop import AgentConfig
@@ -17,7 +16,7 @@ from symkd.pipelines.agents.tools import describe
 from symkd.store.db import Store
 from symkd.teachers.registry import teacher_spec
 
-__all__ = ["convert_gold_rationales", "evaluate", "generate_trajectories", "guidance_from"]
+__all__ = ["convert_gold_rationales", "evaluate", "generate_trajectories"]
 
 
 def evaluate(teacher: Any, data: Path, db: Path, **options: Any) -> dict[str, Any]:
