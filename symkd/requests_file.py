@@ -45,7 +45,7 @@ def read_requests(path: str | Path, **defaults: Any) -> list[Request]:
         if not isinstance(line_params, dict):
             raise UserError(f"{where}: field params: expected an object")
         try:
-            GenerationParams(**{**defaults, **line_params})
+            params = GenerationParams(**{**defaults, **line_params})
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
@@ -62,8 +62,7 @@ def read_requests(path: str | Path, **defaults: Any) -> list[Request]:
                     )
                 except UserError as exc:
                     raise UserError(f"{where}: {exc}") from None
-            else:
-                params = GenerationParams(**{**defaults, **line_params})
+            else:  # params: the line's, validated above
                 body = {k: obj[k] for k in ("messages", "prompt") if k in obj}
                 req = Request(id=item_id, params=params, sample_index=obj.get("sample_index", 0), **body)
         except ValidationError as exc:

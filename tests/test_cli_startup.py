@@ -90,3 +90,27 @@ def test_the_listing_matches_the_commands():
             for name, command in root.commands.items()}  # fmt: skip
     assert list(real) == list(COMMANDS)
     assert real == {name: help_ for name, (_, help_) in COMMANDS.items()}
+
+
+def test_a_cached_replay_of_plain_prompts_imports_no_numpy_or_jinja2(fake_openai, tmp_path):
+    """A rerun whose answers are all stored loads neither numpy (sqlite_utils' optional column
+    types) nor jinja2 / yaml (only templates need them), and sends nothing."""
+    from tests.procs import generate_args, run, write_prompts
+
+    prompts = write_prompts(tmp_path / "p.jsonl", 5)
+    args = generate_args(fake_openai.base_url, prompts, tmp_path / "run.db", "--json")
+    first = run(*args)
+    assert first.returncode == 0, first.stderr
+    sent = fake_openai.stats()["total"]
+    out, modules = _start(*args)
+    assert json.loads(out)["cached"] == 5
+    assert fake_openai.stats()["total"] == sent
+    assert "symkd.generation" in modules and "sqlite_utils" in modules
+    assert _loaded(modules, ("numpy", "pandas", "jinja2", "yaml")) == []
+
+
+def test_generate_help_does_not_load_the_teacher_backends():
+    """symkd.teachers loads its names lazily: the options' module alone brings no asyncio or backend."""
+    _, modules = _start("generate", "--help")
+    assert "symkd.teachers.options" in modules
+    assert _loaded(modules, ("symkd.teachers.base", "symkd.teachers.registry", "symkd.teachers.openai_api")) == []

@@ -48,6 +48,38 @@ def test_changed_params_miss_the_cache_and_identical_items_are_sent_once(fake_op
     assert symkd.generate(_teacher(fake_openai), again, db_path, progress=False).done == 1
 
 
+def test_a_recorded_rerun_rewrites_no_rows_and_records_only_what_is_missing(fake_openai, db_path):
+    """Request and item rows already stored are left as they are (insert-or-ignore); a rerun
+    records only the missing ones: a request row deleted since, items under new ids."""
+    from symkd.store.db import Store
+
+    def rows() -> tuple[list[dict], list[dict]]:
+        with Store(db_path) as store:
+            return (store.query("select * from requests order by key"),
+                    store.query("select rowid, * from run_items order by rowid"))  # fmt: skip
+
+    first = symkd.generate(_teacher(fake_openai), _reqs(6), db_path, progress=False)
+    requests, items = rows()
+    assert len(requests) == 6 and [i["item_id"] for i in items] == [f"q{i}" for i in range(6)]
+    again = symkd.generate(_teacher(fake_openai), _reqs(6), db_path, progress=False)
+    assert (again.run_id, again.cached) == (first.run_id, 6)
+    assert rows() == (requests, items)
+    with Store(db_path) as store, store.transaction():
+        store.conn.execute("delete from requests where key = ?", (items[2]["request_key"],))
+    renamed = _reqs(6)
+    for r in renamed:
+        r.id = "r" + r.id[1:]
+    third = symkd.generate(_teacher(fake_openai), renamed, db_path, progress=False)
+    assert third.run_id == first.run_id  # same keys: the same run, with the new ids added to it
+    requests_after, items_after = rows()
+    assert [r["key"] for r in requests_after] == [r["key"] for r in requests]
+    assert [r for r in requests_after if r["key"] != items[2]["request_key"]] == [
+        r for r in requests if r["key"] != items[2]["request_key"]]
+    assert items_after[:6] == items
+    assert [i["item_id"] for i in items_after[6:]] == [f"r{i}" for i in range(6)]
+    assert [i["request_key"] for i in items_after[6:]] == [i["request_key"] for i in items]
+
+
 def test_duplicate_item_ids_are_refused(fake_openai, db_path):
     reqs = _reqs(2)
     reqs[1].id = reqs[0].id

@@ -128,3 +128,33 @@ def test_read_only_store_checks_the_version_and_never_writes(db_path):
     conn.close()
     with pytest.raises(UserError, match="newer than this symkd"):
         Store(db_path, readonly=True)
+
+
+def test_store_skips_numpy_yet_numpy_and_pandas_values_get_sqlite_utils_column_types(tmp_path):
+    """Opening the store imports neither numpy nor pandas; a table created later from numpy or
+    pandas values gets the column types sqlite_utils gives them when it imports them itself."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from symkd.store import Store
+        store = Store({str(tmp_path / "run.db")!r})
+        skipped = [m for m in ("numpy", "pandas") if m in sys.modules]
+        import numpy as np
+        store.db["t"].insert({{"f": np.float32(1.5), "i": np.int64(3), "u": np.uint8(1), "s": "x"}})
+        types = {{c.name: c.type for c in store.db["t"].columns}}
+        try:
+            import pandas as pd
+        except ImportError:
+            pd = None
+        if pd is not None:
+            from sqlite_utils.db import COLUMN_TYPE_MAPPING
+            types["Timestamp"] = COLUMN_TYPE_MAPPING[pd.Timestamp]
+        print(json.dumps([skipped, types]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    skipped, types = json.loads(done.stdout)
+    assert skipped == []
+    assert {k: types[k] for k in "fius"} == {"f": "REAL", "i": "INTEGER", "u": "INTEGER", "s": "TEXT"}
+    assert types.get("Timestamp", "TEXT") == "TEXT"

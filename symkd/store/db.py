@@ -24,19 +24,60 @@ from urllib.parse import quote
 from symkd.errors import UserError
 
 
+_OPTIONAL = ("pandas", "numpy")
+
+
 def _import_sqlite_utils():  # type: ignore[no-untyped-def]
-    """sqlite_utils imports pandas (0.4-1 s of every command's start-up on 2 cores) only to map
-    ``pandas.Timestamp`` values to TEXT columns, which symkd never inserts; skip that import
-    unless pandas is loaded already (a later ``import pandas`` works as usual)."""
-    if "pandas" in sys.modules:
+    """sqlite_utils imports pandas (0.4-1 s of every command's start-up on 2 cores) and numpy
+    (~85 ms) only to map ``pandas.Timestamp`` and numpy scalar types to column types when it
+    creates or alters a table; skip those imports unless the library is loaded already (a later
+    ``import numpy`` works as usual). The type mapping looks them up when it meets a type it does
+    not know (:class:`_ColumnTypes`): a numpy or pandas value can only exist once its library is
+    loaded, so tables are created exactly as with sqlite_utils' own eager imports."""
+    blocked = [name for name in _OPTIONAL if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # import numpy -> ImportError
+    try:
         import sqlite_utils
-    else:
-        sys.modules["pandas"] = None  # type: ignore[assignment]  # import pandas -> ImportError
-        try:
-            import sqlite_utils
-        finally:
-            del sys.modules["pandas"]
+        import sqlite_utils.db
+    finally:
+        for name in blocked:
+            del sys.modules[name]
+    if blocked and not isinstance(sqlite_utils.db.COLUMN_TYPE_MAPPING, _ColumnTypes):
+        sqlite_utils.db.COLUMN_TYPE_MAPPING = _ColumnTypes(sqlite_utils.db.COLUMN_TYPE_MAPPING)
     return sqlite_utils
+
+
+class _ColumnTypes(dict):
+    """sqlite_utils' ``COLUMN_TYPE_MAPPING`` that adds the numpy and pandas types (the ones
+    sqlite_utils adds when it imports them itself) on the first lookup of a type it lacks."""
+
+    _added: frozenset = frozenset()
+
+    def _add_optional(self) -> bool:
+        loaded = frozenset(name for name in _OPTIONAL if sys.modules.get(name) is not None)
+        if loaded <= self._added:
+            return False
+        self._added = loaded
+        np, pd = sys.modules.get("numpy"), sys.modules.get("pandas")
+        if np is not None:
+            names = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+            self.update({getattr(np, n): "INTEGER" for n in names if hasattr(np, n)})
+            self.update({getattr(np, n): "REAL" for n in ("float16", "float32", "float64") if hasattr(np, n)})
+        if pd is not None and hasattr(pd, "Timestamp"):
+            self[pd.Timestamp] = "TEXT"
+        return True
+
+    def __missing__(self, key: Any) -> str:
+        if self._add_optional() and key in self:
+            return self[key]
+        raise KeyError(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 sqlite_utils = _import_sqlite_utils()
