@@ -283,3 +283,25 @@ def test_agent_eval_context_errors_are_one_line(tmp_path):
                          (["--strategies", str(tmp_path / "missing.db")], "missing.db")]:  # fmt: skip
         proc = run(*base, *extra)
         assert proc.returncode == 2 and words in one_error_line(proc), proc.stderr
+
+
+def test_learn_gives_the_student_its_own_options(capsys, monkeypatch, tmp_path):
+    """The student never takes the teacher's --base-url or --rpm: it has --student-* options."""
+    import types
+
+    from symkd.pipelines.strategies import pipeline
+    from tests.procs import run_cli
+
+    seen = {}
+
+    def fake_learn(teacher, db, **kwargs):
+        seen.update(kwargs)
+        return types.SimpleNamespace(as_dict=lambda: {}, failed_requests=0)
+
+    monkeypatch.setattr(pipeline, "learn_strategies", fake_learn)
+    code, out, err = run_cli(capsys, "strategies", "learn", "-t", "openai:big", "--base-url", "http://teacher:1/v1",
+                             "--rpm", "30", "-s", "openai:small", "--student-base-url", "http://student:2/v1",
+                             "--data", str(tmp_path / "d.jsonl"), "--db", str(tmp_path / "s.db"), "--json")  # fmt: skip
+    assert code == 0, err
+    assert seen["teacher_options"] == {"base_url": "http://teacher:1/v1", "rpm": 30.0}
+    assert seen["student_options"] == {"base_url": "http://student:2/v1"}

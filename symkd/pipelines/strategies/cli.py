@@ -21,6 +21,7 @@ strategies_app = typer.Typer(help="Learn, audit and edit a library of strategies
 
 
 @model_options(TeacherOptions, "teacher_options")
+@model_options(TeacherOptions, "student_options", prefix="student-")  # the student's own: --student-base-url ...
 def learn(
     teacher: str = typer.Option("smollm2", "--teacher", "-t", help="teacher spec: smollm2, openai:MODEL, hf:ID, ..."),
     student: str = typer.Option("smollm2", "--student", "-s", help="student spec (same forms as --teacher)"),
@@ -42,13 +43,14 @@ def learn(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     teacher_options: Any = None,
+    student_options: Any = None,
 ) -> None:
     """Learn strategies: the student tries, the teacher writes guidance for its failures, only
     guidance that measurably helps is kept. Rerun the same command to resume."""
     from symkd.pipelines.strategies.pipeline import learn_strategies
 
     report = learn_strategies(
-        teacher, db, data=data, student=student, teacher_options=teacher_options, student_options=teacher_options,
+        teacher, db, data=data, student=student, teacher_options=teacher_options, student_options=student_options,
         progress=not quiet, rounds=rounds, scenarios=scenarios, per_round=per_round, synthetic=synthetic,
         n_validation=validation, n_control=control, k=k, min_similarity=min_similarity,
         merge_threshold=merge_threshold, min_gain=min_gain, max_p=max_p, seed=seed, student_max_tokens=max_tokens,
