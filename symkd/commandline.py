@@ -102,6 +102,14 @@ def model_options(
     return decorate
 
 
+TEACHER_FORMS = "smollm2, openai:MODEL, hf:ID|DIR, llamacpp:FILE, langchain:mod:attr, ..."
+
+
+def teacher_option(default: Any = "smollm2", *, role: str = "teacher spec", note: str = "") -> Any:
+    """The one ``--teacher/-t`` declaration: ``default`` ``...`` makes it required, None optional."""
+    return typer.Option(default, "--teacher", "-t", help=f"{role}: {TEACHER_FORMS}" + (f" ({note})" if note else ""))
+
+
 def console() -> Any:
     """A rich console for tables: the terminal's width, or unbounded when piped (no cut at 80)."""
     import sys

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from symkd.commandline import model_options
+from symkd.commandline import model_options, teacher_option
 from symkd.errors import UserError
 from symkd.scale.options import ExecutorOptions
 from symkd.teachers.options import TeacherOptions
@@ -64,7 +64,7 @@ def templates(as_json: bool = _json_flag("a list of templates")) -> None:
 @model_options(TeacherOptions, "teacher_options")
 @model_options(ExecutorOptions, "executor_options")
 def generate(
-    teacher: str = typer.Option(..., "--teacher", "-t", help="teacher spec: smollm2, openai:MODEL, hf:ID, ..."),
+    teacher: str = teacher_option(...),
     prompts: Path = typer.Option(..., "--prompts", "-p", help="JSONL: {id, messages|prompt|template+variables}"),
     db: Path = typer.Option(..., "--db", help="SQLite run database (created when missing)"),
     n: Optional[int] = typer.Option(None, "--samples", help="completions sampled per prompt"),

@@ -20,7 +20,7 @@ from typing import Any, List, Literal, Optional
 import typer
 from pydantic import BaseModel, ConfigDict, Field
 
-from symkd.commandline import build, model_options
+from symkd.commandline import TEACHER_FORMS, build, model_options, teacher_option
 from symkd.errors import UserError
 from symkd.pipelines.agents.options import SelfTrainConfig
 from symkd.students.train import TrainConfig
@@ -70,7 +70,7 @@ def _config(max_steps: int, max_tokens: int, sag: int, sandbox: str, few_shot: b
 def generate(
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
     data: Path = typer.Option(..., "--data", help="task file: GSM8K JSONL {question, answer}"),
-    teacher: str = typer.Option("smollm2", "--teacher", "-t", help="teacher spec (ignored for --source gold-rationales)"),
+    teacher: str = teacher_option(note="ignored for --source gold-rationales"),
     task: str = typer.Option("gsm8k", "--task", help="task family (gsm8k)"),
     source: str = typer.Option("teacher", "--source", help="teacher | gold-rationales (GSM8K solutions as trajectories)"),
     samples: int = typer.Option(1, "--samples", help="trajectories per task (temperature 0.7 when more than 1)"),
@@ -244,7 +244,7 @@ class EvalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: Optional[Path] = Field(None, description="student folder (from symkd agent train / symkd train)")
-    teacher: Optional[str] = Field(None, description="a teacher spec instead: smollm2, hf:PATH, openai:MODEL, ...",
+    teacher: Optional[str] = Field(None, description=f"evaluate a teacher instead of --model: {TEACHER_FORMS}",
                                    json_schema_extra={"cli": "-t"})  # fmt: skip
     data: Path = Field(..., description="GSM8K JSONL")
     db: Optional[Path] = Field(None, description="cache + trajectories DB (default MODEL/agent_eval.db or ./agent_eval.db)")

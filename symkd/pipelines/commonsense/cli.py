@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from symkd.commandline import model_options
+from symkd.commandline import model_options, teacher_option
 from symkd.scale.options import ExecutorOptions
 from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
@@ -76,7 +76,7 @@ def print_report(report: dict[str, Any]) -> None:
 @model_options(TeacherOptions, "teacher_options")
 @model_options(ExecutorOptions, "executor_options")
 def commonsense(
-    teacher: str = typer.Option("smollm2", "--teacher", "-t", help="teacher spec: smollm2, openai:MODEL, hf:ID, ..."),
+    teacher: str = teacher_option(),
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
     seeds: Optional[Path] = typer.Option(None, "--seeds", help="seed file: one event (PersonX ...) or entity a line"),
     n_events: int = typer.Option(50, "--n-events", help="events to keep"),
@@ -141,7 +141,7 @@ def commonsense(
 def eval_commonsense(
     data: Path = typer.Option(..., "--data", help="ATOMIC-format TSV: head @@ relation<TAB>tail1| tail2"),
     model: Optional[Path] = typer.Option(None, "--model", help="student folder (from symkd train)"),
-    teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="evaluate a teacher few-shot instead: smollm2, openai:MODEL, ..."),
+    teacher: Optional[str] = teacher_option(None, role="evaluate a teacher few-shot instead"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the scores as JSON"),
     split: str = typer.Option("all", "--split", help="all | eval | critic (halves of the dev split by head)"),
     save_generations: Optional[Path] = typer.Option(None, "--save-generations", help="JSONL of {head, relation, prediction}"),

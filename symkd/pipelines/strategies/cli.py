@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from symkd.commandline import model_options
+from symkd.commandline import model_options, teacher_option
 from symkd.teachers.options import TeacherOptions
 
 strategies_app = typer.Typer(help="Learn, audit and edit a library of strategies the student retrieves.", no_args_is_help=True)
@@ -23,7 +23,7 @@ strategies_app = typer.Typer(help="Learn, audit and edit a library of strategies
 @model_options(TeacherOptions, "teacher_options")
 @model_options(TeacherOptions, "student_options", prefix="student-")  # the student's own: --student-base-url ...
 def learn(
-    teacher: str = typer.Option("smollm2", "--teacher", "-t", help="teacher spec: smollm2, openai:MODEL, hf:ID, ..."),
+    teacher: str = teacher_option(),
     student: str = typer.Option("smollm2", "--student", "-s", help="student spec (same forms as --teacher)"),
     data: Path = typer.Option(..., "--data", help="JSONL of {question, answer} (GSM8K format) or chat tasks"),
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
