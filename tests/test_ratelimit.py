@@ -229,3 +229,24 @@ def test_estimate_tokens_counts_input_and_output_budget():
         params=GenerationParams(max_tokens=1),
     )
     assert 50 <= estimate_tokens(chat) - 1 <= 60  # ~4 characters a token, plus a little per message
+
+
+def test_api_pacing_is_declared_once_for_every_api_backend():
+    """ApiPacing: the base applies it (validated), providers pass it through, with their own defaults."""
+    import pydantic
+
+    from symkd.teachers.base import ApiPacing
+    from symkd.teachers.langchain_chat import LangChainTeacher
+    from symkd.teachers.openai_api import OpenAITeacher
+
+    teacher = StubTeacher(pacing=ApiPacing(rpm=30, concurrency=3), timeout=7.0)
+    assert (teacher.concurrency, teacher.rpm, teacher.timeout, teacher.backoff_base) == (3, 30, 7.0, 0.01)
+    assert teacher.pacing == ApiPacing(concurrency=3, rpm=30, timeout=7.0, backoff_base=0.01)
+    with pytest.raises(pydantic.ValidationError, match="concurrency"):
+        StubTeacher(concurrency=0)
+    with pytest.raises(pydantic.ValidationError, match="extra"):
+        StubTeacher(rmp=30)  # a misspelt pacing field is refused, not ignored
+    openai = OpenAITeacher("m", base_url="http://127.0.0.1:9/v1", rpm=12)
+    assert (openai.concurrency, openai.rpm) == (ApiPacing().concurrency, 12)
+    assert LangChainTeacher.pacing_defaults == {"concurrency": 8}
+    assert issubclass(LangChainTeacher, type(openai).__mro__[1])  # both are APITeachers: one pacing code path

@@ -20,7 +20,9 @@ import random
 import re
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Protocol, Sequence, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Optional, Protocol, Sequence, Union, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from symkd.teachers.ratelimit import Cooldown, TokenBucket
 from symkd.teachers.types import Request, Response
@@ -160,32 +162,44 @@ class FatalRequestError(Exception):
     """A failure that another try cannot fix (400, content filter, context too long)."""
 
 
+class ApiPacing(BaseModel):
+    """How an API teacher paces its requests, declared once for every API backend (as curator
+    keeps one config per processor kind): the base class applies it, a provider only sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(16, ge=1, description="requests in flight")
+    rpm: Optional[float] = Field(None, description="requests-per-minute limit")
+    tpm: Optional[float] = Field(None, description="tokens-per-minute limit")
+    max_retries: int = Field(6, ge=0, description="retries after a failed try")
+    timeout: float = Field(120.0, description="seconds per request try")
+    backoff_base: float = Field(0.5, description="first backoff (s); doubles per try, with jitter")
+    backoff_max: float = Field(60.0, description="longest backoff (s), Retry-After included")
+
+
 class APITeacher(Teacher):
-    """Base of remote backends: one request at a time per worker, many workers."""
+    """Base of remote backends: one request at a time per worker, many workers.
+
+    A provider's ``__init__`` takes its own settings and passes ``**pacing`` (the fields of
+    :class:`ApiPacing`, or ``pacing=ApiPacing(...)``) through; ``pacing_defaults`` holds
+    the provider's own defaults (e.g. fewer requests in flight)."""
 
     accepts_source = True
+    pacing_defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        concurrency: int = 16,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        max_retries: int = 6,
-        backoff_base: float = 0.5,
-        backoff_max: float = 60.0,
-        timeout: float = 120.0,
-    ):
+    def __init__(self, model: str, *, pacing: ApiPacing | None = None, **fields: Any):
         super().__init__(model)
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        self.concurrency = concurrency
-        self.rpm, self.tpm = rpm, tpm
-        self.max_retries = max_retries
-        self.backoff_base, self.backoff_max = backoff_base, backoff_max
-        self.timeout = timeout
+        given = pacing.model_dump(exclude_unset=True) if pacing is not None else {}
+        settings = ApiPacing(**{**self.pacing_defaults, **given, **fields})
+        self.concurrency, self.rpm, self.tpm = settings.concurrency, settings.rpm, settings.tpm
+        self.max_retries, self.timeout = settings.max_retries, settings.timeout
+        self.backoff_base, self.backoff_max = settings.backoff_base, settings.backoff_max
         self._secrets: list[str] = []
+
+    @property
+    def pacing(self) -> ApiPacing:
+        return ApiPacing(concurrency=self.concurrency, rpm=self.rpm, tpm=self.tpm, max_retries=self.max_retries,
+                         timeout=self.timeout, backoff_base=self.backoff_base, backoff_max=self.backoff_max)  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -85,35 +85,16 @@ _PARAM_FIELDS: dict[str, tuple[str, ...]] = {
 class LangChainTeacher(APITeacher):
     backend = "langchain"
 
-    def __init__(
-        self,
-        model: BaseChatModel | str,
-        *,
-        name: str | None = None,
-        concurrency: int = 8,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        max_retries: int = 6,
-        timeout: float = 120.0,
-        backoff_base: float = 0.5,
-        backoff_max: float = 60.0,
-    ):
+    pacing_defaults = {"concurrency": 8}
+
+    def __init__(self, model: BaseChatModel | str, *, name: str | None = None, **pacing: Any):
         chat_model = load_chat_model(model) if isinstance(model, str) else model
         if not isinstance(chat_model, BaseChatModel):
             raise TeacherUnavailable(
                 f"langchain teacher needs a BaseChatModel, got {type(chat_model).__name__}"
             )
         self.chat_model = chat_model
-        super().__init__(
-            model if isinstance(model, str) else identity(chat_model),
-            concurrency=concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            max_retries=max_retries,
-            timeout=timeout,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-        )
+        super().__init__(model if isinstance(model, str) else identity(chat_model), **pacing)
         self.model_id = name or identity(chat_model)
         fields = _field_names(chat_model)
         #: symkd parameter -> the field name it is passed as (only those the model declares)

@@ -62,31 +62,9 @@ class OpenAITeacher(APITeacher):
 
     backend = "openai"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        endpoint: str = "auto",
-        concurrency: int = 16,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        max_retries: int = 6,
-        timeout: float = 120.0,
-        backoff_base: float = 0.5,
-        backoff_max: float = 60.0,
-    ):
-        super().__init__(
-            model,
-            concurrency=concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            max_retries=max_retries,
-            timeout=timeout,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-        )
+    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 endpoint: str = "auto", **pacing: Any):  # fmt: skip
+        super().__init__(model, **pacing)
         self.base_url = server_url(base_url)
         api_key = os.environ.get(api_key_env)
         if api_key:
@@ -106,8 +84,8 @@ class OpenAITeacher(APITeacher):
         if endpoint not in {"auto", "chat", "completions"}:
             raise TeacherUnavailable(f"endpoint must be auto, chat or completions, not {endpoint!r}")
         self.endpoint = endpoint
-        self.http = OpenAIHTTP(client_url, api_key=api_key, headers=headers, connections=max(1000, concurrency + 8),
-                               timeout=timeout)  # fmt: skip
+        self.http = OpenAIHTTP(client_url, api_key=api_key, headers=headers, connections=max(1000, self.concurrency + 8),
+                               timeout=self.timeout)  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "base_url": safe_url(self.base_url), "endpoint": self.endpoint}

@@ -157,11 +157,20 @@ def load_teacher(spec: Any, **options: Any) -> Teacher:
     return teacher_spec(spec, **options).load()
 
 
+def _accepted(cls: type) -> set[str]:
+    """The keyword settings a backend class takes: its own, and :class:`ApiPacing`'s for API backends."""
+    from symkd.teachers.base import APITeacher, ApiPacing
+
+    params = inspect.signature(cls.__init__).parameters.values()
+    names = {p.name for p in params if p.kind is not p.VAR_KEYWORD and p.name not in ("self", "model")}
+    return names | set(ApiPacing.model_fields) if issubclass(cls, APITeacher) else names
+
+
 def build_teacher(spec: TeacherSpec) -> Teacher:
     """A new Teacher of the spec's backend with the spec's options (see :func:`load_teacher`)."""
     cls = backend_class(spec.backend)
     options = spec.options
-    accepted = {k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "model")}
+    accepted = _accepted(cls)
     own = frozenset(accepted - set(fields()))
     unknown = sorted(k for k in options if k not in fields() and k not in own)
     if unknown:
