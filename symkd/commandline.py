@@ -125,12 +125,11 @@ def build(model: type[BaseModel], values: dict[str, Any], prefix: str = "", flag
     try:
         return model(**values)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"])
-        field = model.model_fields.get(name)
-        flag = _long_name(name, field, prefix) if field is not None else f"--{prefix}{name.replace('_', '-')}"
-        flag = (flags or {}).get(name, flag)
-        msg = err["msg"].replace("Input should be ", "must be ").replace("Value error, ", "")
-        from symkd.teachers.options import given_value
+        from symkd.options import option_error
 
-        raise UserError(f"{flag}: {msg} (got {given_value(err.get('input'))})") from None
+        def flag_of(name: str) -> str:
+            field = model.model_fields.get(name)
+            flag = _long_name(name, field, prefix) if field is not None else f"--{prefix}{name.replace('_', '-')}"
+            return (flags or {}).get(name, flag)
+
+        raise UserError(option_error(exc, flag_of)) from None

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from symkd.errors import UserError
+from symkd.options import Options, option_error
 
 
-class ExecutorOptions(BaseModel):
+class ExecutorOptions(Options):
     """Where the teacher calls and critic batches run."""
 
     model_config = ConfigDict(extra="forbid")
@@ -28,8 +29,6 @@ class ExecutorOptions(BaseModel):
     endpoint_group: Optional[str] = Field(None, description="name that identifies --replicas in cache keys (default: the sorted URLs)")
     shard_dir: Optional[str] = Field(None, description="folder for the workers' shard files (default: DB.shards next to the database)")
 
-    def given(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
 
     @property
     def is_ray(self) -> bool:
@@ -47,10 +46,7 @@ def as_executor_options(options: ExecutorOptions | dict[str, Any] | None) -> Exe
         try:
             parsed = ExecutorOptions(**(options or {}))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            name = ".".join(str(p) for p in err["loc"]).replace("_", "-")
-            msg = err["msg"].replace("Input should be ", "must be ").replace("Value error, ", "")
-            raise UserError(f"--{name}: {msg} (got {err.get('input')!r})") from None
+            raise UserError(option_error(exc)) from None
     ray_only = sorted(k for k in parsed.given() if k != "executor")
     if ray_only and not parsed.is_ray:
         raise UserError(f"--{ray_only[0].replace('_', '-')} needs --executor ray")

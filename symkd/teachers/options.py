@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from symkd.errors import UserError
+from symkd.options import Options, option_error
 
 
-class TeacherOptions(BaseModel):
+class TeacherOptions(Options):
     """How a teacher is reached and paced. ``cli`` in a field's extra is its short flag."""
 
     model_config = ConfigDict(extra="forbid")
@@ -43,9 +44,6 @@ class TeacherOptions(BaseModel):
 
         return value if value is None else check_base_url(value)
 
-    def given(self) -> dict[str, Any]:
-        """The options that were set (None means the backend's default)."""
-        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 def fields() -> list[str]:
@@ -67,16 +65,5 @@ def as_options(options: TeacherOptions | dict[str, Any] | None, *, extra_ok: fro
 
 
 def one_line(exc: ValidationError, flag_prefix: str = "") -> str:
-    """``--rpm: must be greater than 0 (got -5)`` from pydantic's first error."""
-    err = exc.errors()[0]
-    name = ".".join(str(p) for p in err["loc"]) or "option"
-    flag = flag_prefix + name.replace("_", "-") if flag_prefix else name
-    msg = err["msg"].replace("Input should be ", "must be ").replace("Value error, ", "")
-    return f"{flag}: {msg} (got {given_value(err.get('input'))})"
-
-
-def given_value(value: Any) -> str:
-    """The value a user gave, for an error line: credentials in a URL are not repeated."""
-    from symkd.teachers.urls import redact_credentials
-
-    return redact_credentials(repr(value)) if isinstance(value, str) else repr(value)
+    """``--rpm: must be greater than 0 (got -5)`` from pydantic's first error (the field name alone without a prefix)."""
+    return option_error(exc, lambda name: flag_prefix + name.replace("_", "-") if flag_prefix else name)
