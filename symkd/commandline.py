@@ -65,13 +65,15 @@ def model_options(
     aliases: dict[str, Sequence[str]] | None = None,
     defaults: dict[str, Any] | None = None,
     rename: dict[str, str] | None = None,
+    notes: dict[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: the command gets ``param`` = {field: value} of the options that were given.
 
     ``defaults`` are what the command uses when a flag is not given (shown in ``--help``);
-    ``rename`` gives a field another long flag (the CLI vocabulary's, :mod:`symkd.cli.vocabulary`).
+    ``rename`` gives a field another long flag (the CLI vocabulary's, :mod:`symkd.cli.vocabulary`);
+    ``notes`` adds what a field means in this command to its help (``{"max_tokens": "CoT: per answer"}``).
     """
-    aliases, defaults = aliases or {}, defaults or {}
+    aliases, defaults, notes = aliases or {}, defaults or {}, notes or {}
     names = [n for n in model.model_fields if n not in exclude]
     py = {n: f"{prefix.replace('-', '_')}{n}" for n in names}
 
@@ -82,7 +84,8 @@ def model_options(
         for name in names:
             field = model.model_fields[name]
             shown = defaults.get(name, None if field.is_required() else field.default)
-            help_text = (field.description or name.replace("_", " ")) + (f" (default {shown})" if shown not in (None, "") else "")
+            help_text = (field.description or name.replace("_", " ")) + (f" ({notes[name]})" if name in notes else "")
+            help_text += f" (default {shown})" if shown not in (None, "") else ""
             flags = _flags(name, field, prefix, aliases)
             if name in (rename or {}):
                 flags[0] = rename[name]  # type: ignore[index]

@@ -341,3 +341,19 @@ def test_cli_gold_export_and_corpus(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "agent", "export-cot", "--data", str(tasks), "--out", str(tmp_path / "cot.jsonl"))
     cot = json.loads((tmp_path / "cot.jsonl").read_text())
     assert cot["messages"][-1]["content"] == "She has 3*4=12 pens.\n#### 12"
+
+
+def test_agent_config_is_one_validated_model():
+    """AgentConfig declares its bounds once: the API's overrides and the CLI flags share them."""
+    from symkd.errors import UserError
+    from symkd.pipelines.agents.options import agent_config
+
+    config = AgentConfig(max_steps=3, sag=8)
+    assert agent_config(config) is config
+    assert agent_config(config, {"sandbox": "rlimit"}).as_dict() == {**config.as_dict(), "sandbox": "rlimit"}
+    assert "wave" not in config.as_dict() and "workers" not in config.as_dict()  # they change no outcome
+    for bad, words in [({"sag": 1}, "x: sag: must be 0 (off) or at least 2"), ({"max_steps": 0}, "x: max_steps: must be"),
+                       ({"sandbox": "docker"}, "x: sandbox: must be 'bwrap' or 'rlimit'"),
+                       ({"max_stepz": 2}, "x: unknown option 'max_stepz'")]:  # fmt: skip
+        with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            agent_config(config, bad, where="x")

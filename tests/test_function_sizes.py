@@ -28,7 +28,6 @@ ALLOWED: dict[str, str] = {
     "symkd/pipelines/commonsense/cli.py::eval_commonsense": "CLI command: one parameter per option",
     "symkd/pipelines/commonsense/evaluate.py::evaluate_commonsense": "relays the eval CLI's options",
     "symkd/pipelines/commonsense/pipeline.py::distill_commonsense": "relays the CLI's options; long body",
-    "symkd/pipelines/strategies/cli.py::learn": "CLI command: one parameter per option",
 }
 
 

@@ -254,7 +254,7 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, capsys, learned):
     assert code == 2 and len(err) == 1 and "not a symkd strategy library" in err[0]
     code, err = run_cli(capsys, "strategies", "export", "--db", str(learned["db"]), "--format", "xml", "--out", str(tmp_path / "o"))
     assert code == 2 and len(err) == 1 and "--format" in err[0]
-    with pytest.raises(UserError, match="must be at least 1"):
+    with pytest.raises(UserError, match=r"rounds: must be greater than or equal to 1 \(got 0\)"):
         learn_strategies(FakeTeacher(), tmp_path / "y.db", data=learned["data"], scorer=FakeScorer(), rounds=0)
 
 
@@ -305,3 +305,19 @@ def test_learn_gives_the_student_its_own_options(capsys, monkeypatch, tmp_path):
     assert code == 0, err
     assert seen["teacher_options"] == {"base_url": "http://teacher:1/v1", "rpm": 30.0}
     assert seen["student_options"] == {"base_url": "http://student:2/v1"}
+
+
+def test_learn_config_is_the_api_and_the_cli(capsys, tmp_path):
+    """One LearnConfig: a config and keyword overrides of it; the CLI flags keep their names."""
+    from symkd.pipelines.strategies import LearnConfig
+    from symkd.pipelines.strategies.options import learn_config
+    from tests.procs import run_cli
+
+    base = LearnConfig(rounds=3, n_validation=5)
+    assert learn_config(base, {"k": 1}).identity() == {**base.identity(), "k": 1}
+    assert "rounds" not in base.identity()
+    with pytest.raises(UserError, match="learn_strategies: unknown option 'n_validations'"):
+        learn_config(base, {"n_validations": 3})
+    code, _, err = run_cli(capsys, "strategies", "learn", "--data", str(tmp_path / "d.jsonl"), "--db", str(tmp_path / "s.db"),
+                           "--control", "-1")  # fmt: skip
+    assert code == 2 and "--control: must be greater than or equal to 0 (got -1)" in err and not (tmp_path / "s.db").exists()

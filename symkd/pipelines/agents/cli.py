@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from symkd.commandline import TEACHER_FORMS, build, model_options, teacher_option
 from symkd.errors import UserError
-from symkd.pipelines.agents.options import SelfTrainConfig
+from symkd.pipelines.agents.options import AgentConfig, SelfTrainConfig
 from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
 
@@ -52,21 +52,13 @@ def _target(model: Optional[Path], teacher: Optional[str]) -> str:
     return teacher  # type: ignore[return-value]
 
 
-def _config(max_steps: int, max_tokens: int, sag: int, sandbox: str, few_shot: bool, temperature: float = 0.0,
-            seed: int = 0) -> Any:  # fmt: skip
-    from symkd.pipelines.agents.loop import AgentConfig
-
-    if max_steps < 1:
-        raise UserError("--max-agent-steps must be at least 1")
-    if sag < 0 or sag == 1:
-        raise UserError("--sag must be 0 (off) or at least 2 candidates (8 is the usual choice)")
-    if sandbox not in ("bwrap", "rlimit"):
-        raise UserError(f"--sandbox must be bwrap or rlimit, not {sandbox!r}")
-    return AgentConfig(max_steps=max_steps, max_tokens=max_tokens, sag=sag, sandbox=sandbox, few_shot=few_shot,
-                       temperature=temperature, seed=seed)  # fmt: skip
+def _only(*names: str) -> tuple[str, ...]:
+    """The AgentConfig fields a command does not show as flags: all but ``names``."""
+    return tuple(n for n in AgentConfig.model_fields if n not in names)
 
 
 @model_options(TeacherOptions, "teacher_options")
+@model_options(AgentConfig, "agent_options", exclude=_only("max_steps", "max_tokens", "sandbox"))
 def generate(
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
     data: Path = typer.Option(..., "--data", help="task file: GSM8K JSONL {question, answer}"),
@@ -79,15 +71,13 @@ def generate(
     variants: int = typer.Option(0, "--variants", help="gold-rationales: also up to K program variants per problem (source gold-variants)"),
     exclude: Optional[Path] = typer.Option(None, "--exclude", help="gold-rationales: JSONL of questions no task or variant may equal (a test set)"),
     seed: int = typer.Option(0, "--seed", help="gold-rationales: seed of the variants' new numbers"),
-    max_steps: int = typer.Option(5, "--max-agent-steps", help="steps per episode"),
-    max_tokens: int = typer.Option(192, "--max-tokens", help="tokens per step"),
-    sandbox: str = typer.Option("bwrap", "--sandbox", help="bwrap | rlimit (weaker; no namespaces)"),
     tools: Optional[List[str]] = typer.Option(None, "--tools", help="tool names (search) or module:attr of a LangChain BaseTool (repeatable)"),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="DB holding the search tool's corpus"),
     rerank: bool = typer.Option(False, "--rerank", help="re-rank search hits with the embedded MiniLM"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     teacher_options: Any = None,
+    agent_options: Any = None,
 ) -> None:
     """Trajectories into the trajectories table: a teacher solving tasks, or converted gold rationales."""
     from symkd.pipelines.agents import pipeline
@@ -98,14 +88,14 @@ def generate(
         raise UserError(f"unknown --source {source!r}; known: {', '.join(SOURCES)}")
     if samples < 1:
         raise UserError("--samples must be at least 1")
+    config = build(AgentConfig, {**agent_options, "temperature": 0.7 if samples > 1 else 0.0})
     if source == "gold-rationales":
-        report = pipeline.convert_gold_rationales(db, data, limit=limit, sandbox=sandbox, progress=not quiet,
+        report = pipeline.convert_gold_rationales(db, data, limit=limit, sandbox=config.sandbox, progress=not quiet,
                                                   variants=variants, exclude=exclude, seed=seed)  # fmt: skip
         return _print(report, as_json)
     if variants or exclude is not None:
         raise UserError("--variants and --exclude go with --source gold-rationales")
     build(TeacherOptions, teacher_options)
-    config = _config(max_steps, max_tokens, 0, sandbox, True, temperature=0.7 if samples > 1 else 0.0)
     report = pipeline.generate_trajectories(teacher, db, data, config=config, samples=samples, first_thought=first_thought,
                                             limit=limit, tools=_tools(tools, corpus, rerank),
                                             teacher_options=teacher_options, progress=not quiet)  # fmt: skip
@@ -239,7 +229,8 @@ def self_train(
 
 
 class EvalOptions(BaseModel):
-    """The options ``agent eval`` and ``eval gsm8k`` share, defined once (flags from model_options)."""
+    """The options ``agent eval`` and ``eval gsm8k`` share, defined once (flags from model_options);
+    the agent's own (``--sag``, ``--max-agent-steps`` ...) are :class:`AgentConfig`'s."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -248,11 +239,8 @@ class EvalOptions(BaseModel):
                                    json_schema_extra={"cli": "-t"})  # fmt: skip
     data: Path = Field(..., description="GSM8K JSONL")
     db: Optional[Path] = Field(None, description="cache + trajectories DB (default MODEL/agent_eval.db or ./agent_eval.db)")
-    sag: int = Field(0, ge=0, description="self-consistent action generation: N candidates per step (8 usual; 0 off)")
     votes: int = Field(0, ge=0, description="self-consistency: K sampled episodes per task, majority vote on the answer (0 off)")
     vote_temperature: float = Field(0.7, gt=0, le=2, description="sampling temperature of --votes episodes")
-    max_steps: int = Field(5, ge=1, description="steps per episode", json_schema_extra={"cli": "--max-agent-steps"})
-    max_tokens: int = Field(192, ge=1, description="tokens per step (CoT: per answer)")
     limit: Optional[int] = Field(None, ge=1, description="first N tasks only")
     context: Optional[str] = Field(None, description="NAME:ARG of a context provider whose text joins the system prompt "
                                    "(e.g. strategies:lib.db; `symkd plugins` lists them)")
@@ -261,24 +249,23 @@ class EvalOptions(BaseModel):
     corpus: Optional[Path] = Field(None, description="DB holding the search tool's corpus")
     rerank: bool = Field(False, description="re-rank search hits with MiniLM")
     few_shot: Optional[bool] = Field(None, description="worked examples in the prompt (default: teachers yes, students no)")
-    sandbox: Literal["bwrap", "rlimit"] = Field("bwrap", description="bwrap | rlimit")
     out: Optional[Path] = Field(None, description="per-item JSONL (trajectories)", json_schema_extra={"cli": "-o"})
     quiet: bool = Field(False, description="no progress bars", json_schema_extra={"cli": "-q"})
     json_out: bool = Field(False, description="print the report as JSON", json_schema_extra={"cli": "--json"})
 
 
-def _evaluate(mode: str, values: dict[str, Any], teacher_options: Any) -> None:
+def _evaluate(mode: str, values: dict[str, Any], agent_options: dict[str, Any], teacher_options: Any) -> None:
     from symkd.pipelines.agents import pipeline
 
     if "data" not in values:
         raise UserError("--data: a GSM8K JSONL file is required")
     o = build(EvalOptions, values)
+    shots = o.few_shot if o.few_shot is not None else o.model is None  # students learned the format
+    config = build(AgentConfig, {**agent_options, "few_shot": shots, "temperature": o.vote_temperature if o.votes else 0.0})
     target = _target(o.model, o.teacher)
     build(TeacherOptions, teacher_options)
-    shots = o.few_shot if o.few_shot is not None else o.model is None  # students learned the format
-    config = _config(o.max_steps, o.max_tokens, o.sag, o.sandbox, shots, temperature=o.vote_temperature if o.votes else 0.0)
     db = o.db or (o.model / "agent_eval.db" if o.model is not None and o.model.is_dir() else Path("agent_eval.db"))
-    metrics = pipeline.evaluate(target, o.data, db, mode=mode, config=config, limit=o.limit,
+    metrics = pipeline.evaluate(target, o.data, db, config, mode=mode, limit=o.limit,
                                 tools=_tools(o.tools, o.corpus, o.rerank) if mode == "agent" else [], context=_context(o),
                                 votes=o.votes, teacher_options=teacher_options,
                                 out=o.out, progress=not o.quiet)  # fmt: skip
@@ -291,19 +278,25 @@ def _context(o: Any) -> str | None:
     return o.context or (f"strategies:{o.strategies}" if o.strategies else None)
 
 
+#: the agent's options ``agent eval`` and ``eval gsm8k`` show (the others are fixed or follow from --votes, --few-shot)
+_EVAL_AGENT = dict(exclude=_only("sag", "max_steps", "max_tokens", "sandbox"), notes={"max_tokens": "CoT: per answer"})
+
+
+@model_options(AgentConfig, "agent_options", **_EVAL_AGENT)
 @model_options(EvalOptions, "eval_options")
 @model_options(TeacherOptions, "teacher_options")
-def agent_eval(eval_options: Any = None, teacher_options: Any = None) -> None:
+def agent_eval(eval_options: Any = None, agent_options: Any = None, teacher_options: Any = None) -> None:
     """Accuracy, average steps, parse- and execution-error rates of an agent (student or teacher)."""
-    _evaluate("agent", eval_options, teacher_options)
+    _evaluate("agent", eval_options, agent_options, teacher_options)
 
 
+@model_options(AgentConfig, "agent_options", **_EVAL_AGENT)
 @model_options(EvalOptions, "eval_options")
 @model_options(TeacherOptions, "teacher_options")
 def eval_gsm8k(mode: Literal["cot", "agent"] = typer.Option("agent", "--mode", help="cot | agent"),
-               eval_options: Any = None, teacher_options: Any = None) -> None:  # fmt: skip
+               eval_options: Any = None, agent_options: Any = None, teacher_options: Any = None) -> None:  # fmt: skip
     """GSM8K accuracy of a student or teacher, answering by chain of thought or as an agent."""
-    _evaluate(mode, eval_options, teacher_options)
+    _evaluate(mode, eval_options, agent_options, teacher_options)
 
 
 def corpus_index(

@@ -153,7 +153,7 @@ def evaluate(teacher: str, data: Path, db: Path, *, mode: str = "agent", config:
     guidance = context_from(context)
     config = config or AgentConfig()
     if votes:
-        config = AgentConfig(**{**config.__dict__, "temperature": config.temperature or 0.7})
+        config = config.model_copy(update={"temperature": config.temperature or 0.7})
     record = {**config.as_dict(), "tools": describe(tools), "context": str(context) if context else None,
               "votes": votes, "limit": limit}  # fmt: skip
     started = time.monotonic()

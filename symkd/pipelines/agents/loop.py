@@ -18,48 +18,15 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from symkd.pipelines.agents.actions import Action, parse_action
 from symkd.pipelines.agents.episode import Episode
+from symkd.pipelines.agents.options import AgentConfig
 from symkd.pipelines.agents.step import Step
 from symkd.teachers.types import GenerationParams, Request, Response
 
 #: how a first-thought prefix becomes a prompt: (messages, assistant prefix) -> completion prompt
 Continuation = Callable[[list[dict[str, str]], str], str]
 
-
-@dataclass
-class AgentConfig:
-    """Everything an episode's outcome depends on besides the model and the task."""
-
-    max_steps: int = 5
-    few_shot: bool = True
-    max_tokens: int = 192
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    sag: int = 0  # candidate actions per step; 0 = one action, no voting
-    sag_temperature: float = 0.4
-    sag_top_p: float = 0.8
-    sandbox: str = "bwrap"  # bwrap | rlimit
-    step_timeout: float = 10.0
-    wave: int = 64  # episodes in flight at once (each holds a sandbox worker)
-    template: str = "agents/codeact"
-    workers: int = 0  # threads running the episodes' steps (0: one per core, at most 16)
-
-    def params(self) -> GenerationParams:
-        stop = ("Observation:",)
-        if self.sag:
-            return GenerationParams(n=self.sag, temperature=self.sag_temperature, top_p=self.sag_top_p,
-                                    max_tokens=self.max_tokens, stop=stop, seed=self.seed)  # fmt: skip
-        seed = self.seed if self.temperature > 0 else None
-        return GenerationParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
-                                stop=stop, seed=seed)  # fmt: skip
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("wave", "workers")}
-
-    def threads(self) -> int:
-        import os
-
-        return self.workers or min(16, os.cpu_count() or 1)
+__all__ = ["AgentConfig", "Choice", "Continuation", "LoopStats", "advance", "choose_by_consistency", "consistency_key",
+           "record_step", "run_episodes"]
 
 
 @dataclass

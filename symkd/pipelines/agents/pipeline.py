@@ -11,7 +11,7 @@ from symkd.pipelines.agents import tables
 from symkd.pipelines.agents.agent import continuation_renderer, cot_answers, episode_rows, first_paragraph, solve
 from symkd.pipelines.agents.evaluation import evaluate as _evaluate
 from symkd.pipelines.agents.gsm8k import read_tasks
-from symkd.pipelines.agents.loop import AgentConfig
+from symkd.pipelines.agents.options import AgentConfig, agent_config
 from symkd.pipelines.agents.tools import describe
 from symkd.store.db import Store
 from symkd.teachers.registry import teacher_spec
@@ -19,24 +19,29 @@ from symkd.teachers.registry import teacher_spec
 __all__ = ["convert_gold_rationales", "evaluate", "generate_trajectories"]
 
 
-def evaluate(teacher: Any, data: Path, db: Path, **options: Any) -> dict[str, Any]:
+def evaluate(teacher: Any, data: Path, db: Path, config: AgentConfig | None = None, **options: Any) -> dict[str, Any]:
     """:func:`symkd.pipelines.agents.evaluation.evaluate` for any teacher value (a spec string,
-    a TeacherSpec, a Teacher or a LangChain chat model), parsed once here."""
-    return _evaluate(teacher_spec(teacher), data, db, **options)
+    a TeacherSpec, a Teacher or a LangChain chat model), parsed once here. ``options`` are that
+    function's keywords or :class:`AgentConfig` fields overriding ``config`` (``max_steps=3``)."""
+    overrides = {k: options.pop(k) for k in list(options) if k in AgentConfig.model_fields}
+    return _evaluate(teacher_spec(teacher), data, db, config=agent_config(config, overrides, where="evaluate"), **options)
 
 
-def generate_trajectories(teacher: Any, db: Path, data: Path, *, config: AgentConfig, samples: int = 1,
+def generate_trajectories(teacher: Any, db: Path, data: Path, config: AgentConfig | None = None, *, samples: int = 1,
                           first_thought: bool = False, limit: int | None = None, tools: Sequence[Any] = (),
-                          teacher_options: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+                          teacher_options: dict[str, Any] | None = None, progress: bool = True,
+                          **overrides: Any) -> dict[str, Any]:  # fmt: skip
     """The teacher solves every task ``samples`` times; trajectories + verifier decisions go to ``db``.
 
     ``teacher``: a spec string, a TeacherSpec, a Teacher or a LangChain chat model; it is parsed
-    (and a LangChain factory called) once for the whole run.
+    (and a LangChain factory called) once for the whole run. ``config`` (default
+    :class:`AgentConfig`) with ``overrides``, its fields, applied (``max_steps=3, sandbox="rlimit"``).
     """
     from symkd.critics.base import apply_critic
     from symkd.pipelines.agents.verifier import VerifierCritic
     from symkd.session import TeacherSession
 
+    config = agent_config(config, overrides, where="generate_trajectories")
     teacher = teacher_spec(teacher)
     tasks = read_tasks(data, limit=limit)
     started = time.monotonic()

@@ -14,6 +14,7 @@ from typing import Any
 _PUBLIC = {
     "learn_strategies": "symkd.pipelines.strategies.pipeline",
     "LearnResult": "symkd.pipelines.strategies.pipeline",
+    "LearnConfig": "symkd.pipelines.strategies.options",
     "retrieve": "symkd.pipelines.strategies.retrieval",
     "format_guidance": "symkd.pipelines.strategies.retrieval",
     "context_provider": "symkd.pipelines.strategies.retrieval",

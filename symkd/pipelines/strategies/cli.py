@@ -14,7 +14,8 @@ from typing import Any
 
 import typer
 
-from symkd.commandline import model_options, teacher_option
+from symkd.commandline import build, model_options, teacher_option
+from symkd.pipelines.strategies.options import LearnConfig
 from symkd.teachers.options import TeacherOptions
 
 strategies_app = typer.Typer(help="Learn, audit and edit a library of strategies the student retrieves.", no_args_is_help=True)
@@ -22,26 +23,15 @@ strategies_app = typer.Typer(help="Learn, audit and edit a library of strategies
 
 @model_options(TeacherOptions, "teacher_options")
 @model_options(TeacherOptions, "student_options", prefix="student-")  # the student's own: --student-base-url ...
+@model_options(LearnConfig, "learn_options")
 def learn(
     teacher: str = teacher_option(),
     student: str = typer.Option("smollm2", "--student", "-s", help="student spec (same forms as --teacher)"),
     data: Path = typer.Option(..., "--data", help="JSONL of {question, answer} (GSM8K format) or chat tasks"),
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
-    rounds: int = typer.Option(2, "--rounds", help="rounds of attempt -> propose -> accept"),
-    scenarios: int = typer.Option(40, "--scenarios", help="scenarios drawn from --data"),
-    per_round: int = typer.Option(8, "--per-round", help="failed scenarios the teacher writes a strategy for, per round"),
-    synthetic: int = typer.Option(0, "--synthetic", help="new scenarios the teacher writes per targeted failure"),
-    validation: int = typer.Option(8, "--validation", help="similar scenarios a candidate must help on"),
-    control: int = typer.Option(8, "--control", help="random scenarios a candidate must not hurt"),
-    k: int = typer.Option(3, "--k", help="strategies retrieved into the student's prompt"),
-    min_similarity: float = typer.Option(0.3, "--min-similarity", help="least cosine for a strategy to be retrieved"),
-    merge_threshold: float = typer.Option(0.9, "--merge-threshold", help="cosine at which near-duplicates merge"),
-    min_gain: float = typer.Option(0.0, "--min-gain", help="validation accuracy must rise by more than this"),
-    max_p: float = typer.Option(1.0, "--max-p", help="largest sign-test p-value accepted (1 = not required)"),
-    max_tokens: int = typer.Option(160, "--student-max-tokens", help="tokens per student answer"),
-    seed: int = typer.Option(0, "--seed", help="seed of the scenario sample and control sets"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    learn_options: Any = None,
     teacher_options: Any = None,
     student_options: Any = None,
 ) -> None:
@@ -49,12 +39,9 @@ def learn(
     guidance that measurably helps is kept. Rerun the same command to resume."""
     from symkd.pipelines.strategies.pipeline import learn_strategies
 
-    report = learn_strategies(
-        teacher, db, data=data, student=student, teacher_options=teacher_options, student_options=student_options,
-        progress=not quiet, rounds=rounds, scenarios=scenarios, per_round=per_round, synthetic=synthetic,
-        n_validation=validation, n_control=control, k=k, min_similarity=min_similarity,
-        merge_threshold=merge_threshold, min_gain=min_gain, max_p=max_p, seed=seed, student_max_tokens=max_tokens,
-    )  # fmt: skip
+    config = build(LearnConfig, learn_options)
+    report = learn_strategies(teacher, db, config=config, data=data, student=student, teacher_options=teacher_options,
+                              student_options=student_options, progress=not quiet)  # fmt: skip
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:

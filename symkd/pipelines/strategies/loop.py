@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from symkd.store.db import Store, utcnow
 from symkd.pipelines.strategies import library as lib
-from symkd.pipelines.strategies.acceptance import AcceptanceConfig, Attempt, Candidate, Scorer, Trial, evaluate, near_duplicate
+from symkd.pipelines.strategies.acceptance import Attempt, Candidate, Scorer, Trial, evaluate, near_duplicate
 from symkd.pipelines.strategies.critic import StrategyLeakCritic
+from symkd.pipelines.strategies.options import LearnConfig
 from symkd.pipelines.strategies.proposals import PROPOSE_TEMPLATE, ProposalStage, candidate_id, infer_tags
 from symkd.pipelines.strategies.retrieval import rank
 from symkd.pipelines.strategies.scenarios import Scenario, ScenarioStage
@@ -28,29 +28,7 @@ from symkd.prompts import get_template
 from symkd.session import TeacherSession
 from symkd.stages import run_stage
 
-
-@dataclass
-class LearnConfig:
-    rounds: int = 2
-    scenarios: int = 40  # pool drawn from the data file
-    per_round: int = 8  # failed scenarios the teacher writes a strategy for, per round
-    synthetic: int = 0  # new scenarios the teacher writes per targeted failure
-    n_validation: int = 8
-    n_control: int = 8
-    k: int = 3  # strategies retrieved into the student's prompt
-    min_similarity: float = 0.3
-    merge_threshold: float = 0.9
-    min_gain: float = 0.0
-    max_p: float = 1.0
-    seed: int = 0
-    student_max_tokens: int = 160
-
-    def identity(self) -> dict[str, Any]:
-        """What decides a round's outcome (``rounds`` is not in it: asking for more rounds continues)."""
-        return {k: v for k, v in asdict(self).items() if k != "rounds"}
-
-    def acceptance(self) -> AcceptanceConfig:
-        return AcceptanceConfig(self.n_validation, self.n_control, self.min_gain, self.max_p, self.merge_threshold)
+__all__ = ["LearnConfig", "Round", "commit_round", "finished_rounds", "learn_id_of", "load_pool", "record_pool"]
 
 
 def learn_id_of(teacher: str, scorer: dict[str, Any], data_digest: str, config: LearnConfig) -> str:

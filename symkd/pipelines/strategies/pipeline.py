@@ -1,8 +1,11 @@
 """``learn_strategies``: the API behind ``symkd strategies learn``.
 
-    from symkd.pipelines.strategies import learn_strategies
+    from symkd.pipelines.strategies import LearnConfig, learn_strategies
     report = learn_strategies("smollm2", "lib.db", data="gsm8k/train.jsonl", rounds=2, scenarios=40)
     report.rounds[-1]["library_size"]
+    learn_strategies("smollm2", "lib.db", LearnConfig(rounds=3), data="gsm8k/train.jsonl", n_validation=12)
+
+Options are :class:`LearnConfig` fields, as a ``config`` or as keyword overrides of it.
 
 The student defaults to the embedded ``smollm2``; any teacher spec works for either side.
 Pass ``scorer=`` (an :class:`~.acceptance.Scorer`) to try something other than the student
@@ -17,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from symkd.errors import UserError
 from symkd.results import DictAccess
 from symkd.session import TeacherSession
 from symkd.store.db import Store
@@ -25,7 +27,8 @@ from symkd.teachers.base import Teacher
 from symkd.teachers.options import TeacherOptions, as_options
 from symkd.pipelines.strategies import tables
 from symkd.pipelines.strategies.acceptance import Scorer
-from symkd.pipelines.strategies.loop import LearnConfig, Round, commit_round, finished_rounds, learn_id_of, record_pool
+from symkd.pipelines.strategies.loop import Round, commit_round, finished_rounds, learn_id_of, record_pool
+from symkd.pipelines.strategies.options import LearnConfig, learn_config
 from symkd.pipelines.strategies.scenarios import file_digest, read_scenarios, sample_pool
 from symkd.pipelines.strategies.student import StudentScorer
 
@@ -50,17 +53,6 @@ class LearnResult(DictAccess):
     seconds: float = 0.0
 
 
-def _check(config: LearnConfig) -> None:
-    for name in ("rounds", "scenarios", "student_max_tokens"):
-        if getattr(config, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(config, name)})")
-    for name in ("per_round", "synthetic", "n_validation", "n_control", "k"):
-        if getattr(config, name) < 0:
-            raise UserError(f"--{name.replace('_', '-')} must not be negative (got {getattr(config, name)})")
-    if not 0.0 < config.merge_threshold <= 1.0 or not 0.0 <= config.max_p <= 1.0:
-        raise UserError("--merge-threshold must be in (0, 1] and --max-p in [0, 1]")
-
-
 def _spec_name(spec: Any) -> str:
     return spec if isinstance(spec, str) else type(spec).__name__
 
@@ -68,6 +60,7 @@ def _spec_name(spec: Any) -> str:
 def learn_strategies(
     teacher: str | Teacher,
     db: str | Path,
+    config: LearnConfig | None = None,
     *,
     data: str | Path,
     student: str | Teacher = "smollm2",
@@ -75,14 +68,11 @@ def learn_strategies(
     teacher_options: TeacherOptions | dict[str, Any] | None = None,
     student_options: TeacherOptions | dict[str, Any] | None = None,
     progress: bool = True,
-    **config: Any,
+    **overrides: Any,
 ) -> LearnResult:
-    """Run (or resume) ``config["rounds"]`` rounds; ``config`` holds :class:`LearnConfig` fields."""
-    unknown = sorted(set(config) - set(LearnConfig.__dataclass_fields__))
-    if unknown:
-        raise UserError(f"learn_strategies: unknown option {unknown[0]!r}")
-    cfg = LearnConfig(**config)
-    _check(cfg)
+    """Run (or resume) ``config.rounds`` rounds; ``config`` (default :class:`LearnConfig`) with
+    ``overrides``, its fields, applied (``rounds=3, n_validation=12``)."""
+    cfg = learn_config(config, overrides)
     pool = sample_pool(read_scenarios(data), cfg.scenarios, cfg.seed)  # bad data fails before the DB is touched
     started = time.monotonic()
     store = Store(db)
