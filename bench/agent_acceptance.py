@@ -271,12 +271,12 @@ def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
     run.compare("self_round1_redi", "self_round1_sft")
 
 
-def base_model(run: Run) -> None:
+def base_model(run: Run, modes: tuple[str, ...] = ("agent", "cot")) -> None:
     args, p = run.args, run.preset
     from symkd.teachers.embedded import locate
 
     spec = f"hf:{locate('smollm2')}" if args.base_model == "smollm2" else f"hf:{args.base_model}"
-    for mode in ("agent", "cot"):
+    for mode in modes:
         name = f"base_{mode}"
 
         def go(mode: str = mode, name: str = name) -> dict[str, Any]:
@@ -301,7 +301,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sandbox", default="bwrap", help="bwrap | rlimit (a throwaway machine without bubblewrap)")
     ap.add_argument("--base-model", default="smollm2")
     ap.add_argument("--deadline-s", type=float, default=float("inf"), help="start no setting after this many seconds")
-    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000")
+    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode)")
     ap.add_argument("--resume", action="store_true", help="reuse the settings --out already holds (a killed run goes on)")
     ap.add_argument("--keep-lost", action="store_true",
                     help="with --resume: keep a finished setting whose per-item predictions are gone (no paired test)")
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run = Run(args, p)
     if not args.gold_db.is_file():
         plan = args.plan.split(",") if args.plan else p["plan"]
-        sizes = [item.split(":")[1] for item in plan if item.count(":") >= 1 and item.split(":")[0] != "votes"]
+        sizes = [item.split(":")[1] for item in plan if item.split(":")[0] in ("size", "variants", "self")]
         largest = None if "all" in sizes else max([int(x) for x in sizes] or [max(p["sizes"])])
         factors = p["variants"] if any(item.startswith("variants") for item in plan) else []
         run.doc["data"]["gold"] = pipeline_convert(args, largest, factors)
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         kind, *rest = item.split(":")
         if only is not None and kind not in only:
             continue
-        sizes = [None if r == "all" else int(r) for r in rest[:1]]
+        sizes = [None if r == "all" else int(r) for r in rest[:1] if kind != "base"]
         label = rest[0] if rest else ""
         if kind == "size":
             size_pair(run, sizes[0])
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         elif kind == "self" and p["self_train"]:
             self_train_and_redi(run, f"agent_{label}", sizes[0])
         elif kind == "base" and p["base"]:
-            base_model(run)
+            base_model(run, tuple(rest) or ("agent", "cot"))  # base:cot evaluates only that mode
     run.save()
     return run.doc
 

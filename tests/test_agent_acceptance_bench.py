@@ -52,3 +52,14 @@ def test_smoke_preset_writes_every_field_a_table_needs(tmp_path: Path):
     assert [s.get("resumed") for s in again["settings"]] == [True, True]
     assert [s["accuracy"] for s in again["settings"]] == [s["accuracy"] for s in doc["settings"]]
     assert again["mcnemar"] == doc["mcnemar"] and again["data"]["gold"] == doc["data"]["gold"]
+
+    # per-item results travel in the JSON (a bit per test problem), so the paired test survives
+    # the loss of the work folder's eval.db: a resume reuses the settings and recomputes the same test
+    assert len(doc["item_ids"]) == 4 and all(len(s["outcome_bits"]) == 4 for s in doc["settings"])
+    assert [s["outcome_bits"].count("1") for s in doc["settings"]] == [s["correct"] for s in doc["settings"]]
+    (tmp_path / "work" / "eval.db").unlink()
+    again["mcnemar"] = {}
+    out.write_text(json.dumps(again))
+    run_bench(tmp_path, out, "--resume")
+    third = json.loads(out.read_text())
+    assert [s.get("resumed") for s in third["settings"]] == [True, True] and third["mcnemar"] == doc["mcnemar"]
