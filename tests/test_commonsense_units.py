@@ -257,3 +257,43 @@ def test_critic_spec_lists():
     assert split_critics("none") == [] and split_critics("") == []
     with pytest.raises(UserError, match="comes before any critic"):
         split_critics("threshold=0.5,rules")
+
+
+# ---- settings (DistillConfig / EvalConfig) ----------------------------------------------------
+
+
+def test_distill_config_defaults_and_spellings():
+    from symkd.pipelines.commonsense.config import DistillConfig, EvalConfig, settings
+
+    config = DistillConfig()
+    assert config.critics == ["rules", "dedupe", "classifier"] and config.require_words == [] and config.forbid_words == []
+    assert (config.n_events, config.samples_per_relation, config.seed, config.relations, config.constrain) == (50, 2, 0, "all", "all")
+    assert DistillConfig(critics="none").critics == [] and DistillConfig(critics=("rules",)).critics == ["rules"]
+    assert DistillConfig(critics="rules,classifier:threshold=0.7,dedupe").critics == split_critics("rules,classifier:threshold=0.7,dedupe")
+    assert settings(DistillConfig, config, {}) is config
+    changed = settings(DistillConfig, config, {"seed": 3, "samples_per_relation": 4})
+    assert (changed.seed, changed.samples_per_relation, config.seed) == (3, 4, 0)
+    with pytest.raises(UserError, match=r"^n_events: must be greater than or equal to 0 \(got -1\)$"):
+        settings(DistillConfig, None, {"n_events": -1})
+    with pytest.raises(UserError, match=r"^beams: Extra inputs are not permitted \(got 2\)$"):
+        settings(EvalConfig, {"split": "eval"}, {"beams": 2})
+    assert settings(EvalConfig, None, {"num_beams": 2}).num_beams == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["distill", "commonsense", "--samples", "0"], r"--samples: must be greater than or equal to 1 \(got 0\)"),
+        (["distill", "commonsense", "--constrain", "tails"], r"--constrain: must be 'all', 'events' or 'inferences'"),
+        (["distill", "commonsense", "--eval-split", "test"], r"--eval-split: must be 'all', 'eval' or 'critic'"),
+        (["eval", "commonsense", "--data", "x.tsv", "--model", "m", "--beams", "0"], r"--beams: must be greater than or equal to 1"),
+    ],
+)
+def test_bad_settings_name_their_flag(capsys, tmp_path, args, message):
+    from tests.procs import run_cli
+
+    if args[0] == "distill":
+        args = [*args, "--db", str(tmp_path / "x.db")]
+    code, _, err = run_cli(capsys, *args)
+    assert code != 0 and re.search(message, err), err
+    assert not (tmp_path / "x.db").exists()

@@ -24,10 +24,6 @@ MAX_LINES = 80
 ALLOWED: dict[str, str] = {
     "symkd/cli/core.py::generate": "CLI command: one parameter per option",
     "symkd/pipelines/agents/cli.py::generate": "CLI command: one parameter per option",
-    "symkd/pipelines/commonsense/cli.py::commonsense": "CLI command: one parameter per option",
-    "symkd/pipelines/commonsense/cli.py::eval_commonsense": "CLI command: one parameter per option",
-    "symkd/pipelines/commonsense/evaluate.py::evaluate_commonsense": "relays the eval CLI's options",
-    "symkd/pipelines/commonsense/pipeline.py::distill_commonsense": "relays the CLI's options; long body",
 }
 
 

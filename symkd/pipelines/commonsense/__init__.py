@@ -11,7 +11,9 @@ from typing import Any
 _PUBLIC = {
     "distill_commonsense": "symkd.pipelines.commonsense.pipeline",
     "DistillResult": "symkd.pipelines.commonsense.pipeline",
-    "DEFAULT_CRITICS": "symkd.pipelines.commonsense.pipeline",
+    "DEFAULT_CRITICS": "symkd.pipelines.commonsense.config",
+    "DistillConfig": "symkd.pipelines.commonsense.config",
+    "EvalConfig": "symkd.pipelines.commonsense.config",
     "evaluate_commonsense": "symkd.pipelines.commonsense.evaluate",
     "EvaluationResult": "symkd.pipelines.commonsense.evaluate",
     "read_atomic_tsv": "symkd.knowledge.atomic",

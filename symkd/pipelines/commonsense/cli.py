@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 
-from symkd.commandline import model_options, teacher_option
+from symkd.commandline import build, model_options, teacher_option
+from symkd.pipelines.commonsense.config import API_ONLY, DistillConfig, EvalConfig
 from symkd.scale.options import ExecutorOptions
 from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
@@ -75,25 +76,13 @@ def print_report(report: dict[str, Any]) -> None:
                aliases={"base_model": ["--student-base"]})  # fmt: skip
 @model_options(TeacherOptions, "teacher_options")
 @model_options(ExecutorOptions, "executor_options")
+@model_options(DistillConfig, "config", exclude=API_ONLY)
 def commonsense(
     teacher: str = teacher_option(),
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
-    seeds: Optional[Path] = typer.Option(None, "--seeds", help="seed file: one event (PersonX ...) or entity a line"),
-    n_events: int = typer.Option(50, "--n-events", help="events to keep"),
-    n_entities: Optional[int] = typer.Option(None, "--n-entities", help="entity heads taken from the events (default n-events/5)"),
-    relations: str = typer.Option("all", "--relations", "-r", help="all | social | event | physical | comma list"),
-    samples: int = typer.Option(2, "--samples", help="samples per (head, relation)"),
-    seed: int = typer.Option(0, "--seed", help="makes the run reproducible"),
-    critics: str = typer.Option("rules,dedupe,classifier", "--critics", help="comma list of critic specs, or none"),
-    require: Optional[List[str]] = typer.Option(None, "--require", help="word/phrase every output must contain (repeatable)"),
-    forbid: Optional[List[str]] = typer.Option(None, "--forbid", help="word/phrase no output may contain (repeatable)"),
-    constrain: str = typer.Option("all", "--constrain", help="what --require/--forbid apply to: all | events | inferences"),
-    rounds: int = typer.Option(0, "--rounds", help="students to train: 1 = on the teacher's kept triples; k > 1 adds k-1 self-imitation rounds"),
-    student_dir: Optional[Path] = typer.Option(None, "--student-dir", help="folder for the students (round-1, round-2, ...)"),
-    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="ATOMIC TSV to score every student on"),
-    eval_split: str = typer.Option("eval", "--eval-split", help="all | eval | critic part of --eval-data"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    config: Any = None,
     teacher_options: Any = None,
     train_options: Any = None,
     executor_options: Any = None,
@@ -105,28 +94,9 @@ def commonsense(
     from symkd.scale import executor_scope
     from symkd.teachers.options import as_options
 
+    settings = build(DistillConfig, {**config, "train_options": train_options})
     with executor_scope(executor_options):  # --executor ray: every stage's teacher calls and critic batches
-        report = distill_commonsense(
-            teacher,
-            db,
-            seeds=seeds,
-            n_events=n_events,
-            n_entities=n_entities,
-            relations=relations,
-            samples_per_relation=samples,
-            seed=seed,
-            critics=split_critics(critics),
-            require_words=tuple(require or ()),
-            forbid_words=tuple(forbid or ()),
-            constrain=constrain,
-            progress=not quiet,
-            teacher_options=as_options(teacher_options),
-            rounds=rounds,
-            student_dir=student_dir,
-            train_options=train_options,
-            eval_data=eval_data,
-            eval_split=eval_split,
-        )
+        report = distill_commonsense(teacher, db, settings, progress=not quiet, teacher_options=as_options(teacher_options))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -138,31 +108,26 @@ def commonsense(
 
 
 @model_options(TeacherOptions, "teacher_options", exclude=("batch_size", "device"))
+@model_options(EvalConfig, "config")
 def eval_commonsense(
     data: Path = typer.Option(..., "--data", help="ATOMIC-format TSV: head @@ relation<TAB>tail1| tail2"),
     model: Optional[Path] = typer.Option(None, "--model", help="student folder (from symkd train)"),
     teacher: Optional[str] = teacher_option(None, role="evaluate a teacher few-shot instead"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the scores as JSON"),
-    split: str = typer.Option("all", "--split", help="all | eval | critic (halves of the dev split by head)"),
     save_generations: Optional[Path] = typer.Option(None, "--save-generations", help="JSONL of {head, relation, prediction}"),
-    beams: int = typer.Option(1, "--beams", help="1 = greedy; N = beam search"),
-    max_new_tokens: int = typer.Option(24, "--max-new-tokens", help="tokens generated per tail at most"),
-    batch_size: int = typer.Option(32, "--batch-size", help="prompts per generation batch"),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    lowercase: bool = typer.Option(False, "--lowercase", help="lowercase both sides (COMET's earlier script)"),
     db: Optional[Path] = typer.Option(None, "--db", help="run DB: record the scores here (and cache a teacher's answers)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    config: Any = None,
     teacher_options: Any = None,
 ) -> None:
     """COMET-ATOMIC2020 scores (BLEU-1..4, ROUGE-L, CIDEr), overall and per relation."""
     from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
 
+    settings = build(EvalConfig, config)
     report = evaluate_commonsense(
-        data, model=model, teacher=teacher, split=split, num_beams=beams, max_new_tokens=max_new_tokens,
-        batch_size=batch_size, device=device, lowercase=lowercase, db=db, out=out,
-        save_generations=save_generations, progress=not quiet,
-        teacher_options={**teacher_options, "batch_size": batch_size},
+        data, settings, model=model, teacher=teacher, db=db, out=out, save_generations=save_generations,
+        progress=not quiet, teacher_options={**teacher_options, "batch_size": settings.batch_size},
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(report.as_dict()))

@@ -22,11 +22,10 @@ from typing import Any, Sequence
 
 from symkd.knowledge.atomic import AtomicLine, describe_lines, dev_split, read_atomic_tsv
 from symkd.errors import UserError
+from symkd.pipelines.commonsense.config import SPLITS, EvalConfig, settings
 from symkd.results import DictAccess
 from symkd.students.data import comet_prompt
 from symkd.students.evaluate.metrics import METRICS, score_by_relation
-
-SPLITS = ("all", "eval", "critic")
 
 
 def select_lines(data: str | Path, split: str = "all") -> list[AtomicLine]:
@@ -87,79 +86,87 @@ def teacher_predictions(teacher: str, lines: Sequence[AtomicLine], store: Any, *
 
 def evaluate_commonsense(
     data: str | Path,
+    config: EvalConfig | dict[str, Any] | None = None,
     *,
     model: str | Path | None = None,
     teacher: str | None = None,
-    split: str = "all",
-    num_beams: int = 1,
-    max_new_tokens: int = 24,
-    batch_size: int = 32,
-    device: str = "auto",
-    lowercase: bool = False,
     db: str | Path | None = None,
     out: str | Path | None = None,
     save_generations: str | Path | None = None,
     round: int | None = None,
     progress: bool = True,
     teacher_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> EvaluationResult:
     """Score a student folder (``model``) or a teacher spec (``teacher``); return the report.
 
+    ``config`` is an :class:`EvalConfig`; ``overrides`` are its fields as keywords (``split``,
+    ``num_beams``, ``max_new_tokens``, ``batch_size``, ``device``, ``lowercase``).
     ``out`` gets the report as JSON, ``save_generations`` one ``{head, relation, prediction}``
     object per line (both written atomically); with ``db`` the scores are also recorded in its
     ``evaluations`` table (and a teacher's answers are cached there).
     """
-    from symkd.jsonio import atomic_write, write_jsonl
-    from symkd.store.db import Store
-
     if (model is None) == (teacher is None):
         raise UserError("evaluate either a student (--model DIR) or a teacher (--teacher SPEC)")
-    if num_beams < 1 or max_new_tokens < 1 or batch_size < 1:
-        raise UserError("beams, max new tokens and batch size must be 1 or more")
+    config = settings(EvalConfig, config, overrides)
     for target in (out, save_generations):
         if target is not None and not Path(target).parent.exists():
             raise UserError(f"{target}: folder {Path(target).parent} does not exist")
-    lines = select_lines(data, split)
+    lines = select_lines(data, config.split)
     if model is not None:
-        preds = student_predictions(model, lines, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                                    batch_size=batch_size, device=device, progress=progress)  # fmt: skip
-        who, decoding = str(model), {"num_beams": num_beams, "max_new_tokens": max_new_tokens}
+        preds = student_predictions(model, lines, num_beams=config.num_beams, max_new_tokens=config.max_new_tokens,
+                                    batch_size=config.batch_size, device=config.device, progress=progress)  # fmt: skip
+        who, decoding = str(model), {"num_beams": config.num_beams, "max_new_tokens": config.max_new_tokens}
     else:
-        tmp = None if db is not None else tempfile.TemporaryDirectory(prefix="symkd-eval-")
-        store = Store(db if db is not None else Path(tmp.name) / "cache.db")  # type: ignore[union-attr]
-        try:
-            preds = teacher_predictions(teacher, lines, store, progress=progress, teacher_options=teacher_options)  # type: ignore[arg-type]
-        finally:
-            store.close()
-            if tmp is not None:
-                tmp.cleanup()
+        preds = _teacher_predictions(teacher, lines, db, progress, teacher_options)  # type: ignore[arg-type]
         who, decoding = str(teacher), {"few_shot": True, "temperature": 0.0}  # specs hold no keys (those come from env vars)
     rows = [{"head": ln.head, "relation": ln.relation, "prediction": p, "references": list(ln.tails)}
             for ln, p in zip(lines, preds)]  # fmt: skip
-    scored = score_by_relation(rows, lowercase=lowercase)
+    scored = score_by_relation(rows, lowercase=config.lowercase)
     report = {
         **scored["overall"],
         "per_relation": scored["per_relation"],
         "counts": scored["counts"],
         "model": who,
         "kind": "student" if model is not None else "teacher",
-        "data": {"file": str(data), "split": split, **describe_lines(lines)},
-        "decoding": {**decoding, "lowercase": lowercase},
+        "data": {"file": str(data), "split": config.split, **describe_lines(lines)},
+        "decoding": {**decoding, "lowercase": config.lowercase},
     }
     if model is not None:
         from symkd.students.card import record_if_student
 
-        record_if_student(model, f"atomic2020-{split}", {m: scored["overall"][m] for m in scored["overall"]
-                                                          if isinstance(scored["overall"][m], (int, float))},
-                          dataset=str(data), split=split, details={"decoding": report["decoding"]})  # fmt: skip
+        record_if_student(model, f"atomic2020-{config.split}", {m: scored["overall"][m] for m in scored["overall"]
+                                                                 if isinstance(scored["overall"][m], (int, float))},
+                          dataset=str(data), split=config.split, details={"decoding": report["decoding"]})  # fmt: skip
+    _write(report, rows, out, save_generations)
+    if db is not None:
+        record_evaluation(db, report, round)
+    return EvaluationResult(**report)
+
+
+def _teacher_predictions(teacher: str, lines: Sequence[AtomicLine], db: str | Path | None, progress: bool,
+                         teacher_options: dict[str, Any] | None) -> list[str]:  # fmt: skip
+    """:func:`teacher_predictions` through ``db``'s cache, or a throwaway one."""
+    from symkd.store.db import Store
+
+    tmp = None if db is not None else tempfile.TemporaryDirectory(prefix="symkd-eval-")
+    store = Store(db if db is not None else Path(tmp.name) / "cache.db")  # type: ignore[union-attr]
+    try:
+        return teacher_predictions(teacher, lines, store, progress=progress, teacher_options=teacher_options)
+    finally:
+        store.close()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _write(report: dict[str, Any], rows: list[dict[str, Any]], out: str | Path | None, save_generations: str | Path | None) -> None:
+    from symkd.jsonio import atomic_write, write_jsonl
+
     if save_generations is not None:
         write_jsonl(save_generations, ({"head": r["head"], "relation": r["relation"], "prediction": r["prediction"]} for r in rows))
     if out is not None:
         with atomic_write(out) as fh:
             json.dump(report, fh, indent=2)
-    if db is not None:
-        record_evaluation(db, report, round)
-    return EvaluationResult(**report)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from symkd.pipelines.commonsense import applicability, events, inferences
+from symkd.pipelines.commonsense.config import DistillConfig, settings
 from symkd.teachers.constraints import check_words
 from symkd.knowledge.triples import add_events, event_id
 from symkd.knowledge.relations import PHYSICAL, parse_relations
@@ -28,8 +29,6 @@ from symkd.teachers.base import Teacher
 from symkd.teachers.options import TeacherOptions
 from symkd.teachers.registry import teacher_spec
 from symkd.session import TeacherSession, is_heavy
-
-DEFAULT_CRITICS = ("rules", "dedupe", "classifier")
 
 
 @dataclass
@@ -48,8 +47,6 @@ class DistillResult(DictAccess):
     rounds: list[dict[str, Any]]
     stages: dict[str, dict[str, float]]
     seconds: float
-SAMPLES_PER_RELATION = 2
-CONSTRAIN = ("all", "events", "inferences")
 
 
 def _seeds(seeds: str | Path | Sequence[str] | None) -> Seeds:
@@ -100,104 +97,123 @@ def _apply_critics(store: Store, critics: list[Any], head_ids: list[str], progre
 def distill_commonsense(
     teacher: str | Teacher,
     db: str | Path | Store,
+    config: DistillConfig | dict[str, Any] | None = None,
     *,
-    seeds: str | Path | Sequence[str] | None = None,
-    n_events: int = 50,
-    n_entities: int | None = None,
-    relations: str | Sequence[str] | None = "all",
-    samples_per_relation: int = SAMPLES_PER_RELATION,
-    seed: int = 0,
-    critics: Sequence[str | Any] = DEFAULT_CRITICS,
-    thresholds: dict[str, float] | None = None,
-    require_words: Sequence[str] = (),
-    forbid_words: Sequence[str] = (),
-    constrain: str = "all",
     progress: bool = True,
     teacher_options: TeacherOptions | dict[str, Any] | None = None,
-    rounds: int = 0,
-    student_dir: str | Path | None = None,
-    train_options: dict[str, Any] | None = None,
-    eval_data: str | Path | None = None,
-    eval_split: str = "eval",
+    **overrides: Any,
 ) -> DistillResult:
     """Run every stage into ``db``; return counts per stage and the critic report.
 
+    ``config`` is a :class:`DistillConfig`; ``overrides`` are its fields as keywords
+    (``n_events=20``, ``relations="physical"``, ``critics=()``, ...), applied on top of it.
     ``n_entities`` (default ``n_events // 5``, at least 1) caps the entity heads taken from the
     events (kept ones first, then seed events), in addition to the seed file's entity lines. ``constrain`` says which outputs the
     required/forbidden words apply to: "all", "events" or "inferences".
     """
     started = time.monotonic()
-    if n_events < 0:
-        raise UserError(f"n_events: must be 0 or more, not {n_events}")
-    if not 1 <= samples_per_relation <= 128:
-        raise UserError(f"samples_per_relation: must be 1..128, not {samples_per_relation}")
-    if rounds < 0 or (rounds and student_dir is None):
-        raise UserError("rounds: must be 0 or more, and rounds > 0 needs a student folder (--student-dir)")
-    if constrain not in CONSTRAIN:
-        raise UserError(f"constrain: must be one of {', '.join(CONSTRAIN)}, not {constrain!r}")
-    rels = parse_relations(relations if relations is None or isinstance(relations, str) else list(relations))
-    require, forbid = check_words(require_words, "require"), check_words(forbid_words, "forbid")
-    both = {w.lower() for w in require} & {w.lower() for w in forbid}
-    if both:
-        raise UserError(f"{sorted(both)[0]!r} is both required and forbidden")
-    seed_set = _seeds(seeds)
-    if n_events and not seed_set.events:
-        raise UserError(f"{seed_set.path}: no PersonX events to prompt with (for entity heads only: n_events 0)")
-    n_entities = max(1, n_events // 5) if n_entities is None else n_entities
-    teacher = teacher_spec(teacher)  # parsed once, here: a bad spec fails before the store is touched
-    is_heavy(teacher)  # ... and so does a missing backend
-    event_words = (require, forbid) if constrain in ("all", "events") else ((), ())
-    tail_words = (require, forbid) if constrain in ("all", "inferences") else ((), ())
-    config = {"pipeline": "commonsense", "seed": seed, "n_events": n_events, "relations": rels,
-              "samples": samples_per_relation, "require": list(require), "forbid": list(forbid), "constrain": constrain}  # fmt: skip
-
-    built = _critics(critics, thresholds, teacher)
+    plan = _plan(teacher, settings(DistillConfig, config, overrides))
+    built = _critics(plan.config.critics, plan.config.thresholds, plan.teacher)
     store = db if isinstance(db, Store) else Store(db)
     session = None
     try:
-        session = TeacherSession(teacher, store, teacher_options or {}, progress)
-        ev = events.generate_events(session, store, seed_set.events, n_events, seed=seed,
-                                    require=event_words[0], forbid=event_words[1], config=config)  # fmt: skip
-        entities = _entity_heads(store, seed_set, ev.kept, n_entities) if set(rels) & set(PHYSICAL) else []
-        heads = ev.kept + [e for e in entities if e not in ev.kept]
-        app = applicability.decide(session, heads, rels, seed, config)
-        pairs = [(h, r) for r in rels for h in heads if app.verdicts.get((h, r)) == "applies"]
-        inf = inferences.generate_tails(session, store, pairs, seed=seed, samples=samples_per_relation,
-                                        require=tail_words[0], forbid=tail_words[1], config=config)  # fmt: skip
-        nones = {pair: app.provenance.get(pair, {}) for pair, v in app.verdicts.items() if v == "none"}
-        new_nones = inferences.store_none_rows(store, nones)
-        for head, relation in nones:
-            inf.per_relation.setdefault(relation, {"tails": 0, "none": 0})["none"] += 1
-        head_ids = [event_id(h) for h in heads]
-        review = _apply_critics(store, built, head_ids, progress)
-        student_rounds = []
-        if rounds:
-            from symkd.pipelines.commonsense.self_imitation import run_rounds
-
-            student_rounds = run_rounds(
-                store, rounds=rounds, critic_names=[c.name for c in built], pairs=pairs,
-                apply_critics=lambda s: _apply_critics(s, built, head_ids, progress),
-                student_dir=student_dir, train_options=train_options or {}, eval_data=eval_data,  # type: ignore[arg-type]
-                eval_split=eval_split, samples=samples_per_relation, seed=seed, progress=progress,
-            )  # fmt: skip
-            review = _apply_critics(store, built, head_ids, False)  # totals now include the students' triples
+        session = TeacherSession(plan.teacher, store, teacher_options or {}, progress)
+        found = _stages(session, store, plan, built, progress)
     finally:
         if session is not None:
             session.close()
         if not isinstance(db, Store):
             store.close()
+    return _result(db, plan, found, session.stages if session else {}, started)
+
+
+@dataclass
+class _Plan:
+    """A run's checked settings: everything a bad input fails on is parsed before the store is touched."""
+
+    teacher: Any
+    config: DistillConfig
+    rels: list[str]
+    seeds: Seeds
+    n_entities: int
+    event_words: tuple[Sequence[str], Sequence[str]]
+    tail_words: tuple[Sequence[str], Sequence[str]]
+    run_config: dict[str, Any]  # recorded with every stage's run
+
+
+def _plan(teacher: str | Teacher, config: DistillConfig) -> _Plan:
+    if config.rounds and config.student_dir is None:
+        raise UserError("rounds: must be 0 or more, and rounds > 0 needs a student folder (--student-dir)")
+    relations = config.relations
+    rels = parse_relations(relations if relations is None or isinstance(relations, str) else list(relations))
+    require, forbid = check_words(config.require_words or (), "require"), check_words(config.forbid_words or (), "forbid")
+    both = {w.lower() for w in require} & {w.lower() for w in forbid}
+    if both:
+        raise UserError(f"{sorted(both)[0]!r} is both required and forbidden")
+    seed_set = _seeds(config.seeds)
+    if config.n_events and not seed_set.events:
+        raise UserError(f"{seed_set.path}: no PersonX events to prompt with (for entity heads only: n_events 0)")
+    n_entities = max(1, config.n_events // 5) if config.n_entities is None else config.n_entities
+    spec = teacher_spec(teacher)  # parsed once, here: a bad spec fails before the store is touched
+    is_heavy(spec)  # ... and so does a missing backend
+    constrain = config.constrain
+    run_config = {"pipeline": "commonsense", "seed": config.seed, "n_events": config.n_events, "relations": rels,
+                  "samples": config.samples_per_relation, "require": list(require), "forbid": list(forbid),
+                  "constrain": constrain}  # fmt: skip
+    return _Plan(
+        teacher=spec, config=config, rels=rels, seeds=seed_set, n_entities=n_entities,
+        event_words=(require, forbid) if constrain in ("all", "events") else ((), ()),
+        tail_words=(require, forbid) if constrain in ("all", "inferences") else ((), ()),
+        run_config=run_config,
+    )  # fmt: skip
+
+
+def _stages(session: TeacherSession, store: Store, plan: _Plan, built: list[Any], progress: bool) -> dict[str, Any]:
+    """events -> entity heads -> applicability -> tails (and none rows) -> critics -> student rounds."""
+    c, rels, seed_set = plan.config, plan.rels, plan.seeds
+    ev = events.generate_events(session, store, seed_set.events, c.n_events, seed=c.seed,
+                                require=plan.event_words[0], forbid=plan.event_words[1], config=plan.run_config)  # fmt: skip
+    entities = _entity_heads(store, seed_set, ev.kept, plan.n_entities) if set(rels) & set(PHYSICAL) else []
+    heads = ev.kept + [e for e in entities if e not in ev.kept]
+    app = applicability.decide(session, heads, rels, c.seed, plan.run_config)
+    pairs = [(h, r) for r in rels for h in heads if app.verdicts.get((h, r)) == "applies"]
+    inf = inferences.generate_tails(session, store, pairs, seed=c.seed, samples=c.samples_per_relation,
+                                    require=plan.tail_words[0], forbid=plan.tail_words[1], config=plan.run_config)  # fmt: skip
+    nones = {pair: app.provenance.get(pair, {}) for pair, v in app.verdicts.items() if v == "none"}
+    new_nones = inferences.store_none_rows(store, nones)
+    for head, relation in nones:
+        inf.per_relation.setdefault(relation, {"tails": 0, "none": 0})["none"] += 1
+    head_ids = [event_id(h) for h in heads]
+    review = _apply_critics(store, built, head_ids, progress)
+    student_rounds = []
+    if c.rounds:
+        from symkd.pipelines.commonsense.self_imitation import run_rounds
+
+        student_rounds = run_rounds(
+            store, rounds=c.rounds, critic_names=[x.name for x in built], pairs=pairs,
+            apply_critics=lambda s: _apply_critics(s, built, head_ids, progress),
+            student_dir=c.student_dir, train_options=c.train_options or {}, eval_data=c.eval_data,  # type: ignore[arg-type]
+            eval_split=c.eval_split, samples=c.samples_per_relation, seed=c.seed, progress=progress,
+        )  # fmt: skip
+        review = _apply_critics(store, built, head_ids, False)  # totals now include the students' triples
+    return {"events": ev, "entities": entities, "applicability": app, "inferences": inf, "nones": nones,
+            "new_nones": new_nones, "review": review, "rounds": student_rounds}  # fmt: skip
+
+
+def _result(db: str | Path | Store, plan: _Plan, found: dict[str, Any], stages: dict[str, Any], started: float) -> DistillResult:
+    seed_set, entities, inf = plan.seeds, found["entities"], found["inferences"]
     return DistillResult(
         db=str(db if not isinstance(db, Store) else db.path),
-        seed=seed,
+        seed=plan.config.seed,
         seeds={"file": seed_set.path, "events": len(seed_set.events), "entities": len(seed_set.entities)},
-        events=ev.counts,
+        events=found["events"].counts,
         entities={"heads": len(entities), "from_seeds": len([e for e in entities if e in seed_set.entities])},
-        applicability=app.counts,
-        inferences={**inf.counts, "none_rows": len(nones), "new_none_rows": new_nones},
-        relations={r: inf.per_relation.get(r, {"tails": 0, "none": 0}) for r in rels},
-        critics=review,
-        rounds=student_rounds,
-        stages=session.stages if session else {},
+        applicability=found["applicability"].counts,
+        inferences={**inf.counts, "none_rows": len(found["nones"]), "new_none_rows": found["new_nones"]},
+        relations={r: inf.per_relation.get(r, {"tails": 0, "none": 0}) for r in plan.rels},
+        critics=found["review"],
+        rounds=found["rounds"],
+        stages=stages,
         seconds=round(time.monotonic() - started, 1),
     )
 
