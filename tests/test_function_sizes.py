@@ -23,7 +23,6 @@ MAX_LINES = 80
 #: parameter per option; the others relay the CLI's options to the pipeline)
 ALLOWED: dict[str, str] = {
     "symkd/cli/core.py::generate": "CLI command: one parameter per option",
-    "symkd/pipelines/agents/cli.py::generate": "CLI command: one parameter per option",
 }
 
 

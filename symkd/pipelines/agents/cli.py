@@ -57,47 +57,52 @@ def _only(*names: str) -> tuple[str, ...]:
     return tuple(n for n in AgentConfig.model_fields if n not in names)
 
 
+class GenerateOptions(BaseModel):
+    """What ``agent generate`` generates (flags from model_options; the agent's are AgentConfig's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Literal["gsm8k"] = Field("gsm8k", description="task family (gsm8k)")
+    source: Literal["teacher", "gold-rationales"] = Field(
+        "teacher", description="teacher | gold-rationales (GSM8K solutions as trajectories)")
+    samples: int = Field(1, ge=1, description="trajectories per task (temperature 0.7 when more than 1)")
+    first_thought: bool = Field(False, description="prefill the first Thought with the first paragraph of the teacher's CoT answer")
+    limit: Optional[int] = Field(None, ge=1, description="first N tasks only")
+    variants: int = Field(0, ge=0, description="gold-rationales: also up to K program variants per problem (source gold-variants)")
+    exclude: Optional[Path] = Field(None, description="gold-rationales: JSONL of questions no task or variant may equal (a test set)")
+    seed: int = Field(0, description="gold-rationales: seed of the variants' new numbers")
+
+
 @model_options(TeacherOptions, "teacher_options")
 @model_options(AgentConfig, "agent_options", exclude=_only("max_steps", "max_tokens", "sandbox"))
+@model_options(GenerateOptions, "options")
 def generate(
     db: Path = typer.Option(..., "--db", help="SQLite database (created when missing)"),
     data: Path = typer.Option(..., "--data", help="task file: GSM8K JSONL {question, answer}"),
     teacher: str = teacher_option(note="ignored for --source gold-rationales"),
-    task: str = typer.Option("gsm8k", "--task", help="task family (gsm8k)"),
-    source: str = typer.Option("teacher", "--source", help="teacher | gold-rationales (GSM8K solutions as trajectories)"),
-    samples: int = typer.Option(1, "--samples", help="trajectories per task (temperature 0.7 when more than 1)"),
-    first_thought: bool = typer.Option(False, "--first-thought", help="prefill the first Thought with the first paragraph of the teacher's CoT answer"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="first N tasks only"),
-    variants: int = typer.Option(0, "--variants", help="gold-rationales: also up to K program variants per problem (source gold-variants)"),
-    exclude: Optional[Path] = typer.Option(None, "--exclude", help="gold-rationales: JSONL of questions no task or variant may equal (a test set)"),
-    seed: int = typer.Option(0, "--seed", help="gold-rationales: seed of the variants' new numbers"),
     tools: Optional[List[str]] = typer.Option(None, "--tools", help="tool names (search) or module:attr of a LangChain BaseTool (repeatable)"),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="DB holding the search tool's corpus"),
     rerank: bool = typer.Option(False, "--rerank", help="re-rank search hits with the embedded MiniLM"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
-    teacher_options: Any = None,
+    options: Any = None,
     agent_options: Any = None,
+    teacher_options: Any = None,
 ) -> None:
     """Trajectories into the trajectories table: a teacher solving tasks, or converted gold rationales."""
     from symkd.pipelines.agents import pipeline
 
-    if task != "gsm8k":
-        raise UserError(f"unknown --task {task!r}; known: gsm8k")
-    if source not in SOURCES:
-        raise UserError(f"unknown --source {source!r}; known: {', '.join(SOURCES)}")
-    if samples < 1:
-        raise UserError("--samples must be at least 1")
-    config = build(AgentConfig, {**agent_options, "temperature": 0.7 if samples > 1 else 0.0})
-    if source == "gold-rationales":
-        report = pipeline.convert_gold_rationales(db, data, limit=limit, sandbox=config.sandbox, progress=not quiet,
-                                                  variants=variants, exclude=exclude, seed=seed)  # fmt: skip
+    o = build(GenerateOptions, options)
+    config = build(AgentConfig, {**agent_options, "temperature": 0.7 if o.samples > 1 else 0.0})
+    if o.source == "gold-rationales":
+        report = pipeline.convert_gold_rationales(db, data, limit=o.limit, sandbox=config.sandbox, progress=not quiet,
+                                                  variants=o.variants, exclude=o.exclude, seed=o.seed)  # fmt: skip
         return _print(report, as_json)
-    if variants or exclude is not None:
+    if o.variants or o.exclude is not None:
         raise UserError("--variants and --exclude go with --source gold-rationales")
     build(TeacherOptions, teacher_options)
-    report = pipeline.generate_trajectories(teacher, db, data, config=config, samples=samples, first_thought=first_thought,
-                                            limit=limit, tools=_tools(tools, corpus, rerank),
+    report = pipeline.generate_trajectories(teacher, db, data, config, samples=o.samples, first_thought=o.first_thought,
+                                            limit=o.limit, tools=_tools(tools, corpus, rerank),
                                             teacher_options=teacher_options, progress=not quiet)  # fmt: skip
     _print(report, as_json)
     if report["failed"]:
