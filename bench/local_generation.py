@@ -28,7 +28,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bench._record import record
 from symkd.teachers.embedded import locate
-from symkd.teachers.types import GenerationParams, Message, Request
+from symkd.teachers.messages import GenerationParams, Message, Request
 
 TOPICS = [
     "why the sky is blue", "how bees make honey", "what causes rain", "how a bicycle stays upright",

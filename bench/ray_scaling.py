@@ -40,7 +40,7 @@ FAKE_KEY = "sk-bench-not-a-real-key-000000"
 
 def requests(count: int, tag: str) -> list:
     """Distinct small chat requests (``tag`` keeps each measurement's inputs new to the cache)."""
-    from symkd.teachers.types import GenerationParams, Request
+    from symkd.teachers.messages import GenerationParams, Request
 
     params = GenerationParams(max_tokens=16)
     return [Request(id=f"{tag}{i}", messages=[{"role": "user", "content": f"Explain {tag} item {i} in one line."}],

@@ -85,7 +85,7 @@ def run_api(base_url: str, lines: list[dict], concurrency: int, db: Path) -> dic
 
     import symkd
     import symkd.teachers.openai_api  # noqa: F401
-    from symkd.teachers.types import GenerationParams, Request
+    from symkd.teachers.messages import GenerationParams, Request
 
     params = GenerationParams(max_tokens=16)
     requests = [Request(id=line["id"], messages=line["messages"], params=params) for line in lines]

@@ -39,7 +39,7 @@ from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
 from symkd.teachers.base import Teacher
 from symkd.teachers.registry import list_backends, load_teacher, teacher_spec
-from symkd.teachers.types import GenerationParams, Message, Request
+from symkd.teachers.messages import GenerationParams, Message, Request
 
 
 def _teacher_args(fn: Callable[..., Any], *names: str) -> Callable[..., Any]:

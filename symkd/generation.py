@@ -26,7 +26,7 @@ from symkd.store.db import Store
 from symkd.teachers.base import Teacher
 from symkd.teachers.options import as_options, fields as option_fields
 from symkd.teachers.registry import teacher_spec
-from symkd.teachers.types import Request, Response
+from symkd.teachers.messages import Request, Response
 from symkd.teachers.urls import plain_model
 
 

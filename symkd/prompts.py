@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from symkd.errors import UserError
 from symkd.paths import data_dir
-from symkd.teachers.types import GenerationParams, Message, Request
+from symkd.teachers.messages import GenerationParams, Message, Request
 
 if TYPE_CHECKING:
     import jinja2

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from symkd.errors import UserError
 from symkd.jsonio import read_jsonl
 from symkd.prompts import get_template
-from symkd.teachers.types import GenerationParams, Request
+from symkd.teachers.messages import GenerationParams, Request
 
 _ALLOWED = {"id", "messages", "prompt", "template", "variables", "params", "sample_index"}
 

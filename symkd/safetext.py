@@ -5,7 +5,7 @@ SQLite text can hold it), NUL, ANSI/OSC escape sequences that recolour or retitl
 line and paragraph separators that split "one line" for many readers, megabytes of text.
 
 - :func:`valid_unicode` is applied where an answer enters symkd (every teacher's
-  :class:`~symkd.teachers.types.Completion`): lone surrogates become U+FFFD; everything else
+  :class:`~symkd.teachers.messages.Completion`): lone surrogates become U+FFFD; everything else
   is kept as it was.
 - :func:`shown` is for a terminal: control and invisible-formatting characters become visible
   escapes (``\\x1b``, ``\\u2028``) and long text is cut with a note of its length.

@@ -21,7 +21,7 @@ from symkd.teachers.base import Teacher
 from symkd.teachers.options import TeacherOptions, as_options
 from symkd.teachers.registry import load_teacher, teacher_spec
 from symkd.teachers.spec import TeacherSpec
-from symkd.teachers.types import Request
+from symkd.teachers.messages import Request
 
 STAGE_FIELDS = ("requests", "done", "cached", "failed", "seconds")
 

@@ -4,7 +4,7 @@ A pipeline author writes a :class:`Stage` subclass with
 
 * ``kind``: the run kind written to the run log (``"commonsense-inferences"``),
 * ``name``: the stage's default label in the session's totals and progress bar,
-* ``requests(rows)``: exactly one :class:`~symkd.teachers.types.Request` per row, in row order
+* ``requests(rows)``: exactly one :class:`~symkd.teachers.messages.Request` per row, in row order
   (a step that wants several answers per input makes one row per answer),
 * ``parse(row, response)``: what the answer means for that row, or None when it is unusable.
   ``parse`` is only called for a response that arrived (``response.ok``); it may still have no
@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Iterator, Sequence, TypeVar
 
-from symkd.teachers.types import Request, Response
+from symkd.teachers.messages import Request, Response
 
 if TYPE_CHECKING:
     from symkd.generation import GenerationResult

@@ -13,7 +13,7 @@ from symkd.pipelines.agents.actions import parse_action
 from symkd.pipelines.agents.agent import first_paragraph, solve
 from symkd.pipelines.agents.gsm8k import Task, answers_match, extract_answer
 from symkd.pipelines.agents.loop import AgentConfig, choose_by_consistency
-from symkd.teachers.types import Completion, Response, Usage
+from symkd.teachers.messages import Completion, Response, Usage
 from tests.procs import run_cli
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
@@ -174,7 +174,7 @@ OLD_TURNS = [
 
 def test_step_round_trips_its_stored_json():
     from symkd.pipelines.agents.step import Step
-    from symkd.sandbox.types import StepResult
+    from symkd.sandbox.limits import StepResult
 
     action = parse_action("Thought: add\n```python\nprint(1 + 1)\n```")
     step = Step.ran("Thought: add\n```python\nprint(1 + 1)\n```", action, StepResult(stdout="2\n", seconds=0.5,
@@ -192,7 +192,7 @@ def test_step_round_trips_its_stored_json():
 def test_step_messages_are_the_hand_built_turns():
     from symkd.pipelines.agents.episode import Episode
     from symkd.pipelines.agents.step import Step
-    from symkd.sandbox.types import StepResult
+    from symkd.sandbox.limits import StepResult
 
     episode = Episode(_task(0), 0, [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}], "t", "1")
     episode.record(Step.unparsed("  I will not write code  "))

@@ -16,7 +16,7 @@ from symkd.pipelines.commonsense.pipeline import distill_commonsense
 from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
 from symkd.teachers.base import Teacher
-from symkd.teachers.types import Completion, Response
+from symkd.teachers.messages import Completion, Response
 
 EVENTS = [
     "PersonX walks the dog", "PersonX fixes PersonY's bike", "PersonX buys a lamp", "He sleeps",
@@ -261,7 +261,7 @@ def test_hf_constrained_decoding_holds_on_the_real_model():
     pytest.importorskip("transformers")
     from symkd.teachers.embedded import locate
     from symkd.teachers.hf import HFTeacher
-    from symkd.teachers.types import GenerationParams, Request
+    from symkd.teachers.messages import GenerationParams, Request
 
     path = locate("smollm2", required=False)
     if path is None:

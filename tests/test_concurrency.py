@@ -94,7 +94,7 @@ def test_a_lease_held_elsewhere_is_taken_over_once_it_runs_out(tmp_path, fake_op
 @pytest.mark.parametrize("first, second", [("failed", "ok"), ("ok", "failed"), ("ok", "ok2")])
 def test_upsert_keeps_an_ok_answer(db_path, first, second):
     from symkd.store.cache import request_row, write_responses, response_row
-    from symkd.teachers.types import Completion, Request, Response
+    from symkd.teachers.messages import Completion, Request, Response
 
     def answer(kind: str) -> Response:
         return Response(error="HTTP 500") if kind == "failed" else Response(completions=[Completion(text=kind)])
@@ -115,7 +115,7 @@ def test_two_batching_teachers_on_one_job_neither_waits_for_ever(db_path):
 
     from symkd.generation import agenerate
     from symkd.teachers.base import LocalTeacher
-    from symkd.teachers.types import Completion, Response
+    from symkd.teachers.messages import Completion, Response
 
     class Batching(LocalTeacher):
         backend = "batching"

@@ -18,7 +18,7 @@ from symkd.cli import main
 from symkd.errors import UserError
 from symkd.store.db import Store, latest_version, version_key
 from symkd.teachers.registry import cache_identity, load_teacher
-from symkd.teachers.types import Request
+from symkd.teachers.messages import Request
 from symkd.teachers.urls import endpoint_identity
 
 ROOT = Path(__file__).resolve().parent.parent

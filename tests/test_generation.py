@@ -6,7 +6,7 @@ import pytest
 
 import symkd
 from symkd.errors import UserError
-from symkd.teachers.types import GenerationParams, Message, Request
+from symkd.teachers.messages import GenerationParams, Message, Request
 
 
 def _reqs(n: int, **params) -> list[Request]:

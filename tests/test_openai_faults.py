@@ -23,7 +23,7 @@ from symkd.errors import TeacherUnavailable
 from symkd.store import runs
 from symkd.store.db import Store
 from symkd.teachers.openai_api import retry_after_seconds, safe_url
-from symkd.teachers.types import GenerationParams, Message, Request
+from symkd.teachers.messages import GenerationParams, Message, Request
 from symkd.testing.launch import start_fake_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,7 +26,7 @@ import pytest
 import symkd
 from symkd.store.db import Store
 from symkd.teachers.openai_api import OpenAITeacher
-from symkd.teachers.types import GenerationParams, Message, Request, Response
+from symkd.teachers.messages import GenerationParams, Message, Request, Response
 
 pytestmark = pytest.mark.slow
 

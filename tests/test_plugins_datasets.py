@@ -18,7 +18,7 @@ from symkd.store.db import Store
 PLUGIN_MODULE = '''
 from symkd.critics.base import Critic, Verdict
 from symkd.teachers.base import LocalTeacher
-from symkd.teachers.types import Completion, Response
+from symkd.teachers.messages import Completion, Response
 
 
 class ShortTailCritic(Critic):

@@ -79,7 +79,7 @@ def test_generate_in_a_terminal_less_run_shows_its_bar_without_blank_lines(slow_
 def test_a_stage_names_its_bar_instead_of_a_loose_line(slow_openai, db_path, capsys):
     from symkd.session import TeacherSession
     from symkd.store.db import Store
-    from symkd.teachers.types import Request
+    from symkd.teachers.messages import Request
 
     requests = [Request(id=f"r{i}", prompt=f"q {i}") for i in range(8)]
     options = {"base_url": slow_openai.base_url, "concurrency": 1}
@@ -131,7 +131,7 @@ def test_quick_and_disabled_bars_print_nothing(capsys):
 def test_generation_bar_follows_progress(fake_openai, db_path, capsys, enabled, monkeypatch):
     import symkd
     import symkd.progress
-    from symkd.teachers.types import Request
+    from symkd.teachers.messages import Request
 
     monkeypatch.setattr(symkd.progress, "DELAY", 0)  # show it even though the run is quick
     teacher = symkd.load_teacher("openai:fake", base_url=fake_openai.base_url)

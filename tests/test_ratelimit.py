@@ -17,7 +17,7 @@ import pytest
 
 from symkd.teachers.base import APITeacher, RetryableError, estimate_tokens
 from symkd.teachers.ratelimit import Cooldown, TokenBucket
-from symkd.teachers.types import Completion, GenerationParams, Message, Request, Response
+from symkd.teachers.messages import Completion, GenerationParams, Message, Request, Response
 
 
 class FakeClock:

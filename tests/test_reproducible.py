@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 from symkd.teachers.embedded import locate  # noqa: E402
-from symkd.teachers.types import GenerationParams, Message, Request  # noqa: E402
+from symkd.teachers.messages import GenerationParams, Message, Request  # noqa: E402
 from tests.procs import run  # noqa: E402
 
 MODEL = locate("smollm2", required=False)

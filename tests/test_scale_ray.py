@@ -126,7 +126,7 @@ DRIVER = textwrap.dedent(
 
 
 def api_requests(count: int = 60) -> list:
-    from symkd.teachers.types import GenerationParams, Request
+    from symkd.teachers.messages import GenerationParams, Request
 
     return [Request(id=f"q{i}", messages=[{"role": "user", "content": f"item {i}"}], params=GenerationParams(max_tokens=8))
             for i in range(count)]  # fmt: skip

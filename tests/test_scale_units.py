@@ -21,7 +21,7 @@ from symkd.session import TeacherSession
 from symkd.store import cache
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
-from symkd.teachers.types import Completion, Request, Response
+from symkd.teachers.messages import Completion, Request, Response
 from symkd.teachers.urls import model_at
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from symkd.session import TeacherSession
 from symkd.stages import Stage, run_stage
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher, as_source
-from symkd.teachers.types import Completion, Request, Response
+from symkd.teachers.messages import Completion, Request, Response
 from tests.test_commonsense_pipeline import SEEDS, ScriptedTeacher
 
 KEY = ("scripted", "scripted-1")

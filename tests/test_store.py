@@ -13,7 +13,7 @@ import pytest
 from symkd.errors import UserError
 from symkd.store import Store, schema
 from symkd.store.cache import ResponseWriter, answered_keys, get_responses
-from symkd.teachers.types import Completion, Request, Response, Usage
+from symkd.teachers.messages import Completion, Request, Response, Usage
 
 
 def test_new_store_has_schema_and_wal(db_path):

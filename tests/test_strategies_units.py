@@ -16,7 +16,7 @@ from symkd.pipelines.strategies import (
     retrieve, sign_test, strategy_versions,
 )  # fmt: skip
 from symkd.teachers.base import Teacher, as_source
-from symkd.teachers.types import Completion, Response
+from symkd.teachers.messages import Completion, Response
 
 HELP = "When apples are counted in groups, add the groups together before answering."
 HARM = "When a train moves at a steady speed, HARM multiply the speed by the time."

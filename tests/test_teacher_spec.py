@@ -18,7 +18,7 @@ from symkd.session import TeacherSession, is_heavy
 from symkd.store.db import Store
 from symkd.teachers import registry
 from symkd.teachers.registry import teacher_spec
-from symkd.teachers.types import GenerationParams, Request
+from symkd.teachers.messages import GenerationParams, Request
 
 
 @pytest.fixture

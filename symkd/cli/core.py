@@ -87,7 +87,7 @@ def generate(
     from symkd.jsonio import is_stdout
     from symkd.requests_file import read_requests
 
-    from symkd.teachers.types import GenerationParams
+    from symkd.teachers.messages import GenerationParams
 
     # bad values: one line naming the flag, before anything is sent or written
     options = build(TeacherOptions, teacher_options).given()

@@ -41,6 +41,6 @@ per episode, isolated by the kernel::
 
 from symkd.sandbox.core import Sandbox
 from symkd.sandbox.launch import check_available
-from symkd.sandbox.types import SandboxError, SandboxLimits, StepResult
+from symkd.sandbox.limits import SandboxError, SandboxLimits, StepResult
 
 __all__ = ["Sandbox", "SandboxError", "SandboxLimits", "StepResult", "check_available"]

@@ -27,7 +27,7 @@ from symkd.errors import UserError
 from symkd.sandbox import _worker, procs, seccomp, tidy
 from symkd.sandbox.launch import BOX_MOUNT, RLIMIT_WARNING, bwrap_command, check_available, clean_env, container_uid
 from symkd.sandbox.protocol import FrameReader, ProtocolError, encode, send_frame
-from symkd.sandbox.types import SandboxError, SandboxLimits
+from symkd.sandbox.limits import SandboxError, SandboxLimits
 
 START_TIMEOUT = 30.0
 

@@ -20,7 +20,7 @@ from symkd.errors import UserError
 from symkd.sandbox.container import Channel, Container
 from symkd.sandbox.protocol import ProtocolError, encode, send_frame
 from symkd.sandbox.text import clean_bytes, clean_text, clean_value
-from symkd.sandbox.types import SandboxError, SandboxLimits, StepResult
+from symkd.sandbox.limits import SandboxError, SandboxLimits, StepResult
 
 RESERVED = {"final_answer", "ToolError"}
 

@@ -18,7 +18,7 @@ from symkd.errors import TeacherUnavailable
 from symkd.scale import shards
 from symkd.store.cache import row_to_response
 from symkd.teachers.base import OnResponse, Teacher
-from symkd.teachers.types import Request, Response
+from symkd.teachers.messages import Request, Response
 
 if TYPE_CHECKING:
     from symkd.scale.ray_executor import RayExecutor

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from symkd.teachers.types import Request
+from symkd.teachers.messages import Request
 
 
 class TeacherWorker:

@@ -15,7 +15,7 @@ import time
 from typing import Iterable, Iterator, Sequence
 
 from symkd.store.db import Store, to_json, utcnow
-from symkd.teachers.types import Completion, Request, Response, Usage
+from symkd.teachers.messages import Completion, Request, Response, Usage
 
 _CHUNK = 500
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from symkd.store.db import Store
-from symkd.teachers.types import Request
+from symkd.teachers.messages import Request
 
 #: seconds a claim lasts without a heartbeat (``SYMKD_LEASE_S`` overrides; tests shorten it)
 LEASE_S = float(os.environ.get("SYMKD_LEASE_S", "30"))

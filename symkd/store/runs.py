@@ -15,7 +15,7 @@ from symkd._version import __version__
 from symkd.errors import UserError
 from symkd.store.claims import LEASE_S, holder_gone
 from symkd.store.db import Store, to_json, utcnow
-from symkd.teachers.types import canonical_json
+from symkd.teachers.messages import canonical_json
 
 
 def run_fingerprint(kind: str, teacher: dict[str, Any], config: dict[str, Any], keys: Sequence[str]) -> str:

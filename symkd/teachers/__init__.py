@@ -18,12 +18,12 @@ _WHERE = {
     "parse_spec": "registry",
     "teacher_spec": "registry",
     "TeacherSpec": "spec",
-    "Completion": "types",
-    "GenerationParams": "types",
-    "Message": "types",
-    "Request": "types",
-    "Response": "types",
-    "Usage": "types",
+    "Completion": "messages",
+    "GenerationParams": "messages",
+    "Message": "messages",
+    "Request": "messages",
+    "Response": "messages",
+    "Usage": "messages",
 }
 
 __all__ = [
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from symkd.teachers.base import APITeacher, LocalTeacher, Teacher
     from symkd.teachers.registry import list_backends, load_teacher, parse_spec, teacher_spec
     from symkd.teachers.spec import TeacherSpec
-    from symkd.teachers.types import Completion, GenerationParams, Message, Request, Response, Usage
+    from symkd.teachers.messages import Completion, GenerationParams, Message, Request, Response, Usage
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Optional, 
 from pydantic import BaseModel, ConfigDict, Field
 
 from symkd.teachers.ratelimit import Cooldown, TokenBucket
-from symkd.teachers.types import Request, Response
+from symkd.teachers.messages import Request, Response
 
 if TYPE_CHECKING:
     from symkd.aio import LoopRunner

@@ -50,7 +50,7 @@ from transformers.utils import logging as hf_logging
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import LocalTeacher
 from symkd.teachers.decoding import first_stop, tokens_covering
-from symkd.teachers.types import Completion, GenerationParams, Request, Response, Usage
+from symkd.teachers.messages import Completion, GenerationParams, Request, Response, Usage
 from symkd.threads import apply_torch_threads
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

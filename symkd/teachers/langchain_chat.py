@@ -55,7 +55,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import APITeacher, FatalRequestError, RetryableError
 from symkd.teachers.langchain_identity import identity
-from symkd.teachers.types import Completion, GenerationParams, Request, Response, Usage
+from symkd.teachers.messages import Completion, GenerationParams, Request, Response, Usage
 
 _RETRY_STATUS = {408, 409, 425, 429}
 #: parts of exception class names (lower case, any class in the MRO) that mean "try again"

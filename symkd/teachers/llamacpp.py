@@ -47,7 +47,7 @@ import numpy as np
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import LocalTeacher
 from symkd.teachers.decoding import first_stop, tokens_covering
-from symkd.teachers.types import Completion, GenerationParams, Request, Response
+from symkd.teachers.messages import Completion, GenerationParams, Request, Response
 
 
 #: prompt evaluation chunk (llama.cpp ``n_batch``); cached prefixes are reused in whole chunks.

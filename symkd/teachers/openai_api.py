@@ -23,7 +23,7 @@ import aiohttp
 from symkd.errors import TeacherUnavailable
 from symkd.teachers.base import APITeacher, FatalRequestError, RetryableError, redact
 from symkd.teachers.openai_http import HTTPStatusError, OpenAIHTTP
-from symkd.teachers.types import Completion, Request, Response, Usage
+from symkd.teachers.messages import Completion, Request, Response, Usage
 from symkd.teachers.urls import netloc, model_at, safe_url, server_url
 
 _RETRY_STATUS = {408, 409, 425, 429}

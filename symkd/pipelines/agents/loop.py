@@ -20,7 +20,7 @@ from symkd.pipelines.agents.actions import Action, parse_action
 from symkd.pipelines.agents.episode import Episode
 from symkd.pipelines.agents.options import AgentConfig
 from symkd.pipelines.agents.step import Step
-from symkd.teachers.types import GenerationParams, Request, Response
+from symkd.teachers.messages import GenerationParams, Request, Response
 
 #: how a first-thought prefix becomes a prompt: (messages, assistant prefix) -> completion prompt
 Continuation = Callable[[list[dict[str, str]], str], str]

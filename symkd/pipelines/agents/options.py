@@ -44,7 +44,7 @@ class AgentConfig(BaseModel):
 
     def params(self) -> Any:
         """The generation parameters of one step (N candidates with ``sag``)."""
-        from symkd.teachers.types import GenerationParams
+        from symkd.teachers.messages import GenerationParams
 
         stop = ("Observation:",)
         if self.sag:

@@ -29,7 +29,7 @@ from symkd.pipelines.commonsense.names import name_examples, people, rng_for, sa
 from symkd.knowledge.relations import RELATIONS, head_kind
 from symkd.prompts import PromptTemplate, get_template
 from symkd.stages import Stage, run_stage
-from symkd.teachers.types import Request, Response
+from symkd.teachers.messages import Request, Response
 
 if TYPE_CHECKING:
     from symkd.session import TeacherSession

@@ -23,7 +23,7 @@ from symkd.pipelines.commonsense.seeds import clean
 from symkd.prompts import PromptTemplate, get_template
 from symkd.store.db import Store
 from symkd.stages import Stage, run_stage
-from symkd.teachers.types import Request, Response
+from symkd.teachers.messages import Request, Response
 
 if TYPE_CHECKING:
     from symkd.session import TeacherSession

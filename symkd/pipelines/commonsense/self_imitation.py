@@ -23,7 +23,7 @@ from symkd.knowledge.triples import add_triples, curated_triples, event_id
 from symkd.pipelines.commonsense.names import derive_seed
 from symkd.errors import UserError
 from symkd.store.db import Store, utcnow
-from symkd.teachers.types import GenerationParams, Request
+from symkd.teachers.messages import GenerationParams, Request
 
 STUDENT_SAMPLING = {"temperature": 0.9, "top_p": 0.95, "max_tokens": 24, "stop": ["\n"]}
 

@@ -14,7 +14,7 @@ from typing import Sequence
 from symkd.pipelines.strategies.scenarios import Scenario
 from symkd.prompts import get_template
 from symkd.stages import Stage
-from symkd.teachers.types import Request, Response
+from symkd.teachers.messages import Request, Response
 
 PROPOSE_TEMPLATE = "strategies/propose"
 #: the template's prompt ends with these words; the teacher's continuation follows them

@@ -24,7 +24,7 @@ from symkd.jsonio import read_jsonl
 from symkd.pipelines.agents import read_tasks, reference_answer
 from symkd.prompts import get_template
 from symkd.stages import Stage
-from symkd.teachers.types import Request, Response
+from symkd.teachers.messages import Request, Response
 
 SCENARIO_TEMPLATE = "strategies/scenario"
 _PROBLEM = re.compile(r"^\s*(?:new\s+)?problem\s*:\s*", re.I)

@@ -14,7 +14,7 @@ from symkd.pipelines.agents import answers_match, extract_answer
 from symkd.pipelines.strategies.acceptance import Attempt, Scorer, Trial
 from symkd.prompts import get_template
 from symkd.session import TeacherSession
-from symkd.teachers.types import Request
+from symkd.teachers.messages import Request
 
 STUDENT_TEMPLATE = "strategies/student"
 
