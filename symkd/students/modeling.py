@@ -56,20 +56,9 @@ def _embedded_name(name: str) -> str | None:
     embedded model comes from when that id is not in the local Hub cache and the package is installed."""
     if name == "smollm2" or name.startswith("embedded:"):
         return name.removeprefix("embedded:")
-    from symkd.teachers.embedded import by_origin, locate
+    from symkd.teachers.embedded import by_origin, offline_stand_in
 
-    stand_in = by_origin(name)
-    if stand_in is None or _in_hub_cache(name) or locate(stand_in, required=False) is None:
-        return None
-    return stand_in
-
-
-def _in_hub_cache(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    return by_origin(name) if offline_stand_in(name) is not None else None
 
 
 def hub_id(name: str) -> str | None:
