@@ -43,12 +43,23 @@ _API = [
     "train_student",
 ]
 
-__all__ = ["__version__", *_API]
+#: each pipeline's run configuration (one pydantic model: the Python API's ``config=`` and the
+#: CLI's flags), loaded from its pipeline on first use
+_CONFIGS = {
+    "DistillConfig": "symkd.pipelines.commonsense.config",
+    "EvalConfig": "symkd.pipelines.commonsense.config",
+    "AgentConfig": "symkd.pipelines.agents.options",
+    "LearnConfig": "symkd.pipelines.strategies.options",
+}
+
+__all__ = ["__version__", *_API, *_CONFIGS]
 
 
 def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(importlib.import_module("symkd.api"), name)
+    if name in _CONFIGS:
+        return getattr(importlib.import_module(_CONFIGS[name]), name)
     raise AttributeError(f"module 'symkd' has no attribute {name!r}")
 
 
