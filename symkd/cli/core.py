@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
+from pydantic import BaseModel, ConfigDict, Field
 
 from symkd.commandline import model_options, teacher_option
 from symkd.errors import UserError
@@ -61,23 +62,33 @@ def templates(as_json: bool = _json_flag("a list of templates")) -> None:
     _echo_table([{**r, "variables": ", ".join(r["variables"])} for r in rows], ["id", "version", "variables", "description"])
 
 
+class SamplingOptions(BaseModel):
+    """``generate``'s sampling flags (one ``--flag`` each via model_options). Only the flags that
+    were given reach the requests; their values are checked by GenerationParams."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: Optional[int] = Field(None, description="completions sampled per prompt")
+    temperature: Optional[float] = Field(None, description="sampling temperature (default: the teacher's)")
+    top_p: Optional[float] = Field(None, description="nucleus sampling: keep tokens up to this probability mass")
+    max_tokens: Optional[int] = Field(None, description="tokens per completion at most")
+    stop: Optional[List[str]] = Field(None, description="stop sequence (repeatable)")
+    seed: Optional[int] = Field(None, description="sampling seed, where the backend takes one")
+    logprobs: Optional[bool] = Field(None, description="ask for token log-probabilities")
+
+
 @model_options(TeacherOptions, "teacher_options")
 @model_options(ExecutorOptions, "executor_options")
+@model_options(SamplingOptions, "sampling", rename={"n": "--samples"})
 def generate(
     teacher: str = teacher_option(...),
     prompts: Path = typer.Option(..., "--prompts", "-p", help="JSONL: {id, messages|prompt|template+variables}"),
     db: Path = typer.Option(..., "--db", help="SQLite run database (created when missing)"),
-    n: Optional[int] = typer.Option(None, "--samples", help="completions sampled per prompt"),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="sampling temperature (default: the teacher's)"),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="nucleus sampling: keep tokens up to this probability mass"),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="tokens per completion at most"),
-    stop: Optional[List[str]] = typer.Option(None, "--stop", help="stop sequence (repeatable)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="sampling seed, where the backend takes one"),
-    logprobs: Optional[bool] = typer.Option(None, "--logprobs/--no-logprobs", help="ask for token log-probabilities"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write results as JSONL (- for standard output)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     adopt: bool = typer.Option(False, "--adopt", help="add symkd's tables to an existing SQLite file that is not symkd's"),
+    sampling: Any = None,
     teacher_options: Any = None,
     executor_options: Any = None,
 ) -> None:
@@ -91,9 +102,9 @@ def generate(
 
     # bad values: one line naming the flag, before anything is sent or written
     options = build(TeacherOptions, teacher_options).given()
-    params = {"n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
-              "stop": tuple(stop) if stop else None, "seed": seed, "logprobs": logprobs}  # fmt: skip
-    params = {k: v for k, v in params.items() if v is not None}
+    params = {k: v for k, v in sampling.items() if v is not None and k != "stop"}
+    if sampling.get("stop"):
+        params["stop"] = tuple(sampling["stop"])
     build(GenerationParams, params, flags={"n": "--samples"})
     if out is not None:
         check_out_file(out)
