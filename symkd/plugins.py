@@ -77,10 +77,11 @@ def symkd_entry_points() -> dict[str, dict[str, str]]:
     One scan per process: each ``metadata.entry_points(group=...)`` call reads every installed
     distribution's metadata again (~8 ms with 225 packages), and a command may consult several
     registries. The first distribution to name an entry wins, as with one group's own scan."""
+    every = metadata.entry_points()  # one scan; .groups and .select() read what it holds
     found: dict[str, dict[str, str]] = {}
-    for ep in sorted(metadata.entry_points(), key=lambda e: (e.group, e.name)):
-        if ep.group.startswith("symkd."):
-            found.setdefault(ep.group, {}).setdefault(ep.name, ep.value)
+    for group in sorted(g for g in every.groups if g.startswith("symkd.")):
+        for ep in sorted(every.select(group=group), key=lambda e: e.name):
+            found.setdefault(group, {}).setdefault(ep.name, ep.value)
     return found
 
 
