@@ -19,7 +19,7 @@ from symkd.pipelines.agents.verifier import VerifierCritic
 from symkd.pipelines.commonsense.critics.rules import RulesCritic
 from symkd.pipelines.strategies import library
 from symkd.pipelines.strategies import tables as strategy_tables
-from symkd.store import Store, schema
+from symkd.store import Store
 from symkd.store.datasette import table_docs
 from tests.procs import run_cli
 
@@ -103,15 +103,19 @@ def test_views_show_kept_triples_verified_trajectories_and_accepted_strategies(b
         assert store.query("select run_id from trajectory_runs") == [{"run_id": store.scalar("select run_id from triples limit 1")}] * 2
 
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
 def _old_store(path: Path) -> None:
-    """A store as symkd wrote it before: core v4, agents v2, strategies v1, with rows (orphans too)."""
+    """A store as symkd wrote it before: core v4 (the schema its migrations made then, commonsense
+    tables included, captured in a fixture), agents v2, strategies v1, with rows (orphans too)."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript((FIXTURES / "store_v4_release.sql").read_text(encoding="utf-8"))
     db = sqlite_utils.Database(path)
-    for migration in schema.MIGRATIONS[:4]:
-        migration(db)
     for migration in agent_tables.MIGRATIONS[:2]:
         migration(db)
     strategy_tables.MIGRATIONS[0](db)
-    db["meta"].insert_all([{"key": "schema_version", "value": "4"}, {"key": "schema_version:agents", "value": "2"},
+    db["meta"].insert_all([{"key": "schema_version:agents", "value": "2"},
                            {"key": "schema_version:strategies", "value": "1"}])  # fmt: skip
     db["runs"].insert({"id": "r1", "kind": "generate", "status": "done"})
     db["events"].insert({"id": event_id(HEAD), "text": HEAD, "run_id": "r1", "status": "kept"})
@@ -141,7 +145,8 @@ def test_an_old_store_upgrades_in_place_and_keeps_every_row(tmp_path):
     with Store(path) as store:
         agent_tables.ensure(store)
         strategy_tables.ensure(store)
-        assert [store.meta(k) for k in ("schema_version", "schema_version:agents", "schema_version:strategies")] == ["5", "3", "2"]
+        keys = ("schema_version", "schema_version:commonsense", "schema_version:agents", "schema_version:strategies")
+        assert [store.meta(k) for k in keys] == ["5", "1", "3", "2"]
         assert ("head_id", "events", "id") in _fk(store, "triples")
         # orphans are kept as they were (tolerated, not nulled) and foreign_key_check lists them
         orphans = {(r["table"], r["parent"]) for r in store.query("pragma foreign_key_check")}
@@ -156,7 +161,7 @@ def test_an_old_store_upgrades_in_place_and_keeps_every_row(tmp_path):
 
 
 def test_a_failed_upgrade_leaves_the_old_store_untouched(tmp_path, monkeypatch):
-    from symkd.store import schema_links
+    from symkd.pipelines.commonsense import tables as commonsense_tables
 
     path = tmp_path / "old.db"
     _old_store(path)
@@ -165,7 +170,7 @@ def test_a_failed_upgrade_leaves_the_old_store_untouched(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(schema_links, "create_view", boom)  # fails after the three rebuilds
+    monkeypatch.setattr(commonsense_tables, "create_view", boom)  # fails after the three rebuilds (core and commonsense)
     with pytest.raises(Exception, match="disk I/O error"):
         Store(path)
     with sqlite3.connect(path) as conn:

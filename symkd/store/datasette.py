@@ -1,9 +1,10 @@
 """Datasette metadata for a run store, from descriptions declared beside the table definitions.
 
 Every module that defines tables also describes them, in the same file, with
-:func:`register_tables`: the core schema in :mod:`symkd.store.schema`, each pipeline in its own
-``tables`` module (the core knows no pipeline; a pipeline's descriptions are known once its
-tables module is imported). :func:`metadata` turns the descriptions of the tables and views a
+:func:`register_tables` (:mod:`symkd.store.owners`): the core schema in :mod:`symkd.store.schema`,
+each pipeline in its own ``tables`` module (the core knows no pipeline; a pipeline's descriptions
+are known once its tables module is imported: those of the ``symkd.tables`` entry-point group
+always, the others through :func:`load_table_modules`). :func:`metadata` turns the descriptions of the tables and views a
 database holds into Datasette's metadata (title, table, column and view descriptions, the label
 column shown beside a foreign key that points at a table, default facets)::
 
@@ -15,48 +16,24 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Mapping
 
-if TYPE_CHECKING:
-    from symkd.store.db import Store
+from symkd.store.base import Store
+from symkd.store.owners import Owner, TableDoc, opened_with_every_store, register_tables, registered
+from symkd.store.tables import ensure_tables, owner_version
 
-
-@dataclass(frozen=True)
-class TableDoc:
-    """What a table or view holds, declared where it is defined."""
-
-    name: str
-    description: str
-    columns: Mapping[str, str] = field(default_factory=dict)
-    #: the column Datasette shows beside a foreign key that points at this table
-    label: str | None = None
-    #: columns Datasette offers as facets when the table is opened
-    facets: Sequence[str] = ()
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The tables one part of symkd owns: its migrations and its descriptions."""
-
-    name: str
-    migrations: Sequence[Callable[..., None]]
-    docs: Sequence[TableDoc]
-
-
-_OWNERS: dict[str, Owner] = {}
-
-
-def register_tables(owner: str, migrations: Sequence[Callable[..., None]], docs: Sequence[TableDoc]) -> None:
-    """Declare ``owner``'s tables and views (``"core"`` for the core schema, else the pipeline's
-    name, as in ``meta.schema_version:<owner>``)."""
-    _OWNERS[owner] = Owner(owner, list(migrations), list(docs))
+__all__ = [
+    "Owner", "TableDoc", "load_table_modules", "metadata", "owners", "register_tables", "table_docs",
+    "upgrade_pipelines", "write_metadata",
+]  # fmt: skip
 
 
 def owners() -> dict[str, Owner]:
-    importlib.import_module("symkd.store.schema")  # registers the core tables
-    return dict(_OWNERS)
+    """Every owner declared so far, those of the ``symkd.tables`` entry-point group loaded first."""
+    opened_with_every_store()
+    return registered()
 
 
 def table_docs() -> dict[str, TableDoc]:
@@ -93,11 +70,9 @@ def load_table_modules(targets: Mapping[str, Any]) -> list[str]:
     return loaded
 
 
-def upgrade_pipelines(store: "Store") -> list[str]:
+def upgrade_pipelines(store: Store) -> list[str]:
     """Bring the tables of every registered pipeline the store already has up to date (their
     new views and foreign keys come with it); return the owners upgraded."""
-    from symkd.store.tables import ensure_tables, owner_version
-
     done = []
     for owner in owners().values():
         if owner.name != "core" and owner_version(store, owner.name):
@@ -106,7 +81,7 @@ def upgrade_pipelines(store: "Store") -> list[str]:
     return done
 
 
-def metadata(store: "Store", *, database: str | None = None, title: str | None = None) -> dict[str, Any]:
+def metadata(store: Store, *, database: str | None = None, title: str | None = None) -> dict[str, Any]:
     """Datasette metadata for the tables and views ``store`` holds that symkd describes."""
     database = database or store.path.stem
     docs = table_docs()
@@ -120,7 +95,7 @@ def metadata(store: "Store", *, database: str | None = None, title: str | None =
     }
 
 
-def _table_entry(store: "Store", doc: TableDoc) -> dict[str, Any]:
+def _table_entry(store: Store, doc: TableDoc) -> dict[str, Any]:
     present = {row["name"] for row in store.query(f"select name from pragma_table_xinfo({_literal(doc.name)})")}
     entry: dict[str, Any] = {"description": doc.description}
     entry["columns"] = {name: text for name, text in doc.columns.items() if name in present}
@@ -132,7 +107,7 @@ def _table_entry(store: "Store", doc: TableDoc) -> dict[str, Any]:
     return entry
 
 
-def write_metadata(store: "Store", out: Path | None, *, title: str | None = None) -> dict[str, Any]:
+def write_metadata(store: Store, out: Path | None, *, title: str | None = None) -> dict[str, Any]:
     """Upgrade the pipelines' tables, then write the metadata as JSON to ``out`` (or return it)."""
     upgrade_pipelines(store)
     document = metadata(store, title=title)

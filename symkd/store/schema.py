@@ -10,36 +10,42 @@ Tables (all browsable as is with ``sqlite3`` or Datasette; JSON is stored in pla
 - ``requests`` / ``responses``: the content-addressed request cache (key = sha256).
 - ``run_items``: which of the caller's items a run asked for, and under which request key
   and template id+version (the provenance link for every curated row).
-- ``events`` / ``triples``: curated commonsense knowledge with provenance (run, template
-  id+version, response key, sample index); ``critic_scores``: one row per item and critic
-  name+version with its score and keep/drop decision.
+- ``critic_scores``: one row per curated item and critic name+version with its score and
+  keep/drop decision (the items live in the pipelines' own tables).
 - ``training_runs`` / ``evaluations`` / ``self_imitation_rounds``: students trained from the
   store, their ATOMIC2020 scores, and the per-round counts of ``--rounds``.
 - ``claims``: which process is sending which request key right now (a lease renewed by a
   heartbeat), so concurrent runs of one job split it instead of paying twice; ``runs`` also
   records the host, pid and heartbeat of the process that last opened it (v4).
-- v5 (:mod:`symkd.store.schema_links`): ``events``, ``triples`` and ``critic_scores`` rebuilt
-  with foreign keys to their run, response and item (declared for Datasette and sqlite-utils,
-  not enforced), and the ``kept_triples`` view.
+- v5 (:mod:`symkd.store.schema_links`): ``critic_scores`` rebuilt with a foreign key to its run
+  (declared for Datasette and sqlite-utils, not enforced).
+
+The pipelines own their tables, with migrations of their own (:mod:`symkd.store.tables`); those
+the core reads (the commonsense ``events`` / ``triples``, which v2 and v5 made before) come
+from the ``symkd.tables`` entry-point group and are migrated with the core on every writable
+open (:func:`migrate`, :mod:`symkd.store.owners`). Released migrations are not edited for what
+they do to a database that ran them; v2 no longer makes the commonsense tables, whose own
+migration adopts the ones a database already has.
 
 Every table and view is described in :data:`DOCS` (here and beside the v5 definitions); the
 descriptions become Datasette metadata (:mod:`symkd.store.datasette`).
 
 ``meta.schema_version`` is also symkd's marker: a non-empty database without it is not
-symkd's and is refused unless adopted (see :mod:`symkd.store.db`).
+symkd's and is refused unless adopted (:func:`_check_marker`, which :class:`symkd.store.base.Store`
+calls through :func:`symkd.store.base.set_schema`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import sqlite3
+from pathlib import Path
+from typing import Callable
 
-import sqlite_utils
-
+from symkd.errors import UserError
 from symkd.store import schema_links
-from symkd.store.datasette import TableDoc, register_tables
-
-if TYPE_CHECKING:
-    from symkd.store.db import Store
+from symkd.store.base import Schema, Store, set_schema, sqlite_utils
+from symkd.store.owners import TableDoc, opened_with_every_store, register_tables
+from symkd.store.tables import clash_message, ensure_tables, foreign_tables, run_migrations
 
 
 def _v1_core(db: sqlite_utils.Database) -> None:
@@ -112,48 +118,9 @@ def _v1_core(db: sqlite_utils.Database) -> None:
     db["responses"].create_index(["status"], if_not_exists=True)
 
 
-def _v2_commonsense(db: sqlite_utils.Database) -> None:
-    """Curated knowledge: heads (events/entities), triples, and per-critic scores."""
-    db["events"].create(
-        {
-            "id": str,  # sha1 of the normalised text, 16 hex chars
-            "text": str,
-            "kind": str,  # event | entity
-            "source": str,  # seed | generated | extracted | user
-            "run_id": str,
-            "response_key": str,  # the response it was parsed from (null for seeds)
-            "template_id": str,
-            "template_version": str,
-            "logprob_sum": float,
-            "status": str,  # kept | dropped
-            "reason": str,  # why dropped: incomplete, no-personx, characters, short, duplicate, seed-copy, constraint, low-logprob, surplus
-            "created_at": str,
-        },
-        pk="id",
-        if_not_exists=True,
-    )
-    db["triples"].create(
-        {
-            "id": str,  # sha1 of normalised head/relation/tail, 16 hex chars
-            "head": str,
-            "relation": str,
-            "tail": str,  # "none" when the relation does not apply to the head
-            "head_id": str,  # events.id
-            "source": str,  # teacher | applicability | human | student
-            "round": int,  # 0 = teacher; k = k-th self-imitation round
-            "run_id": str,
-            "response_key": str,
-            "template_id": str,
-            "template_version": str,
-            "sample": int,  # which completion of the response
-            "logprob_sum": float,
-            "created_at": str,
-        },
-        pk="id",
-        if_not_exists=True,
-    )
-    db["triples"].create_index(["head", "relation"], if_not_exists=True)
-    db["triples"].create_index(["relation"], if_not_exists=True)
+def _v2_critic_scores(db: sqlite_utils.Database) -> None:
+    """Per-critic scores of curated items (v2 also made the commonsense tables before they were
+    the commonsense pipeline's own: :mod:`symkd.store.owners`)."""
     db["critic_scores"].create(
         {
             "item_table": str,  # triples | events
@@ -252,15 +219,72 @@ def _v4_claims(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1_core, _v2_commonsense, _v3_students, _v4_claims, schema_links.v5_links,
+    _v1_core, _v2_critic_scores, _v3_students, _v4_claims, schema_links.v5_links,
 ]  # fmt: skip
 
 
-def migrate(store: "Store") -> int:
-    """Bring the store up to the latest schema version; return that version."""
-    from symkd.store.tables import run_migrations
+def migrate(store: Store) -> int:
+    """Bring the core schema, then the tables of every owner in the ``symkd.tables`` entry-point
+    group, up to date in one transaction (nothing is written, no lock taken, when all are);
+    return the core schema version."""
+    owners = opened_with_every_store()
+    versions = _versions(store)
+    wanted = {"schema_version": len(MIGRATIONS), **{f"schema_version:{o.name}": len(o.migrations) for o in owners}}
+    if all(versions.get(key) == str(n) for key, n in wanted.items()):
+        return len(MIGRATIONS)
+    with store.transaction():
+        run_migrations(store, "schema_version", MIGRATIONS, "schema version")
+        for owner in owners:
+            ensure_tables(store, owner.name, owner.migrations)
+    return len(MIGRATIONS)
 
-    return run_migrations(store, "schema_version", MIGRATIONS, "schema version")
+
+def _versions(store: Store) -> dict[str, str]:
+    if not store.scalar("select count(*) from sqlite_master where type = 'table' and name = 'meta'"):
+        return {}
+    rows = store.conn.execute("select key, value from meta where key like 'schema_version%'").fetchall()
+    return dict(rows)
+
+
+def _check_marker(path: Path, conn: sqlite3.Connection, adopt: bool) -> int:
+    """The file's symkd schema version (0 when empty), read without writing anything.
+
+    A non-empty database without symkd's marker is someone else's: refused unless adopted.
+    A newer schema than this symkd knows is refused in every mode, read-only included.
+    """
+    tables = [r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")]
+    if not tables:
+        return 0
+    row = None
+    if "meta" in tables:
+        try:
+            row = conn.execute("select value from meta where key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:  # someone else's table called meta: no marker
+            row = None
+    if row is None:
+        if not adopt:
+            conn.close()
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise UserError(
+                f"{path}: not a symkd database (it holds tables {shown}); left unchanged - "
+                "pass --adopt (adopt=True in Python) to add symkd's tables to it"
+            )
+        clashes = foreign_tables(conn, MIGRATIONS, core=True)
+        for owner in opened_with_every_store():
+            clashes += [name for name in foreign_tables(conn, owner.migrations) if name not in clashes]
+        if clashes:  # adopting would fail half-way (or write into the user's table): refuse first
+            conn.close()
+            raise UserError(clash_message(path, clashes, "symkd's tables"))
+        return 0
+    current = int(row[0])
+    if current > len(MIGRATIONS):
+        conn.close()
+        raise UserError(
+            f"{path}: schema version {current} is newer than this symkd understands "
+            f"({len(MIGRATIONS)}); upgrade symkd"
+        )
+    return current
+
 
 
 _WHEN = "UTC time (ISO 8601)"
@@ -325,3 +349,4 @@ DOCS: list[TableDoc] = [
 ]  # fmt: skip
 
 register_tables("core", MIGRATIONS, DOCS)
+set_schema(Schema(check=_check_marker, migrate=migrate))

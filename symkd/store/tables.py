@@ -15,24 +15,21 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from typing import TYPE_CHECKING, Callable, Sequence
-
-import sqlite_utils
+from typing import Callable, Sequence
 
 from symkd.errors import UserError
-
-if TYPE_CHECKING:
-    from symkd.store.db import Store
+from symkd.store.base import Store, sqlite_utils
+from symkd.store.owners import core_migrations
 
 Migration = Callable[[sqlite_utils.Database], None]
 
 
-def owner_version(store: "Store", owner: str) -> int:
+def owner_version(store: Store, owner: str) -> int:
     value = store.meta(f"schema_version:{owner}")
     return int(value) if value else 0
 
 
-def check_owner_version(store: "Store", owner: str, migrations: Sequence[Migration]) -> int:
+def check_owner_version(store: Store, owner: str, migrations: Sequence[Migration]) -> int:
     """``owner``'s recorded version; one line when it is newer than ``migrations`` know (read only)."""
     current = owner_version(store, owner) if _has_meta(store) else 0
     if current > len(migrations):
@@ -43,11 +40,11 @@ def check_owner_version(store: "Store", owner: str, migrations: Sequence[Migrati
     return current
 
 
-def _has_meta(store: "Store") -> bool:
+def _has_meta(store: Store) -> bool:
     return bool(store.scalar("select count(*) from sqlite_master where type = 'table' and name = 'meta'"))
 
 
-def ensure_tables(store: "Store", owner: str, migrations: Sequence[Migration]) -> int:
+def ensure_tables(store: Store, owner: str, migrations: Sequence[Migration]) -> int:
     """Run ``owner``'s migrations that have not run on this store; return its version."""
     current = check_owner_version(store, owner, migrations)
     if current == len(migrations):
@@ -57,7 +54,7 @@ def ensure_tables(store: "Store", owner: str, migrations: Sequence[Migration]) -
     return run_migrations(store, f"schema_version:{owner}", migrations, f"{owner} tables: version")
 
 
-def run_migrations(store: "Store", key: str, migrations: Sequence[Migration], what: str) -> int:
+def run_migrations(store: Store, key: str, migrations: Sequence[Migration], what: str) -> int:
     """In one transaction: the migrations after the version in ``meta[key]``, then the new version.
 
     The core schema (key ``schema_version``) and every pipeline's tables migrate through here.
@@ -82,12 +79,10 @@ def run_migrations(store: "Store", key: str, migrations: Sequence[Migration], wh
 def _expected(migrations: tuple[Migration, ...], core: bool) -> dict[str, frozenset[str]]:
     """The tables ``migrations`` create and their columns (run on an empty in-memory database,
     after the core schema for a pipeline's migrations)."""
-    from symkd.store import schema
-
     db = sqlite_utils.Database(memory=True)
     before: set[str] = set()
     if not core:
-        for migration in schema.MIGRATIONS:
+        for migration in core_migrations():
             migration(db)
         before = set(db.table_names())
     for migration in migrations:
@@ -108,7 +103,7 @@ def foreign_tables(conn: sqlite3.Connection, migrations: Sequence[Migration], *,
     return clashes
 
 
-def refuse_foreign_tables(store: "Store", migrations: Sequence[Migration], what: str) -> None:
+def refuse_foreign_tables(store: Store, migrations: Sequence[Migration], what: str) -> None:
     """One line, nothing written, when the store holds someone else's table under a name of ours."""
     clashes = foreign_tables(store.conn, migrations)
     if clashes:
