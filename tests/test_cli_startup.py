@@ -81,15 +81,17 @@ def test_a_command_loads_its_own_module_only():
 
 
 def test_the_listing_matches_the_commands():
-    """Every top-level command, in help's order, with its own one-line help, and nothing else."""
+    """Every top-level command, in help's order, with its own one-line help, and nothing else;
+    the hidden ones are the groups of old spellings only."""
     from symkd.cli import app
     from symkd.cli.lazy import COMMANDS
+    from symkd.cli.vocabulary import OLD_GROUPS
 
     root = typer.main.get_command(app)
-    real = {name: ("" if command.hidden else (command.help or "").split("\n\n")[0].strip())
-            for name, command in root.commands.items()}  # fmt: skip
+    real = {name: (command.help or "").split("\n\n")[0].strip() for name, command in root.commands.items() if not command.hidden}
     assert list(real) == list(COMMANDS)
     assert real == {name: help_ for name, (_, help_) in COMMANDS.items()}
+    assert sorted(name for name, command in root.commands.items() if command.hidden) == sorted(OLD_GROUPS)
 
 
 def test_a_cached_replay_of_plain_prompts_imports_no_numpy_or_jinja2(fake_openai, tmp_path):

@@ -25,12 +25,13 @@ EXAMPLES = """Examples:
 
     symkd generate -t smollm2 -p prompts.jsonl --db run.db --samples 2
 
-    symkd distill commonsense -t smollm2 --db run.db --n-events 50
+    symkd commonsense distill -t smollm2 --db run.db --n-events 50
 
     symkd train --db run.db --critics rules,dedupe -o students/s1 --json
 
     symkd runs --db run.db --json | python -m json.tool
 
+Core commands: symkd VERB; a pipeline's: symkd PIPELINE VERB (commonsense, agent, strategies).
 One name per meaning in every command: see "CLI vocabulary" in the README."""
 
 app = typer.Typer(
@@ -45,21 +46,22 @@ app = typer.Typer(
 
 
 def _register_commands(holder: typer.Typer) -> None:
-    """The core's command groups (one module each), then every pipeline's own group, found
-    through :data:`symkd.pipelines.REGISTRY` (built-ins and entry points alike). The root group
+    """The core's commands (one module each), then every pipeline's one group (``symkd PIPELINE
+    VERB``), found through :data:`symkd.pipelines.REGISTRY` (built-ins and entry points alike),
+    then the old spellings (:data:`symkd.cli.vocabulary.OLD_COMMANDS`, hidden). The root group
     (:class:`symkd.cli.lazy.LazyRootGroup`) calls this only when a command needs them all."""
     from symkd.cli import core, critics, graphs, students
+    from symkd.cli.vocabulary import add_old_commands, old_groups
     from symkd.pipelines import REGISTRY
 
     from symkd.sandbox import cli as sandbox
 
     for module in (core, critics, graphs, students, sandbox):
         module.register(holder)
-    distill = typer.Typer(help="Distill a teacher into knowledge (one command per pipeline).", no_args_is_help=True)
-    holder.add_typer(distill, name="distill")
-    groups = {"distill": distill, "eval": students.eval_app, "critic": critics.critic_app}
+    groups = {**old_groups(holder), "critic": critics.critic_app}  # a pipeline of another package may still add to these
     for name in REGISTRY.names():
         REGISTRY.load(name)(holder, groups)
+    add_old_commands(holder, groups)
 
 
 def _show_version(value: bool) -> None:

@@ -5,8 +5,8 @@
 
 Critics run in the order given; by default each later critic only scores the triples every
 earlier one kept (``--no-cascade`` scores all). Reruns score only what is not scored yet
-(``--rescore`` scores again). Pipelines attach their own commands to :data:`critic_app` (the commonsense pipeline adds
-``critic train`` for its MiniLM classifier).
+(``--rescore`` scores again). A pipeline's own critic commands are in its group
+(``symkd commonsense train-critic``; ``critic train`` is its old spelling).
 """
 
 from __future__ import annotations

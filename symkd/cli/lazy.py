@@ -4,9 +4,10 @@ a command's name import none of the command modules; running a command imports o
 :data:`COMMANDS` names every top-level command of the built-in app, in the order ``--help``
 lists them, with the part that defines it and its one-line help (``tests/test_cli_startup.py``
 checks it against the commands themselves). A part is one module's ``register(app)``;
-``"all"`` is every module and every pipeline (the groups the pipelines add commands to:
-``distill``, ``eval``, ``critic``, and the pipelines' own groups). A pipeline from another
-package (an entry point) or one registered at run time loads everything, as before.
+``"all"`` is every module and every pipeline (each pipeline's one group, ``symkd PIPELINE
+VERB``, and the hidden old spellings, :data:`symkd.cli.vocabulary.OLD_COMMANDS`: ``critic``
+holds ``critic train``). A command not listed (an old group such as ``distill``) loads
+``"all"``; so does a pipeline from another package (an entry point) or one registered at run time.
 """
 
 from __future__ import annotations
@@ -29,11 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("graphs", "Counts per relation and critic decision, degree distribution, top hubs."),
     "train": ("students", "Fine-tune a student on curated knowledge (loss on the tail tokens only)."),
     "critic": ("all", "Score stored triples with critics (rules, dedupe, judge, classifier) and report."),
-    "eval": ("all", "Evaluate students and teachers."),
     "sandbox": ("sandbox", "Run model-written Python in the OS sandbox."),
-    "distill": ("all", "Distill a teacher into knowledge (one command per pipeline)."),
+    "commonsense": ("all", "Symbolic commonsense: distill ATOMIC2020 triples, evaluate a student, train the pair critic."),
     "agent": ("all", "Agent distillation: CodeAct trajectories, students, evaluation."),
-    "corpus": ("all", "Retrieval corpora (FTS5) for the agent's search tool."),
     "strategies": ("all", "Learn, audit and edit a library of strategies the student retrieves."),
 }
 

@@ -1,8 +1,7 @@
-"""``symkd train`` and the ``symkd eval`` group (pipelines add their evaluations to it).
+"""``symkd train`` (a pipeline evaluates its students itself: ``symkd commonsense eval``,
+``symkd agent eval``).
 
     symkd train --db run.db --critics rules,dedupe,classifier --out students/s1 --epochs 3
-    symkd eval commonsense --model students/s1 --data dev.tsv --split eval --out scores.json
-    symkd eval commonsense --teacher smollm2 --data dev.tsv --split eval --out teacher.json
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ import typer
 
 from symkd.commandline import build, model_options
 from symkd.students.train import TrainConfig
-
-eval_app = typer.Typer(help="Evaluate students and teachers.", no_args_is_help=True)
 
 
 def _critics(values: Optional[List[str]]) -> list[str]:
@@ -87,4 +84,3 @@ def train_cmd(
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
-    app.add_typer(eval_app, name="eval")

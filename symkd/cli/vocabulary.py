@@ -5,14 +5,21 @@
 every command's options). :data:`OLD_SPELLINGS` are names that meant the same before; they
 still work, unshown in ``--help``: :class:`VocabularyGroup` rewrites them to the current name
 in a command that has the current name and not the old one.
+
+Commands have one grammar: ``symkd VERB`` for the core's, ``symkd PIPELINE VERB`` for a
+pipeline's (its one group). :data:`OLD_COMMANDS` are the spellings from before that; they run
+the same command, unshown in ``--help`` (:func:`add_old_commands`).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import typer
 from typer.core import TyperGroup
 
 
@@ -46,13 +53,62 @@ OLD_SPELLINGS: dict[str, Optional[str]] = {
     "-c": "--critics",  # critic apply; -c is --concurrency everywhere
     "--n": "--samples",  # generate
     "--sample": "--preview-nodes",  # export (html preview)
-    "--max-steps": "--max-agent-steps",  # agent generate/eval/self-train, eval gsm8k
+    "--max-steps": "--max-agent-steps",  # agent generate/eval/self-train/eval-gsm8k
     "--teacher-model": "--teacher",  # train (KD teacher)
     "--gen-n-threads": "--gen-threads",  # agent self-train
     "--no-quiet": None,  # dropped: the flags are off by default
     "--no-json": None,
     "--no-rerank": None,
 }
+
+
+#: old command -> the current one (``symkd PIPELINE VERB``); both run the same command
+OLD_COMMANDS: dict[str, str] = {
+    "distill commonsense": "commonsense distill",
+    "eval commonsense": "commonsense eval",
+    "eval gsm8k": "agent eval-gsm8k",
+    "critic train": "commonsense train-critic",
+    "corpus index": "agent index-corpus",
+}
+
+#: groups that hold only old spellings now (hidden, as their commands are)
+OLD_GROUPS = ("distill", "eval", "corpus")
+
+
+def old_groups(app: typer.Typer) -> dict[str, typer.Typer]:
+    """Add the hidden :data:`OLD_GROUPS` to ``app``; name -> group (their help names the new spellings)."""
+    groups = {}
+    for name in OLD_GROUPS:
+        moved = "; ".join(f"symkd {old} is now symkd {new}" for old, new in OLD_COMMANDS.items() if old.split()[0] == name)
+        groups[name] = typer.Typer(help=f"Old spellings, kept for scripts: {moved}.", no_args_is_help=True)
+        app.add_typer(groups[name], name=name, hidden=True)
+    return groups
+
+
+def _command_info(app: typer.Typer, path: list[str]) -> Any:
+    """The typer CommandInfo at ``path`` (group names, then the command's) under ``app``, or None."""
+    for info in app.registered_groups:
+        if path[1:] and info.name == path[0] and info.typer_instance is not None:
+            return _command_info(info.typer_instance, path[1:])
+    for info in app.registered_commands:
+        if len(path) == 1 and (info.name or info.callback.__name__.replace("_", "-")) == path[0]:
+            return info
+    return None
+
+
+def add_old_commands(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    """Each of :data:`OLD_COMMANDS` into ``groups[its group]``: the current command under its old
+    name, hidden (its help says the new spelling). One whose current command is missing is left out."""
+    for old, new in OLD_COMMANDS.items():
+        group, name = old.split()
+        info = _command_info(app, new.split())
+        if info is None or group not in groups:
+            continue
+        alias = copy.copy(info)
+        alias.name, alias.hidden = name, True
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        alias.help = f"{doc}\n\nOld spelling of `symkd {new}`."
+        groups[group].registered_commands.append(alias)
 
 
 def option_names(command: Any) -> set[str]:

@@ -1,4 +1,4 @@
-"""The ``agent`` and ``corpus`` command groups and ``eval gsm8k``.
+"""The ``agent`` command group.
 
     symkd agent generate --teacher smollm2 --task gsm8k --data train.jsonl --samples 1 --db run.db
     symkd agent generate --source gold-rationales --data train.jsonl --db run.db [--variants 3 --exclude test.jsonl]
@@ -7,8 +7,8 @@
     symkd agent train --db run.db --source gold-rationales --base-model smollm2 --out students/agent
     symkd agent self-train --db run.db --data train.jsonl --student students/agent --out students/self --rounds 2
     symkd agent eval --model students/agent --data test.jsonl [--sag 8 | --votes 8] [--max-agent-steps 5] [--limit 100]
-    symkd corpus index docs.jsonl --db run.db | symkd corpus index --from-triples commonsense.db --db run.db
-    symkd eval gsm8k --model students/cot --data test.jsonl --mode cot|agent [--strategies DB]
+    symkd agent index-corpus docs.jsonl --db run.db | symkd agent index-corpus --from-triples commonsense.db --db run.db
+    symkd agent eval-gsm8k --model students/cot --data test.jsonl --mode cot|agent [--strategies DB]
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
 
 agent_app = typer.Typer(help="Agent distillation: CodeAct trajectories, students, evaluation.", no_args_is_help=True)
-corpus_app = typer.Typer(help="Retrieval corpora (FTS5) for the agent's search tool.", no_args_is_help=True)
 
 SOURCES = ("teacher", "gold-rationales")
 
@@ -234,7 +233,7 @@ def self_train(
 
 
 class EvalOptions(BaseModel):
-    """The options ``agent eval`` and ``eval gsm8k`` share, defined once (flags from model_options);
+    """The options ``agent eval`` and ``agent eval-gsm8k`` share, defined once (flags from model_options);
     the agent's own (``--sag``, ``--max-agent-steps`` ...) are :class:`AgentConfig`'s."""
 
     model_config = ConfigDict(extra="forbid")
@@ -283,7 +282,7 @@ def _context(o: Any) -> str | None:
     return o.context or (f"strategies:{o.strategies}" if o.strategies else None)
 
 
-#: the agent's options ``agent eval`` and ``eval gsm8k`` show (the others are fixed or follow from --votes, --few-shot)
+#: the agent's options ``agent eval`` and ``agent eval-gsm8k`` show (the others are fixed or follow from --votes, --few-shot)
 _EVAL_AGENT = dict(exclude=_only("sag", "max_steps", "max_tokens", "sandbox"), notes={"max_tokens": "CoT: per answer"})
 
 
@@ -324,14 +323,13 @@ def corpus_index(
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
-    """The ``agent`` and ``corpus`` groups and ``eval gsm8k``."""
+    """The ``agent`` group (``index-corpus`` and ``eval-gsm8k`` included)."""
     agent_app.command("generate")(generate)
     agent_app.command("export")(export)
     agent_app.command("export-cot")(export_cot)
     agent_app.command("train")(train)
     agent_app.command("self-train")(self_train)
     agent_app.command("eval")(agent_eval)
-    corpus_app.command("index")(corpus_index)
+    agent_app.command("eval-gsm8k")(eval_gsm8k)
+    agent_app.command("index-corpus")(corpus_index)
     app.add_typer(agent_app, name="agent")
-    app.add_typer(corpus_app, name="corpus")
-    groups["eval"].command("gsm8k")(eval_gsm8k)

@@ -1,6 +1,7 @@
-"""``symkd distill commonsense``: events -> inferences -> critics -> knowledge graph in SQLite.
+"""``symkd commonsense distill | eval | train-critic``: events -> inferences -> critics ->
+knowledge graph in SQLite; its evaluation; its MiniLM pair critic.
 
-    symkd distill commonsense --teacher smollm2 --n-events 50 --db demo.db
+    symkd commonsense distill --teacher smollm2 --n-events 50 --db demo.db
 
 Rerunning the same command answers from the cache: no teacher call, no duplicated row.
 """
@@ -141,7 +142,7 @@ def print_scores(report: dict) -> None:
     from symkd.commandline import console
     from rich.table import Table
 
-    from symkd.students.evaluate.metrics import METRICS
+    from symkd.pipelines.commonsense.metrics import METRICS
 
     table = Table("relation", "lines", *METRICS, title=f"{report['model']} on {report['data']['file']} ({report['data']['split']})",
                   title_justify="left")  # fmt: skip
@@ -153,9 +154,12 @@ def print_scores(report: dict) -> None:
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
-    """``distill commonsense``, ``eval commonsense`` and ``critic train`` (the MiniLM pair critic)."""
+    """The ``commonsense`` group: ``distill``, ``eval`` and ``train-critic`` (the MiniLM pair critic)."""
     from symkd.pipelines.commonsense.critics.cli import train as train_critic
 
-    groups["distill"].command("commonsense")(commonsense)
-    groups["eval"].command("commonsense")(eval_commonsense)
-    groups["critic"].command("train")(train_critic)
+    group = typer.Typer(help="Symbolic commonsense: distill ATOMIC2020 triples, evaluate a student, train the pair critic.",
+                        no_args_is_help=True)  # fmt: skip
+    group.command("distill")(commonsense)
+    group.command("eval")(eval_commonsense)
+    group.command("train-critic")(train_critic)
+    app.add_typer(group, name="commonsense")

@@ -1,6 +1,6 @@
-"""``symkd critic train``: train the classifier critic and print its validation metrics.
-
-``register(critic_app)`` adds the command to the ``critic`` sub-app (symkd/cli/critics.py).
+"""``symkd commonsense train-critic``: train the classifier critic and print its validation
+metrics (the commonsense pipeline's ``register`` adds it to its group; ``symkd critic train``
+is its old spelling).
 """
 
 from __future__ import annotations
@@ -79,7 +79,3 @@ def _print_card(folder: Path, card: dict[str, Any]) -> None:
         typer.echo(f"  {name:7s} threshold {t['threshold']:.4f}: precision {t['precision']}, recall {t['recall']}")
     typer.echo(f"default threshold {card['threshold']:.4f} (target {card['target']})")
 
-
-def register(critic_app: typer.Typer) -> None:
-    """Add ``train`` to the ``critic`` command group."""
-    critic_app.command("train")(train)
