@@ -109,7 +109,7 @@ def agent_training_data(rows: Sequence[dict[str, Any]], base_model: str, db: Pat
 
 def evaluate(spec: str, mode: str, test: Path, db: Path, n_test: int, eval_cfg: dict[str, Any], *,
              votes: int = 0, sag: int = 0, few_shot: bool = False) -> tuple[dict[str, Any], dict[str, bool]]:  # fmt: skip
-    """Metrics and task -> correct (``symkd eval gsm8k --mode MODE --limit N ...``)."""
+    """Metrics and task -> correct (``symkd agent eval-gsm8k --mode MODE --limit N ...``)."""
     config = AgentConfig(max_steps=eval_cfg["max_steps"], max_tokens=eval_cfg["cot_tokens" if mode == "cot" else "max_tokens"],
                          few_shot=few_shot, sag=sag, sandbox=eval_cfg["sandbox"], wave=eval_cfg["wave"])  # fmt: skip
     metrics = pipeline.evaluate(spec, test, db, mode=mode, config=config, limit=n_test, votes=votes,

@@ -11,7 +11,7 @@ critic was trained on the other half, nothing here trains on either):
    new triples.
 
 Every student uses the same base model and hyper-parameters. ``--db`` is a run DB made by
-``symkd distill commonsense`` (the teacher's answers are cached there, so reruns are quick).
+``symkd commonsense distill`` (the teacher's answers are cached there, so reruns are quick).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ METRICS = ["bleu1", "bleu2", "bleu3", "bleu4", "rougeL", "cider"]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--db", required=True, help="run DB from symkd distill commonsense (default critics applied)")
+    ap.add_argument("--db", required=True, help="run DB from symkd commonsense distill (default critics applied)")
     ap.add_argument("--work", required=True, help="folder for the students and generations")
     ap.add_argument("--dev", default=None, help="ATOMIC2020 dev.tsv (default: shared/data)")
     ap.add_argument("--teacher", default="smollm2")

@@ -22,7 +22,7 @@ def _readme_commands() -> list[str]:
 def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
     commands = _readme_commands()
     assert len(commands) == 2
-    assert "symkd distill commonsense --teacher smollm2" in commands[0]
+    assert "symkd commonsense distill --teacher smollm2" in commands[0]
     assert "pytest" in commands[1]
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
 
