@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _record import record  # noqa: E402
 
-from symkd.knowledge.relations import RELATIONS  # noqa: E402
+from symkd.pipelines.commonsense.relations import RELATIONS  # noqa: E402
 
 
 def dev_triples(n: int) -> list[tuple[str, str, str]] | None:
-    from symkd.knowledge.atomic import default_dev_path, read_atomic_tsv
+    from symkd.pipelines.commonsense.atomic import default_dev_path, read_atomic_tsv
 
     path = default_dev_path()
     if path is None or not path.is_file():

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import record  # noqa: E402
 
 from symkd.pipelines.commonsense import knowledge  # noqa: E402
-from symkd.knowledge.relations import EVENT, PHYSICAL, SOCIAL  # noqa: E402
+from symkd.pipelines.commonsense.relations import EVENT, PHYSICAL, SOCIAL  # noqa: E402
 from symkd.graphs.bulk import bulk_add_triples  # noqa: E402
 from symkd.store.db import Store, utcnow  # noqa: E402
 

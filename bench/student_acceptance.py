@@ -48,12 +48,12 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
-    from symkd.knowledge.atomic import default_dev_path
-    from symkd.knowledge.triples import curated_triples, event_id
+    from symkd.pipelines.commonsense.atomic import default_dev_path
+    from symkd.graphs.triples import curated_triples, event_id
     from symkd.pipelines.commonsense.pipeline import _apply_critics, _critics
     from symkd.pipelines.commonsense.self_imitation import generate_round
     from symkd.store.db import Store
-    from symkd.students.data import from_triples
+    from symkd.pipelines.commonsense.comet import from_triples
     from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
     from symkd.students.train import TrainConfig, train
 

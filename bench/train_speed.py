@@ -51,8 +51,9 @@ def gemm_peak(dtype, device, n: int, reps: int = 8) -> float:
 
 
 def examples(n: int, path: Path | None):
-    from symkd.knowledge.atomic import default_dev_path
-    from symkd.students.data import TrainingData, from_triples, from_tsv, load_data
+    from symkd.pipelines.commonsense.atomic import default_dev_path
+    from symkd.pipelines.commonsense.comet import from_triples, from_tsv
+    from symkd.students.data import TrainingData, load_data
 
     path = path or default_dev_path()
     if path is not None and path.is_file():
@@ -106,7 +107,7 @@ def trainer(model_name: str, data, args, precision: str, packing: bool) -> dict:
 
 
 def machine_state() -> dict:
-    from symkd.students.card import _cpu_name
+    from symkd.students.summary import _cpu_name
     from symkd.students.modeling import cpu_has_bf16
 
     return {"cpu": _cpu_name(), "cpu_avx512_bf16": cpu_has_bf16(), "cores": os.cpu_count(),
@@ -154,7 +155,7 @@ def main() -> None:
 
     import torch
 
-    from symkd.students.card import PEAK_FLOPS
+    from symkd.students.summary import PEAK_FLOPS
     from symkd.students.modeling import pick_device
 
     device = pick_device(args.device)[0]

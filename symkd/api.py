@@ -22,7 +22,7 @@ from symkd.generation import (
     generate,
     run_results,
 )
-from symkd.knowledge.datasets import to_dataset
+from symkd.pipelines.commonsense.datasets import to_dataset
 from symkd.pipelines.commonsense import DistillResult, EvaluationResult
 from symkd.pipelines.commonsense.evaluate import evaluate_commonsense as _evaluate_commonsense
 from symkd.pipelines.commonsense.pipeline import distill_commonsense as _distill_commonsense

@@ -11,7 +11,7 @@ import pytest
 import typer
 
 from symkd.cli import app
-from symkd.knowledge.triples import add_triples
+from symkd.graphs.triples import add_triples
 from symkd.store.db import Store
 from tests.procs import run_cli
 

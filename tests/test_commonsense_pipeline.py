@@ -13,7 +13,7 @@ import pytest
 from symkd.teachers.constraints import satisfies
 from symkd.pipelines.commonsense.names import NAMES
 from symkd.pipelines.commonsense.pipeline import distill_commonsense
-from symkd.knowledge.relations import RELATIONS
+from symkd.pipelines.commonsense.relations import RELATIONS
 from symkd.errors import UserError
 from symkd.teachers.base import Teacher
 from symkd.teachers.messages import Completion, Response

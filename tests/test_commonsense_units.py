@@ -9,7 +9,7 @@ import pytest
 from symkd.pipelines.commonsense.cli import split_critics
 from symkd.pipelines.commonsense import applicability, events, inferences, names
 from symkd.teachers.constraints import check_words, satisfies, violations
-from symkd.knowledge.relations import RELATIONS
+from symkd.pipelines.commonsense.relations import RELATIONS
 from symkd.pipelines.commonsense.seeds import default_seed_file, read_seeds
 from symkd.errors import UserError
 from symkd.prompts import get_template

@@ -36,7 +36,8 @@ def test_import_contracts_hold():
 def test_core_modules_import_no_pipeline():
     code = (
         "import sys, symkd.session, symkd.generation, symkd.critics.cascade, symkd.critics.judge, symkd.graphs, "
-        "symkd.students.train, symkd.knowledge.datasets, symkd.teachers.registry\n"
+        "symkd.students.train, symkd.students.data, symkd.students.card, symkd.students.evaluate, symkd.graphs.triples, "
+        "symkd.graphs.relations, symkd.graphs.arrow, symkd.teachers.registry\n"
         "print(sorted(m for m in sys.modules if m.startswith(('symkd.pipelines', 'symkd.cli', 'symkd.api'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -143,7 +144,7 @@ def test_sync_api_works_inside_a_running_event_loop(fake_openai, tmp_path):
 
 def test_critic_versions_compare_as_versions(tmp_path):
     assert version_key("9") < version_key("10") and latest_version(["9", "10", "2"]) == "10"
-    from symkd.knowledge.triples import add_triples, curated_triples
+    from symkd.graphs.triples import add_triples, curated_triples
 
     with Store(tmp_path / "run.db") as store:
         add_triples(store, [{"head": "PersonX eats", "relation": "xNeed", "tail": t} for t in ("food", "a fork")])

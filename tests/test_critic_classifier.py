@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from symkd.knowledge import atomic
-from symkd.knowledge.triples import add_triples, normalize
+from symkd.pipelines.commonsense import atomic
+from symkd.graphs.triples import add_triples, normalize
 from symkd.pipelines.commonsense.critics import training
 from symkd.errors import UserError
 from tests.conftest import SHARED_DATA

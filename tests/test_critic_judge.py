@@ -15,7 +15,7 @@ from symkd.critics.base import apply_critic, critic_report
 from symkd.critics.judge import LLMJudgeCritic, parse_rating, statement
 from symkd.critics.registry import load_critic
 from symkd.errors import UserError
-from symkd.knowledge.triples import add_triples, triple_id
+from symkd.graphs.triples import add_triples, triple_id
 from symkd.prompts import get_template
 from symkd.store.db import Store
 

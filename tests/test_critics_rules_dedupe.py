@@ -9,8 +9,8 @@ from collections import defaultdict
 import pytest
 
 from symkd.cli.critics import split_specs
-from symkd.knowledge.triples import add_triples, triple_id
-from symkd.knowledge.relations import RELATIONS
+from symkd.graphs.triples import add_triples, triple_id
+from symkd.pipelines.commonsense.relations import RELATIONS
 from symkd.critics.base import apply_critic
 from symkd.critics.dedupe import DedupeCritic, shingles, tail_key
 from symkd.critics.registry import load_critic

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from symkd.errors import UserError
-from symkd.students.evaluate import METRICS, group_references, score_by_relation, score_corpus
+from symkd.pipelines.commonsense.metrics import METRICS, group_references, score_by_relation, score_corpus
 
 
 def test_bleu_by_hand_clipping_and_closest_brevity_penalty():

@@ -6,7 +6,7 @@ import csv
 import re
 
 from symkd.graphs import export, open_store
-from symkd.knowledge import triples as knowledge
+from symkd.graphs import triples as knowledge
 from symkd.store.db import Store
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -11,7 +11,7 @@ import networkx as nx
 import pytest
 from networkx.readwrite import json_graph
 
-from symkd.knowledge import triples as knowledge
+from symkd.graphs import triples as knowledge
 from symkd.errors import UserError
 from symkd.graphs import NONE_NODE, Selection, TripleSource, build_graph, export, graph_stats, open_store
 from symkd.graphs import build as build_mod
@@ -204,7 +204,7 @@ def test_tsv_is_atomic_format(kg_db, tmp_path):
     assert parsed["PersonX goes jogging", "xReact"] == ["tired"]
     assert parsed["PersonX buys a bike", "xWant"] == [WEIRD.replace("|", "/")]
     assert len(lines) == summary["lines"] == 8 and summary["triples"] == 8
-    atomic = pytest.importorskip("symkd.knowledge.atomic")
+    atomic = pytest.importorskip("symkd.pipelines.commonsense.atomic")
     read = atomic.read_atomic_tsv(out)
     assert {(x.head, x.relation): list(x.tails) for x in read} == parsed
 

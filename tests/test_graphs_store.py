@@ -7,7 +7,7 @@ import csv
 import networkx as nx
 import pytest
 
-from symkd.knowledge import triples as knowledge
+from symkd.graphs import triples as knowledge
 from symkd.errors import UserError
 from symkd.graphs import build as build_mod
 from symkd.graphs import export, open_store

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from symkd.knowledge import triples as knowledge
+from symkd.graphs import triples as knowledge
 from symkd.pipelines.strategies.library import Strategy, insert, open_library
 from symkd.store.db import Store
 from tests.procs import ENV, one_error_line, run, write_prompts

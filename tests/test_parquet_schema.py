@@ -13,7 +13,7 @@ import pytest
 import symkd
 from symkd.cli import main
 from symkd.errors import UserError
-from symkd.knowledge.triples import add_triples, triple_id
+from symkd.graphs.triples import add_triples, triple_id
 from symkd.store.db import Store
 from tests.test_graphs import _scores, make_kg_db
 
@@ -89,7 +89,7 @@ def test_empty_selection_is_one_error_and_keeps_the_old_file(tmp_path):
     out = tmp_path / "old.parquet"
     out.write_bytes(b"old")
     from symkd.graphs import Selection
-    from symkd.knowledge.datasets import write_parquet
+    from symkd.pipelines.commonsense.datasets import write_parquet
 
     with Store(db, create=False, readonly=True) as store, pytest.raises(UserError, match="no triples match"):
         write_parquet(store, Selection(relations=("oEffect",)), out)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from symkd.cli import main
-from symkd.knowledge.triples import add_triples, curated_triples
+from symkd.graphs.triples import add_triples, curated_triples
 from symkd.store.db import Store
 
 PLUGIN_MODULE = '''

@@ -155,7 +155,7 @@ def test_critic_batches_go_to_the_current_executor(tmp_path):
     executor = Recording()
     Length.batch_size = 3
     with use_executor(executor):
-        counts = apply_critic(store, Length())
+        counts = apply_critic(store, Length(), item_table="triples")  # the caller says which table a plain critic scores
     assert executor.batches == [3, 3, 1] and counts == {"scored": 7, "kept": 3, "dropped": 4}
     assert list(score_batches(Pinned(), [[{"tail": "abcd"}]], executor)) == [[Verdict(score=4, keep=True)]]
     assert executor.batches == [3, 3, 1]  # a pinned critic stayed here

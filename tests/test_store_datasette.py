@@ -13,7 +13,7 @@ import sqlite_utils
 
 from symkd.critics.base import apply_critic
 from symkd.critics.cascade import apply_cascade
-from symkd.knowledge.triples import add_events, add_triples, event_id
+from symkd.graphs.triples import add_events, add_triples, event_id
 from symkd.pipelines.agents import tables as agent_tables
 from symkd.pipelines.agents.verifier import VerifierCritic
 from symkd.pipelines.commonsense.critics.rules import RulesCritic

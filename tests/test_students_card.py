@@ -25,7 +25,9 @@ def _summary(kind: str | None) -> dict:
     ("agent-trajectories", "agent", "symkd agent eval --model", "[GEN]"),
     ("commonsense", "commonsense", "symkd eval commonsense", "final_answer"),
     ("chat", "chat", "symkd eval gsm8k --mode cot", "[GEN]"),
-    (None, "commonsense", "symkd eval commonsense", "final_answer"),
+    ("db", "commonsense", "symkd eval commonsense", "final_answer"),  # the commonsense pipeline's data kinds
+    ("tsv", "commonsense", "symkd eval commonsense", "final_answer"),
+    (None, "text-generation", "Prompt and completion as in the training data", "symkd eval commonsense"),  # no pipeline's
 ])  # fmt: skip
 def test_the_card_matches_the_training_data(tmp_path: Path, kind, tag, says, never):
     out = tmp_path / "student"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from symkd.students.data import from_triples
+from symkd.pipelines.commonsense.comet import from_triples
 from symkd.students.train import TrainConfig, train
 from tests.fixtures.tiny_lm import make_tiny_lm  # noqa: F401  (the tiny_lm fixture's module)
 from tests.test_students_train import TRIPLES
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 RANK_SCRIPT = """
 import json, os, sys
 from symkd.students import train as train_module
-from symkd.students.data import from_triples
+from symkd.pipelines.commonsense.comet import from_triples
 from symkd.students.train import TrainConfig, train
 
 triples, config, die_after = json.loads(open(sys.argv[1]).read())

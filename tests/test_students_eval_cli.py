@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from symkd.knowledge.triples import add_events, add_triples
+from symkd.graphs.triples import add_events, add_triples
 from symkd.errors import UserError
 from symkd.store.db import Store
 from symkd.pipelines.commonsense.evaluate import evaluate_commonsense, select_lines
-from symkd.students.evaluate.metrics import METRICS
+from symkd.pipelines.commonsense.metrics import METRICS
 from tests.conftest import SHARED_DATA
 
 DEV = SHARED_DATA / "atomic2020" / "dev.tsv"

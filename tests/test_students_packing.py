@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from symkd.students.batching import collate, pack_rows
-from symkd.students.data import IGNORE_INDEX, Tokenized, from_triples, tokenize
+from symkd.pipelines.commonsense.comet import from_triples
+from symkd.students.data import IGNORE_INDEX, Tokenized, tokenize
 from symkd.students.train import TrainConfig, train
 from tests.test_students_train import TRIPLES
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from symkd.students.data import from_triples
+from symkd.pipelines.commonsense.comet import from_triples
 from symkd.students.modeling import load_causal_lm, resolve_source
 from tests.fixtures.tiny_lm import make_tiny_lm
 from tests.procs import run_cli

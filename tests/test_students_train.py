@@ -10,7 +10,8 @@ import pytest
 from symkd.errors import UserError
 from symkd.students import train as train_module
 from symkd.students.batching import epoch_batches
-from symkd.students.data import IGNORE_INDEX, Example, TrainingData, comet_prompt, from_triples, load_data, tokenize
+from symkd.pipelines.commonsense.comet import comet_prompt, from_triples
+from symkd.students.data import IGNORE_INDEX, Example, TrainingData, load_data, tokenize
 from symkd.students.modeling import load_tokenizer
 from symkd.students.train import TrainConfig, train
 from tests.fixtures.tiny_lm import make_tiny_lm

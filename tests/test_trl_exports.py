@@ -107,7 +107,7 @@ def _export(capsys, kg, out, fmt):
 
 
 def test_commonsense_chat_jsonl_trains_in_trl(capsys, tmp_path, kg, tok):
-    from symkd.knowledge.datasets import SYSTEM_PROMPT
+    from symkd.pipelines.commonsense.datasets import SYSTEM_PROMPT
 
     rows = _export(capsys, kg, tmp_path / "chat.jsonl", "chat-jsonl")
     _check_system_turn(rows, SYSTEM_PROMPT)
@@ -121,7 +121,7 @@ def test_commonsense_chat_jsonl_trains_in_trl(capsys, tmp_path, kg, tok):
 
 
 def test_commonsense_prompt_completion_trains_on_the_tail_only(capsys, tmp_path, kg, tok):
-    from symkd.knowledge.datasets import SYSTEM_PROMPT
+    from symkd.pipelines.commonsense.datasets import SYSTEM_PROMPT
 
     rows = _export(capsys, kg, tmp_path / "pc.jsonl", "prompt-completion")
     chat = _export(capsys, kg, tmp_path / "chat.jsonl", "chat-jsonl")

@@ -24,7 +24,7 @@ _INCLUDE_NONE = typer.Option(False, "--include-none", help='add "none" tails as 
 
 def selection(critic: Optional[List[str]], min_score: Optional[float], relations: Optional[str], include_none: bool):
     """The CLI options as a :class:`symkd.graphs.Selection` (unknown relations fail here)."""
-    from symkd.knowledge.relations import parse_relations
+    from symkd.graphs.relations import parse_relations
     from symkd.graphs import Selection
 
     critics = tuple(dict.fromkeys(c.strip() for v in critic or [] for c in v.split(",") if c.strip()))
@@ -50,7 +50,7 @@ def export_cmd(
     from symkd.graphs import FORMATS, export, open_store
     from symkd.graphs.export import check_out
     from symkd.jsonio import check_writable, is_stdout
-    from symkd.knowledge import datasets
+    from symkd.pipelines.commonsense import datasets
 
     if fmt not in FORMATS and fmt not in datasets.FORMATS:
         raise UserError(f"--format {fmt!r}: unknown format; known: {', '.join([*FORMATS, *datasets.FORMATS])}")

@@ -45,7 +45,7 @@ def train_cmd(
     train_options: Any = None,
 ) -> None:
     """Fine-tune a student on curated knowledge (loss on the tail tokens only)."""
-    from symkd.knowledge.relations import parse_relations
+    from symkd.graphs.relations import parse_relations
     from symkd.errors import UserError
     from symkd.students.data import load_data
     from symkd.students.train import train

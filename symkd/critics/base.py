@@ -1,6 +1,6 @@
 """The critic interface and the loop that applies critics to stored items.
 
-A critic scores items (rows of the ``triples`` or ``events`` table, as dicts) and says
+A critic scores items (rows of the table it or its caller declares: ``item_table``, as dicts) and says
 keep or drop. :func:`apply_critics` runs critics over what a store holds, writes one
 ``critic_scores`` row per item and critic name+version (in short transactions, so a killed
 run resumes where it stopped), each with the run that scored it, and skips items a critic
@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Sequence
 
+from symkd.errors import UserError
 from symkd.store.db import Store, utcnow
 from symkd.store.runs import finish_run, open_scoring_run
 
@@ -31,7 +32,9 @@ class Verdict:
 class Critic(ABC):
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
-    item_table: ClassVar[str] = "triples"
+    #: the store table the critic's items come from (``triples``, ``trajectories``, ...): declared by
+    #: the critic, else by its caller (``apply_critic(..., item_table=...)``); no default here
+    item_table: ClassVar[str | None] = None
     #: items handed to one score() call
     batch_size: ClassVar[int] = 512
 
@@ -72,6 +75,18 @@ class Critic(ABC):
         return None
 
 
+def declare_table(critic: Critic, item_table: str | None) -> str:
+    """The table ``critic`` scores: its own ``item_table``, else ``item_table`` (then set on it)."""
+    own = critic.item_table
+    if own and item_table and own != item_table:
+        raise UserError(f"critic {critic.name!r} scores {own!r} items, not {item_table!r}")
+    if not own:
+        if not item_table:
+            raise UserError(f"critic {critic.name!r} declares no item_table and none was given: which table does it score?")
+        critic.item_table = item_table  # type: ignore[misc]
+    return critic.item_table  # type: ignore[return-value]
+
+
 def _items(store: Store, critic: Critic, *, rescore: bool, where: str | None, params: Sequence[Any]) -> Iterator[list[dict]]:
     clause = f"where ({where})" if where else ""
     if not rescore:
@@ -102,6 +117,7 @@ def apply_critic(
     params: Sequence[Any] = (),
     progress: bool = False,
     executor: Any = None,
+    item_table: str | None = None,
 ) -> dict[str, int]:
     """Score every (not yet scored) item; return counts {scored, kept, dropped}.
 
@@ -109,7 +125,9 @@ def apply_critic(
     opened here (its config holds the critic's settings and the scope; the same pass run again
     reopens it), only when there is something to score. ``executor`` (default: the current
     one, see :mod:`symkd.scale`) may score the batches of a stateless critic in other
-    processes; the scores are always written here."""
+    processes; the scores are always written here. ``item_table``: the table to score when the
+    critic declares none (a critic that declares another one is an error)."""
+    declare_table(critic, item_table)
     critic.bind(store, rescore=rescore)
     critic.reset()
     counts = {"scored": 0, "kept": 0, "dropped": 0}

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.knowledge.triples import normalize
 from symkd.critics.base import Critic, Verdict
-from symkd.knowledge.triples import is_none
 from symkd.errors import UserError
+from symkd.graphs.triples import TRIPLE_TABLE, is_none, normalize
 from symkd.store.db import Store
 
 METHODS = ("minhash", "embedding", "exact")
@@ -80,6 +79,7 @@ class DedupeCritic(Critic):
 
     name = "dedupe"
     version = "1"
+    item_table = TRIPLE_TABLE
     batch_size = 1024
 
     def __init__(
@@ -209,10 +209,10 @@ class DedupeCritic(Critic):
             )
             return {}
         rows = store.query(
-            "select t.id, t.head, t.relation, t.tail from critic_scores s join triples t on t.id = s.item_id "
-            "where s.item_table = 'triples' and s.critic = ? and s.critic_version = ? and s.decision = 'keep' "
+            f"select t.id, t.head, t.relation, t.tail from critic_scores s join {self.item_table} t on t.id = s.item_id "
+            "where s.item_table = ? and s.critic = ? and s.critic_version = ? and s.decision = 'keep' "
             "order by t.rowid",
-            (self.name, self.version),
+            (self.item_table, self.name, self.version),
         )
         priors: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:

@@ -21,10 +21,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.knowledge.relations import RELATIONS
 from symkd.critics.base import Critic, Verdict
-from symkd.knowledge.triples import is_none
 from symkd.errors import UserError
+from symkd.graphs.relations import RelationSchema, get_schema
+from symkd.graphs.triples import TRIPLE_TABLE, is_none
 from symkd.store.db import Store
 from symkd.teachers.base import Teacher
 from symkd.teachers.options import as_options
@@ -53,18 +53,9 @@ def parse_rating(text: str | None) -> float | None:
     return float(_WORDS[word.group(1).lower()]) if word else None
 
 
-def statement(head: str, relation: str, tail: str) -> str:
-    """A triple as one readable sentence for the judge."""
-    head, tail = head.strip().rstrip("."), tail.strip().rstrip(".")
-    rel = RELATIONS.get(relation)
-    if rel is None:
-        return f"{head} {relation} {tail}."
-    if relation == "isFilledBy" and "___" in head:
-        return head.replace("___", tail, 1) + "."
-    if rel.group == "social":
-        phrase = rel.phrase[0].upper() + rel.phrase[1:]
-        return f"{head}. {phrase} {tail}."
-    return f"{head} {rel.phrase} {tail}."
+def statement(head: str, relation: str, tail: str, schema: str | RelationSchema | None = None) -> str:
+    """A triple as one readable sentence for the judge, as the relation schema words it."""
+    return get_schema(schema).statement(head, relation, tail)
 
 
 class LLMJudgeCritic(Critic):
@@ -72,7 +63,11 @@ class LLMJudgeCritic(Critic):
 
     name = "judge"
     version = "1"
+    item_table = TRIPLE_TABLE
     batch_size = 256
+    #: the relation schema that words each triple (a ``symkd.relations`` name or a schema; None: the
+    #: default one); an item's own ``statement`` wins
+    relations: str | RelationSchema | None = None
 
     def __init__(
         self,
@@ -128,10 +123,11 @@ class LLMJudgeCritic(Critic):
 
     def requests(self, items: Sequence[dict[str, Any]]) -> list:
         """One request per item, its id the item's id."""
-        out = []
+        out, schema = [], get_schema(self.relations)
         for item in items:
             head, relation, tail = item.get("head") or "", item.get("relation") or "", item.get("tail") or ""
-            variables = {"head": head, "relation": relation, "tail": tail, "statement": statement(head, relation, tail)}
+            said = item.get("statement") or schema.statement(head, relation, tail)
+            variables = {"head": head, "relation": relation, "tail": tail, "statement": said}
             out.append(self.template.request(item["id"], {k: variables[k] for k in self.template.variables}))
         return out
 

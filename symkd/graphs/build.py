@@ -4,7 +4,7 @@ Node ids are stable for a given store: ``e:<events.id>`` for a head (and for a t
 normalised text is also a head somewhere in the store, which links inferences back into
 events), ``t:<sha1(normalised tail)[:16]>`` for any other tail, ``t:none`` for the "none" tail.
 A tail text shared by several heads is one node. Edge key = ``triples.id``. The selection
-(critics, min score, relations) is :func:`symkd.knowledge.triples.curated_triples`'s own
+(critics, min score, relations) is :func:`symkd.graphs.triples.curated_triples`'s own
 SQL, captured and wrapped, so rows stream from SQLite instead of being listed in memory.
 """
 
@@ -19,18 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from symkd.knowledge.triples import curated_sql, event_id, normalize
-from symkd.knowledge.relations import NONE_TAIL, RELATIONS, get_relation, head_kind
 from symkd.errors import UserError
+from symkd.graphs.relations import RelationSchema, get_schema
+from symkd.graphs.triples import NONE_TAIL, TRIPLE_TABLE, curated_sql, event_id, normalize
 from symkd.store.db import Store, latest_version
 
 NONE_NODE = "t:none"
 #: tail text -> node id entries kept between scans (bounds memory on huge graphs)
 TAIL_CACHE = 1_000_000
-GROUPS = ("social", "event", "physical")
-_BIT = {g: 1 << i for i, g in enumerate(GROUPS)}
-_REL_BIT = {name: _BIT[rel.group] for name, rel in RELATIONS.items()}
-_REL_GROUP = {name: rel.group for name, rel in RELATIONS.items()}
 _UNSAFE = re.compile(r"[^0-9A-Za-z_]")
 #: triples column -> (edge attribute, type); ``source`` becomes ``origin`` so it cannot clash
 #: with the endpoint called "source" in node-link JSON. None values are left out.
@@ -54,6 +50,8 @@ class Selection:
     min_score: float | None = None
     relations: tuple[str, ...] = ()
     include_none: bool = False
+    #: the relation schema (a ``symkd.relations`` name or the schema); None: the default one
+    schema: str | RelationSchema | None = None
 
     def describe(self) -> str:
         if not self.critics:
@@ -71,8 +69,8 @@ def attr_name(critic: str) -> str:
     return _UNSAFE.sub("_", critic)
 
 
-def groups_text(bits: int) -> str:
-    return ",".join(g for g in GROUPS if bits & _BIT[g])
+def groups_text(bits: int, groups: tuple[str, ...]) -> str:
+    return ",".join(g for i, g in enumerate(groups) if bits & (1 << i))
 
 
 def open_store(path: str | Path) -> Store:
@@ -116,12 +114,16 @@ class TripleSource:
 
     def __init__(self, store: Store, sel: Selection = Selection()):
         self.store, self.sel = store, sel
+        self.schema = get_schema(sel.schema)
         for rel in sel.relations:
-            get_relation(rel)
+            self.schema.check(rel)
+        #: the schema's categories, in order: node ``groups`` are a bitmask over these
+        self.groups = tuple(self.schema.categories)
+        self._bits = {r: 1 << self.groups.index(c) for r in self.schema if (c := self.schema.category(r))}
         if sel.min_score is not None and not sel.critics:
             raise UserError("--min-score needs --critic NAME (the critic whose score is compared)")
         rows = store.conn.execute(
-            "select distinct critic, critic_version from critic_scores where item_table = 'triples' order by critic"
+            "select distinct critic, critic_version from critic_scores where item_table = ? order by critic", (TRIPLE_TABLE,)
         ).fetchall()
         #: every critic that scored triples -> its latest version (each becomes edge attributes)
         self.critics: dict[str, str] = {}
@@ -203,7 +205,7 @@ class TripleSource:
         """GraphML/GEXF-legal edge attributes of a full row (no None, no nested values)."""
         rel = row["relation"]
         out: dict[str, Any] = {"relation": rel}
-        group = _REL_GROUP.get(rel)
+        group = self.schema.category(rel)
         if group is not None:
             out["group"] = group
         for column, name, kind in self._attr_columns:
@@ -232,7 +234,7 @@ class TripleSource:
             if tail is None:
                 entry[NONES] = (entry[NONES] or set()) | {row["relation"]}
                 continue
-            bit = _REL_BIT.get(row["relation"], 0)
+            bit = self._bits.get(row["relation"], 0)
             entry[GROUPBITS] |= bit
             entry[OUT] += 1
             other = table.get(tail)
@@ -257,7 +259,7 @@ class TripleSource:
         for nid in heads:
             entry = table[nid]
             if entry[TYPE] not in ("event", "entity"):
-                entry[TYPE] = head_kind(entry[LABEL])
+                entry[TYPE] = self.schema.kind_of_head(entry[LABEL])
 
     def edges(self, keep: set[str] | None = None, progress: bool = False) -> Iterator[tuple[str, str, str, dict]]:
         """Pass 2: (head node, tail node, triple id, attributes), in the selection's order."""
@@ -269,11 +271,12 @@ class TripleSource:
             yield head, tail, row["id"], self.edge_attrs(row)
 
 
-def node_attrs(entry: list) -> dict[str, str]:
-    """GraphML/GEXF-legal node attributes of a node-table entry (empty values left out)."""
+def node_attrs(entry: list, groups: tuple[str, ...] = ()) -> dict[str, str]:
+    """GraphML/GEXF-legal node attributes of a node-table entry (empty values left out);
+    ``groups``: the schema categories the entry's group bits refer to (:attr:`TripleSource.groups`)."""
     out = {"label": str(entry[LABEL]), "type": entry[TYPE]}
     extra = {
-        "groups": groups_text(entry[GROUPBITS]),
+        "groups": groups_text(entry[GROUPBITS], groups),
         "none_relations": ",".join(sorted(entry[NONES] or ())),
         "origin": entry[SOURCE],
         "status": entry[STATUS],
@@ -290,7 +293,7 @@ def build_graph(store: Store, sel: Selection = Selection(), *, nodes: set[str] |
         src = TripleSource(store, sel)
         table = src.node_table(progress)
         graph = nx.MultiDiGraph(selection=sel.describe())
-        graph.add_nodes_from((nid, node_attrs(e)) for nid, e in table.items() if nodes is None or nid in nodes)
+        graph.add_nodes_from((nid, node_attrs(e, src.groups)) for nid, e in table.items() if nodes is None or nid in nodes)
         graph.add_edges_from(src.edges(keep=nodes, progress=progress))
     return graph
 

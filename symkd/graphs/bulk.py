@@ -18,7 +18,7 @@ import operator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator
 
-from symkd.knowledge.triples import normalize
+from symkd.graphs.triples import normalize
 from symkd.errors import UserError
 from symkd.store.db import Store, utcnow
 

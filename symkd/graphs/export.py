@@ -13,15 +13,14 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
-from symkd.knowledge.triples import event_id, normalize
-from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
 from symkd.graphs.build import IN, OUT, Selection, TripleSource, node_attrs, progress_bar, sample_nodes, snapshot
 from symkd.graphs.html import write_html
 from symkd.graphs.xmlout import write_gexf, write_graphml
 from symkd.jsonio import atomic_write, check_writable, is_stdout
+from symkd.plugins import Registry
 from symkd.safetext import json_escape_unsafe
 from symkd.store.db import Store
 
@@ -53,15 +52,15 @@ def _graph_info(src: TripleSource) -> dict[str, str]:
     return {"selection": src.sel.describe()}
 
 
-def _nodes(table: dict[str, list]):
-    return ((nid, node_attrs(entry)) for nid, entry in table.items())
+def _nodes(table: dict[str, list], groups: tuple[str, ...]):
+    return ((nid, node_attrs(entry, groups)) for nid, entry in table.items())
 
 
 def export_graphml(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
     """GraphML for yEd, Gephi, Cytoscape; streamed (see :mod:`symkd.graphs.xmlout`)."""
     table = src.node_table(opts.progress)
     with atomic_write(out) as fh:
-        edges = write_graphml(fh, _nodes(table), src.edges(progress=opts.progress), src.edge_schema(), _graph_info(src))
+        edges = write_graphml(fh, _nodes(table, src.groups), src.edges(progress=opts.progress), src.edge_schema(), _graph_info(src))
     return {"nodes": len(table), "edges": edges}
 
 
@@ -69,7 +68,7 @@ def export_gexf(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
     """GEXF 1.2 for Gephi; streamed."""
     table = src.node_table(opts.progress)
     with atomic_write(out) as fh:
-        edges = write_gexf(fh, _nodes(table), src.edges(progress=opts.progress), src.edge_schema(), _graph_info(src))
+        edges = write_gexf(fh, _nodes(table, src.groups), src.edges(progress=opts.progress), src.edge_schema(), _graph_info(src))
     return {"nodes": len(table), "edges": edges}
 
 
@@ -84,7 +83,7 @@ def export_json(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
     edges = 0
     with atomic_write(out) as fh:
         fh.write(f'{{"directed": true, "multigraph": true, "graph": {dumps(_graph_info(src))},\n"nodes": [\n')
-        for i, (nid, data) in enumerate(_nodes(table)):
+        for i, (nid, data) in enumerate(_nodes(table, src.groups)):
             fh.write((",\n" if i else "") + dumps({"id": nid, **data}))
         fh.write('\n],\n"edges": [\n')
         for u, v, key, data in src.edges(progress=opts.progress):
@@ -94,47 +93,9 @@ def export_json(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
     return {"nodes": len(table), "edges": edges}
 
 
-def _flat(text: str) -> str:
+def flat(text: str) -> str:
     """One-line text: tabs and line breaks become spaces, NUL and other control characters go."""
     return _BREAKS.sub(" ", _CONTROLS.sub("", text)).strip()
-
-
-def export_tsv(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
-    """ATOMIC2020 TSV, ``head @@ relation<TAB>tail1| tail2``, one line per (head, relation).
-
-    "none" tails are always written (ATOMIC marks inapplicable relations that way). A "|" inside
-    a tail becomes "/" so the tail list stays parseable; rows with a relation outside ATOMIC2020
-    or no head are skipped (and counted).
-    """
-    lines = triples = skipped = 0
-    current: tuple[str, str] | None = None
-    head_text, tails, seen = "", [], set()
-
-    def flush(fh) -> None:
-        nonlocal lines
-        if current is not None and tails and head_text:
-            fh.write(f"{head_text} @@ {current[1]}\t{'| '.join(tails)}\n")
-            lines += 1
-
-    total = src.count() if opts.progress else None
-    rows = src.rows(order="x.head_id, x.head, x.relation, x.tail")
-    with atomic_write(out) as fh:
-        for row in progress_bar(rows, opts.progress, "tsv", total):
-            if row["relation"] not in RELATIONS or not row["head"]:
-                skipped += 1
-                continue
-            key = (row["head_id"] or event_id(row["head"]), row["relation"])
-            if key != current:
-                flush(fh)
-                current, head_text, tails, seen = key, _flat(row["head"]), [], set()
-            tail = _flat(row["tail"] or "").replace("|", "/")
-            norm = normalize(tail)
-            if tail and norm not in seen:
-                seen.add(norm)
-                tails.append(tail)
-                triples += 1
-        flush(fh)
-    return {"lines": lines, "triples": triples, "skipped": skipped}
 
 
 def export_neo4j(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
@@ -147,13 +108,13 @@ def export_neo4j(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
     with atomic_write(out / "nodes.csv") as nf, atomic_write(out / "relationships.csv") as rf:
         nodes_csv = csv.writer(nf, lineterminator="\n")
         nodes_csv.writerow(["id:ID", *NODE_COLUMNS, ":LABEL"])
-        for nid, data in _nodes(table):
+        for nid, data in _nodes(table, src.groups):
             data["text"] = data.pop("label")
-            nodes_csv.writerow([nid, *(_flat(data.get(c, "")) for c in NODE_COLUMNS), f"Node;{NEO4J_LABELS[data['type']]}"])
+            nodes_csv.writerow([nid, *(flat(data.get(c, "")) for c in NODE_COLUMNS), f"Node;{NEO4J_LABELS[data['type']]}"])
         rels_csv = csv.writer(rf, lineterminator="\n")
         rels_csv.writerow(rel_header)
         for u, v, key, data in src.edges(progress=opts.progress):
-            values = ["" if data.get(n) is None else (repr(data[n]) if isinstance(data[n], float) else _flat(str(data[n]))) for n in rel_names]
+            values = ["" if data.get(n) is None else (repr(data[n]) if isinstance(data[n], float) else flat(str(data[n]))) for n in rel_names]
             rels_csv.writerow([u, v, data["relation"], key, *values])
             edges += 1
     return {"nodes": len(table), "edges": edges, "files": [str(out / "nodes.csv"), str(out / "relationships.csv")]}
@@ -163,7 +124,7 @@ def export_html(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
     """Interactive preview of a sample: the top hubs and their best-connected neighbours."""
     table = src.node_table(opts.progress)
     keep = sample_nodes(src, table, opts.sample)
-    nodes = [(nid, node_attrs(e), e[OUT] + e[IN]) for nid, e in table.items() if nid in keep]
+    nodes = [(nid, node_attrs(e, src.groups), e[OUT] + e[IN]) for nid, e in table.items() if nid in keep]
     edges = list(src.edges(keep=keep))
     heading = f"{len(nodes)} of {len(table)} nodes (top hubs and neighbours), {len(edges)} edges; {src.sel.describe()}"
     with atomic_write(out) as fh:
@@ -171,17 +132,47 @@ def export_html(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
     return {"nodes": shown_nodes, "edges": shown_edges, "graph_nodes": len(table)}
 
 
-FORMATS: dict[str, Format] = {
+BUILTIN_FORMATS: dict[str, Format] = {
     f.name: f
     for f in [
         Format("graphml", export_graphml, "GraphML (yEd, Gephi, Cytoscape)"),
         Format("gexf", export_gexf, "GEXF 1.2 (Gephi)"),
         Format("json", export_json, "networkx node-link JSON"),
-        Format("tsv", export_tsv, "ATOMIC2020 TSV: head @@ relation<TAB>tail1| tail2"),
         Format("neo4j", export_neo4j, "nodes.csv + relationships.csv for neo4j-admin import", folder=True),
         Format("html", export_html, "interactive preview of a sample (self-contained)"),
     ]
 }
+#: formats pipelines and users add (a :class:`Format` per name, entry-point group ``symkd.exports``)
+EXPORTS = Registry("symkd.exports", "export format")
+
+
+class Formats(Mapping[str, Format]):
+    """The built-in formats, then those of the ``symkd.exports`` entry points (imported on use)."""
+
+    def _names(self) -> list[str]:
+        return [*BUILTIN_FORMATS, *(n for n in EXPORTS.names() if n not in BUILTIN_FORMATS)]
+
+    def __getitem__(self, name: str) -> Format:
+        if name in BUILTIN_FORMATS:
+            return BUILTIN_FORMATS[name]
+        if name not in EXPORTS:
+            raise KeyError(name)
+        fmt = EXPORTS.load(name)
+        if not isinstance(fmt, Format):
+            raise UserError(f"export format {name!r}: {EXPORTS.target(name)!r} is not a symkd.graphs.export.Format")
+        return fmt
+
+    def __contains__(self, name: object) -> bool:
+        return name in BUILTIN_FORMATS or name in EXPORTS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+FORMATS = Formats()
 
 
 def check_out(fmt: Format, out: Path) -> None:

@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
 from symkd.graphs.build import IN, LABEL, OUT, TYPE, Selection, TripleSource, snapshot
 from symkd.jsonio import atomic_write
@@ -23,7 +22,7 @@ def graph_stats(store: Store, sel: Selection = Selection(), *, top: int = 20, pr
 def _stats(store: Store, src: TripleSource, top: int, progress: bool) -> dict[str, Any]:
     sel = src.sel
     table = src.node_table(progress)
-    order = {name: i for i, name in enumerate(RELATIONS)}
+    order = {name: i for i, name in enumerate(src.schema)}
     relations = {
         rel: {"triples": n, "none": none}
         for rel, (n, none) in sorted(src.relation_counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))

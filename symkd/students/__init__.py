@@ -1,1 +1,1 @@
-"""Students: white-box distillation losses and the COMET-ATOMIC2020 automatic evaluation."""
+"""Students: the trainer, white-box distillation losses, training data by format and metrics by name."""

@@ -11,28 +11,14 @@ import copy
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from symkd.errors import UserError
 from symkd.jsonio import atomic_write
-
-#: dense bf16 peak FLOP/s per GPU, by name fragment (MFU on a GPU; bench/train_speed.py measures instead)
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
-
-
-def mfu(parameters: int, tokens_per_s: float, peak_flops: float | None, processes: int = 1) -> float | None:
-    """Model FLOPs utilisation: ``6·N·tokens/s / (peak·processes)``.
-
-    ``6·N`` per token is forward (2N) + backward (4N), N = parameters (tied embeddings once),
-    over every token of the batch (prompt included); attention's ``12·L·T·d`` is left out (<2 %
-    at T <= 128 for a 135M model), as is the vocabulary projection the trainer skips on prompt
-    positions, so MFU counts useful work rather than work done.
-    """
-    if not peak_flops:
-        return None
-    return 6 * parameters * tokens_per_s / (peak_flops * processes)
+from symkd.plugins import Registry
 
 CARD = """# {name}
 
@@ -75,37 +61,48 @@ OFFLINE = (" The student trained on symkd's embedded copy of it (`{embedded}`: t
            "and `load_causal_lm(\"{base}\").model` is a base for `PeftModel.from_pretrained`.")  # fmt: skip
 
 
-#: the card's tag and usage section by the kind of training data (``data.source.kind``)
-USAGE = {
-    "agent-trajectories": ("agent", """## Use as an agent
-Trained on CodeAct trajectories: each turn is `Thought: ...` and one Python code block; the code's
-printed output comes back as `Observation: ...` until the code calls `final_answer(x)`. The loss
-covered the model's own turns only (system prompt, question and observations masked), and the
-system prompt was the one without worked examples. Run it with the sandbox and tools:
+@dataclass(frozen=True)
+class CardSection:
+    """The card's tag and usage section for one kind of training data (``data.source.kind``);
+    ``text`` is formatted with ``name_path``, ``example_prompt`` and ``example_completion``."""
 
-    symkd agent eval --model {name_path} --data test.jsonl [--votes 8] [--tools search --corpus run.db]
-"""),
-    "chat": ("chat", """## Use as a chat model
+    tag: str
+    text: str
+
+
+CHAT = CardSection("chat", """## Use as a chat model
 Trained on chat conversations: the loss covered the last assistant message (of a prompt-completion
 row, its completion). Prompt it with the tokenizer's chat template and the same system prompt as
 the training data (for GSM8K worked solutions: `symkd eval gsm8k --mode cot --model {name_path}
 --data test.jsonl`).
-"""),
-    "commonsense": ("commonsense", """## Input format
-Prompt `{{head}} {{relation phrase}} [GEN]`, completion ` {{tail}}` and EOS, e.g.
+""")
+#: for data whose kind no pipeline describes
+GENERIC = CardSection("text-generation", """## Input format
+Prompt and completion as in the training data, e.g.
 
     {example_prompt}{example_completion}
 
-Generate greedily from the prompt; the text up to EOS is the tail. `symkd eval commonsense
---model {name_path}` scores it with the COMET-ATOMIC2020 metrics.
-"""),
-}
+Generate from the prompt; the text up to EOS is the completion.
+""")
+#: data kind -> :class:`CardSection`: the core's ``chat``, then the ``symkd.cards`` entry points
+#: (each pipeline describes the data it makes)
+CARDS = Registry("symkd.cards", "model-card section", {"chat": "symkd.students.card:CHAT"})
+
+
+def card_section(kind: str | None) -> CardSection:
+    """The section registered for the data kind; :data:`GENERIC` for a kind none describes."""
+    if not kind or kind not in CARDS:
+        return GENERIC
+    section = CARDS.load(kind)
+    if not isinstance(section, CardSection):
+        raise UserError(f"model-card section {kind!r}: not a symkd.students.card.CardSection")
+    return section
 
 
 def usage_section(kind: str | None, **values: Any) -> tuple[str, str]:
-    """(tag, usage text) for the data kind; triples (the default) use the COMET format."""
-    tag, text = USAGE.get(kind or "", USAGE["commonsense"])
-    return tag, text.format(**values)
+    """(tag, usage text) for the data kind (see :func:`card_section`)."""
+    section = card_section(kind)
+    return section.tag, section.text.format(**values)
 
 
 def base_record(name: str, out: Path) -> dict[str, Any]:
@@ -162,7 +159,7 @@ def card_metadata(name: str, record: dict[str, Any], adapter: bool = False) -> d
     from huggingface_hub import ModelCardData
 
     cfg, base = record["config"], record["base"]
-    tag = USAGE.get(record["data"]["source"].get("kind") or "", USAGE["commonsense"])[0]
+    tag = card_section(record["data"]["source"].get("kind")).tag
     tags = ["symkd", "knowledge-distillation", tag] + (["lora"] if cfg["lora"] else [])
     if adapter and base["hub_id"]:
         tags.append(f"base_model:adapter:{base['hub_id']}")
@@ -397,94 +394,3 @@ def scrub_configs(out: Path, base: str) -> None:
 def _write_text(path: Path, text: str) -> None:
     with atomic_write(path) as fh:
         fh.write(text)
-
-
-def plot_curve(history: list[dict[str, Any]], evals: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Training loss per step (and held-out loss) as a PNG; None when nothing was logged."""
-    if not history:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train loss", lw=1, alpha=0.8)
-    if evals:
-        ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="held-out loss", lw=1.5)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (tail tokens)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return path
-
-
-def hardware(device: Any, bf16: bool, processes: int = 1) -> dict[str, Any]:
-    import os
-    import platform
-
-    import torch
-
-    many = f" x {processes} processes" if processes > 1 else ""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return {"device": "cuda", "name": name, "bf16": bf16, "processes": processes,
-                "description": (f"{name} (bf16 autocast)" if bf16 else name) + many}  # fmt: skip
-    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
-    return {"device": "cpu", "name": _cpu_name() or platform.processor() or platform.machine(), "threads": threads,
-            "bf16": bf16, "processes": processes,
-            "description": f"CPU, {cores} cores, {threads} torch threads, {'bf16 autocast' if bf16 else 'float32'}{many}"}  # fmt: skip
-
-
-def _cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
-
-
-def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: int, per_epoch: int, prepared: Any,
-                  trainable: int, total: int, device: Any, bf16: bool, processes: int) -> dict[str, Any]:  # fmt: skip
-    """What ``training.json`` holds; ``per_epoch`` counts global micro-batches; ``prepared``: the
-    tokenized split (:class:`symkd.students.prepare.Prepared`)."""
-    from symkd._version import __version__
-
-    hw = hardware(device, bf16, processes)
-    tokens_per_s = state["tokens"] / max(state["seconds"], 1e-9)
-    wall = state["seconds"] + state.get("overhead_seconds", 0.0)
-    peak = next((v for k, v in PEAK_FLOPS.items() if k in hw["name"]), None) if device.type == "cuda" else None
-    util = mfu(total, tokens_per_s, peak, processes)
-    last = state["history"][-10:]
-    final_train = sum(h["loss"] for h in last) / max(1, len(last))
-    example = prepared.first
-    return {
-        "symkd_version": __version__,
-        "fingerprint": state["fingerprint"],
-        "base": base_record(config.base_model, Path(config.out)),
-        "config": {**config.model_dump(mode="json"), "lr": config.learning_rate},
-        "data": {"source": data.source, "examples": len(data.examples), "train_examples": len(prepared.train),
-                 "eval_examples": len(prepared.held), "too_long": prepared.too_long, "max_length": prepared.max_length,
-                 "longest": prepared.longest, "negatives": prepared.negatives, "negatives_left_out": prepared.negatives_left_out,
-                 "tokens_per_epoch": sum(prepared.lengths),
-                 "example_prompt": example.prompt if example else "", "example_completion": example.completion if example else ""},
-        "steps": state["step"],
-        "epochs": state["step"] * config.grad_accum / per_epoch,
-        "total_steps": total_steps,
-        "global_batch": config.batch_size * config.grad_accum * processes,
-        "parameters": {"trainable": trainable, "total": total},
-        "final": {"train_loss": round(final_train, 5) if state["history"] else None,
-                  "eval_loss": state["evals"][-1]["eval_loss"] if state["evals"] else None,
-                  "kd_loss": round(sum(h["kd"] for h in last) / len(last), 5) if last and "kd" in last[-1] else None},
-        "throughput": {"tokens": state["tokens"], "seconds": round(state["seconds"], 2),
-                       "tokens_per_s": round(tokens_per_s, 1), "mfu": round(util, 4) if util else None,
-                       "wall_seconds": round(wall, 2), "wall_tokens_per_s": round(state["tokens"] / max(wall, 1e-9), 1)},
-        "hardware": hw,
-        "history": state["history"],
-        "evals": state["evals"],
-    }  # fmt: skip

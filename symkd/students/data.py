@@ -1,49 +1,33 @@
 """Training examples for students: where they come from, how they are formatted and masked.
 
 An :class:`Example` is a ``prompt`` and a ``completion``; the loss covers the completion only.
-Commonsense triples use the COMET-style format of :func:`comet_prompt`::
-
-    "PersonX goes jogging as a result, PersonX feels [GEN]"  ->  " tired<eos>"
-
-(the relation's natural-language phrase from :mod:`symkd.knowledge.relations`, so the
-format reads as a sentence for a pretrained LM and needs no new tokens). Sources:
-
-* a run DB: curated triples, optionally only those every named critic kept (or scored at
-  least ``min_score``), of some rounds or relations, capped at ``limit`` (seeded sample);
-* an ATOMIC TSV (``head @@ relation<TAB>tail1| tail2``): one example per tail;
-* a JSONL file whose objects are ``{head, relation, tail}``, ``{prompt, completion}`` or a chat
-  ``{messages: [...]}`` (the loss covers the last assistant message; rendered with the
-  student's chat template when it is tokenized), or TRL's conversational prompt-completion
-  ``{prompt: [messages], completion: [assistant message(s)]}`` (``symkd export --format
-  prompt-completion``, ``symkd agent export --format prompt-completion``): the loss covers the
-  completion, the prompt rendered with the chat template and its generation prompt, so such a
-  row and the chat row ``{messages: prompt + completion}`` give the same tokens and mask (TRL's
-  plain-string ``{prompt, completion}`` is the ``{prompt, completion}`` form above). Any row may
-  say ``"negative": true``: a failed trajectory, which the REDI objective
-  (``TrainConfig(loss="redi")``) learns away from and SFT leaves out.
+Where examples come from is a *data format*, looked up by name in :data:`DATA_FORMATS` (the
+``symkd.data`` entry-point group): each names the file suffixes it reads and a loader, or the JSONL
+row keys it turns into an example. The core reads JSONL (``jsonl``); pipelines add their own (the
+commonsense pipeline: a run DB's curated triples, ATOMIC ``.tsv`` files and ``{head, relation,
+tail}`` rows, all as COMET-style prompts). A JSONL file's objects are ``{prompt, completion}``, a
+chat ``{messages: [...]}`` (the loss covers the last assistant message; rendered with the
+student's chat template when it is tokenized), TRL's conversational prompt-completion
+``{prompt: [messages], completion: [assistant message(s)]}`` (``symkd export --format
+prompt-completion``, ``symkd agent export --format prompt-completion``): the loss covers the
+completion, the prompt rendered with the chat template and its generation prompt, so such a
+row and the chat row ``{messages: prompt + completion}`` give the same tokens and mask (TRL's
+plain-string ``{prompt, completion}`` is the ``{prompt, completion}`` form above), or the keys a
+registered row format reads. Any row may say ``"negative": true``: a failed trajectory, which the
+REDI objective (``TrainConfig(loss="redi")``) learns away from and SFT leaves out.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from symkd.knowledge.triples import normalize
-from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
+from symkd.plugins import Registry
 
-GEN = "[GEN]"
 IGNORE_INDEX = -100
-
-
-def comet_prompt(head: str, relation: str) -> str:
-    """The prompt a student sees for (head, relation); the tail follows after one space."""
-    if relation not in RELATIONS:
-        raise UserError(f"unknown relation {relation!r}")
-    return f"{head.strip()} {RELATIONS[relation].phrase} {GEN}"
 
 
 @dataclass(frozen=True)
@@ -73,70 +57,49 @@ class TrainingData:
         return len(self.examples)
 
 
-def triple_example(head: str, relation: str, tail: str) -> Example:
-    return Example(comet_prompt(head, relation), " " + tail.strip(), group=normalize(head))
+@dataclass(frozen=True)
+class DataFormat:
+    """A source of training examples, registered by name in :data:`DATA_FORMATS`."""
+
+    name: str
+    #: how an error message names it ("a run DB (.db)")
+    description: str
+    #: file suffixes it reads (lower case, with the dot)
+    suffixes: tuple[str, ...] = ()
+    #: ``(path, **options) -> TrainingData``
+    load: Callable[..., TrainingData] | None = None
+    #: True when ``load`` takes the selection options (critics, min_score, rounds, relations, limit, seed)
+    options: bool = False
+    #: JSONL rows holding all these keys become examples through ``row(obj, where)``
+    keys: tuple[str, ...] = ()
+    row: Callable[[dict[str, Any], str], Example] | None = None
 
 
-def from_triples(rows: Sequence[Any], source: dict[str, Any] | None = None) -> TrainingData:
-    """Examples from ``(head, relation, tail)`` tuples or mappings with those keys."""
-    examples = []
-    for row in rows:
-        head, relation, tail = (row["head"], row["relation"], row["tail"]) if isinstance(row, dict) else row
-        examples.append(triple_example(head, relation, tail))
-    return TrainingData(examples, source or {"kind": "triples", "rows": len(examples)})
+def _load_jsonl(path: str | Path, **_: Any) -> TrainingData:
+    return from_jsonl(path)
 
 
-def from_db(
-    db: str | Path,
-    *,
-    critics: Sequence[str] = (),
-    min_score: float | None = None,
-    rounds: Sequence[int] = (),
-    relations: Sequence[str] = (),
-    limit: int | None = None,
-    seed: int = 0,
-) -> TrainingData:
-    """Curated triples of a run DB (see :func:`symkd.knowledge.triples.curated_triples`)."""
-    from symkd.knowledge.triples import curated_triples
-    from symkd.store.db import Store
-
-    path = Path(db)
-    if not path.is_file():
-        raise UserError(f"{path}: no such database")
-    with Store(path, create=False, readonly=True) as store:
-        if not store.scalar("select count(*) from sqlite_master where name = 'triples'"):
-            raise UserError(f"{path}: no triples table (run symkd distill commonsense first)")
-        known = {r["critic"] for r in store.query("select distinct critic from critic_scores")}
-        missing = [c for c in critics if c not in known]
-        if missing:
-            have = ", ".join(sorted(known)) or "none"
-            raise UserError(f"{path}: critic {missing[0]!r} has scored nothing here (critics in this DB: {have})")
-        rows = curated_triples(store, critics=critics, min_score=min_score, rounds=rounds, relations=relations)
-    available = len(rows)
-    if limit is not None and limit < len(rows):
-        rows = random.Random(seed).sample(rows, limit)
-    data = from_triples(rows)
-    data.source = {"kind": "db", "path": str(path), "critics": list(critics), "min_score": min_score,
-                   "rounds": list(rounds), "relations": list(relations), "available": available,
-                   "limit": limit, "sample_seed": seed if limit is not None else None, "rows": len(rows)}  # fmt: skip
-    return data
+JSONL = DataFormat("jsonl", "a .jsonl file", (".jsonl", ".json"), _load_jsonl)
+#: data formats by name: the core's ``jsonl``, then the ``symkd.data`` entry points (pipelines, users)
+DATA_FORMATS = Registry("symkd.data", "data format", {"jsonl": "symkd.students.data:JSONL"})
 
 
-def from_tsv(path: str | Path) -> TrainingData:
-    from symkd.knowledge.atomic import read_atomic_tsv
-
-    lines = read_atomic_tsv(path)
-    examples = [triple_example(ln.head, ln.relation, tail) for ln in lines for tail in ln.tails]
-    return TrainingData(examples, {"kind": "tsv", "path": str(path), "lines": len(lines), "rows": len(examples)})
+def data_formats() -> list[DataFormat]:
+    """Every registered :class:`DataFormat` (imports the modules that define them)."""
+    found = [DATA_FORMATS.load(name) for name in DATA_FORMATS.names()]
+    for fmt in found:
+        if not isinstance(fmt, DataFormat):
+            raise UserError(f"data format {fmt!r}: not a symkd.students.data.DataFormat")
+    return found
 
 
 def from_jsonl(path: str | Path) -> TrainingData:
     from symkd.jsonio import read_jsonl
 
-    examples = []
+    examples, rows = [], [f for f in data_formats() if f.keys and f.row is not None]
     for lineno, obj in read_jsonl(path):
         where = f"{path}:{lineno}"
-        examples.append(_row_example(obj, where))
+        examples.append(_row_example(obj, where, rows))
         if "negative" in obj:
             if not isinstance(obj["negative"], bool):
                 raise UserError(f"{where}: 'negative' must be true or false")
@@ -147,7 +110,7 @@ def from_jsonl(path: str | Path) -> TrainingData:
                                    **({"negatives": negatives} if negatives else {})})  # fmt: skip
 
 
-def _row_example(obj: dict[str, Any], where: str) -> Example:
+def _row_example(obj: dict[str, Any], where: str, rows: Sequence[DataFormat] = ()) -> Example:
     """One JSONL row -> its example; a bad row is one UserError naming ``where`` and the field."""
     if "messages" in obj:
         return _chat_example(obj["messages"], where)
@@ -159,15 +122,11 @@ def _row_example(obj: dict[str, Any], where: str) -> Example:
             raise UserError(f"{where}: 'prompt' and 'completion' must be strings, the completion non-empty "
                             "(or both lists of messages: TRL's conversational prompt-completion)")  # fmt: skip
         return Example(prompt, completion, group=prompt)
-    if {"head", "relation", "tail"} <= obj.keys():
-        fields = [obj[k] for k in ("head", "relation", "tail")]
-        if not all(isinstance(v, str) and v.strip() for v in fields):
-            raise UserError(f"{where}: 'head', 'relation' and 'tail' must be non-empty strings")
-        try:
-            return triple_example(*fields)
-        except UserError as exc:
-            raise UserError(f"{where}: field 'relation': {exc}") from None
-    raise UserError(f"{where}: expected 'messages', 'prompt'+'completion' or 'head'+'relation'+'tail'")
+    for fmt in rows:
+        if set(fmt.keys) <= obj.keys():
+            return fmt.row(obj, where)  # type: ignore[misc]
+    other = "".join(f" or {'+'.join(repr(k) for k in fmt.keys)}" for fmt in rows)
+    raise UserError(f"{where}: expected 'messages', 'prompt'+'completion'{other}")
 
 
 def _check_messages(messages: Any, field: str, where: str) -> None:
@@ -202,21 +161,24 @@ def _conversational_example(prompt: Any, completion: Any, where: str) -> Example
 
 
 def load_data(source: str | Path, **db_options: Any) -> TrainingData:
-    """A run DB (``.db``/``.sqlite``), an ATOMIC ``.tsv`` or a ``.jsonl`` file -> examples."""
+    """A file of any registered data format (by its suffix: ``.jsonl``, and e.g. a run DB or an
+    ATOMIC ``.tsv`` from the commonsense pipeline) -> examples; ``db_options`` go to a format
+    that takes selection options."""
     path = Path(source)
     if not path.exists():
         raise UserError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".db", ".sqlite", ".sqlite3"):
-        data = from_db(path, **db_options)
+    formats = data_formats()
+    fmt = next((f for f in formats if f.load is not None and path.suffix.lower() in f.suffixes), None)
+    selective = [f.description for f in formats if f.options]
+    if fmt is not None and fmt.options:
+        data = fmt.load(path, **db_options)  # type: ignore[misc]
     elif db_options and any(v not in (None, (), []) for v in db_options.values()):
-        raise UserError(f"{path}: critic/round/relation filters apply to a run DB only")
-    elif suffix == ".tsv":
-        data = from_tsv(path)
-    elif suffix in (".jsonl", ".json"):
-        data = from_jsonl(path)
+        raise UserError(f"{path}: critic/round/relation filters apply to {' or '.join(selective) or 'no format'} only")
+    elif fmt is not None:
+        data = fmt.load(path)  # type: ignore[misc]
     else:
-        raise UserError(f"{path}: expected a run DB (.db), an ATOMIC .tsv or a .jsonl file")
+        named = [f.description for f in formats if f.load is not None]
+        raise UserError(f"{path}: expected {', '.join(named[:-1]) + ' or ' if len(named) > 1 else ''}{named[-1]}")
     if not data.examples:
         raise UserError(f"{path}: no training examples (the corpus is empty after filtering)")
     return data

@@ -23,7 +23,8 @@ from typing import Any
 
 from symkd.errors import UserError
 from symkd.students import checkpoints
-from symkd.students.card import build_summary, plot_curve, write_card
+from symkd.students.card import write_card
+from symkd.students.summary import build_summary, plot_curve
 from symkd.students.config import TrainConfig
 from symkd.students.data import TrainingData
 from symkd.students.distributed import Processes

@@ -51,8 +51,8 @@ def read_docs(path: Path) -> list[dict[str, str]]:
 
 def triple_docs(run_db: Path) -> list[dict[str, str]]:
     """A run DB's curated triples as sentences ("head relation-phrase tail")."""
-    from symkd.knowledge.relations import RELATIONS
-    from symkd.knowledge.triples import curated_triples
+    from symkd.graphs.relations import get_schema
+    from symkd.graphs.triples import curated_triples
 
     if not run_db.is_file():
         raise UserError(f"{run_db}: no such database")
@@ -60,9 +60,9 @@ def triple_docs(run_db: Path) -> list[dict[str, str]]:
         if not store.scalar("select count(*) from sqlite_master where name = 'triples'"):
             raise UserError(f"{run_db}: no triples table (run symkd distill commonsense first)")
         rows = curated_triples(store)
-    docs = []
+    docs, schema = [], get_schema()
     for row in rows:
-        phrase = RELATIONS[row["relation"]].phrase if row["relation"] in RELATIONS else row["relation"]
+        phrase = schema.description(row["relation"]) or row["relation"]
         docs.append({"id": None, "title": row["head"], "text": f"{row['head']} {phrase} {row['tail']}"})
     return docs
 

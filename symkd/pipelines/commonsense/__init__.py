@@ -16,8 +16,8 @@ _PUBLIC = {
     "EvalConfig": "symkd.pipelines.commonsense.config",
     "evaluate_commonsense": "symkd.pipelines.commonsense.evaluate",
     "EvaluationResult": "symkd.pipelines.commonsense.evaluate",
-    "read_atomic_tsv": "symkd.knowledge.atomic",
-    "dev_split": "symkd.knowledge.atomic",
+    "read_atomic_tsv": "symkd.pipelines.commonsense.atomic",
+    "dev_split": "symkd.pipelines.commonsense.atomic",
 }
 __all__ = list(_PUBLIC)
 

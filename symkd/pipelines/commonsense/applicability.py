@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
 from symkd.pipelines.commonsense.names import name_examples, people, rng_for, sample_names, to_names
-from symkd.knowledge.relations import RELATIONS, head_kind
+from symkd.pipelines.commonsense.relations import RELATIONS, head_kind
 from symkd.prompts import PromptTemplate, get_template
 from symkd.stages import Stage, run_stage
 from symkd.teachers.messages import Request, Response

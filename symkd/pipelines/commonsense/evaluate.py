@@ -2,12 +2,12 @@
 
 The COMET-ATOMIC2020 protocol: one generation per (head, relation) line, scored against every
 reference of that line (:mod:`.metrics`). A student answers the COMET prompt of
-:func:`symkd.students.data.comet_prompt` greedily (or with beams); a teacher answers the same
+:func:`symkd.pipelines.commonsense.comet.comet_prompt` greedily (or with beams); a teacher answers the same
 few-shot per-relation prompt it distils with, at temperature 0, through the request cache
 (``db``), and an answer with no usable tail counts as ``"none"``.
 
 ``split`` picks a part of the file by head: ``eval`` / ``critic`` are the two halves of
-:func:`symkd.knowledge.atomic.dev_split` (the bundled critic was trained on ``critic``, so
+:func:`symkd.pipelines.commonsense.atomic.dev_split` (the bundled critic was trained on ``critic``, so
 report on ``eval``); ``all`` takes every line.
 """
 
@@ -20,12 +20,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.knowledge.atomic import AtomicLine, describe_lines, dev_split, read_atomic_tsv
+from symkd.pipelines.commonsense.atomic import AtomicLine, describe_lines, dev_split, read_atomic_tsv
 from symkd.errors import UserError
 from symkd.pipelines.commonsense.config import SPLITS, EvalConfig, settings
 from symkd.results import DictAccess
-from symkd.students.data import comet_prompt
-from symkd.students.evaluate.metrics import METRICS, score_by_relation
+from symkd.pipelines.commonsense.comet import comet_prompt
+from symkd.pipelines.commonsense.metrics import METRICS, score_by_relation
 
 
 def select_lines(data: str | Path, split: str = "all") -> list[AtomicLine]:

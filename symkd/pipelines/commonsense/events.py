@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 from symkd.teachers.constraints import satisfies
-from symkd.knowledge.triples import add_events, event_id, normalize
+from symkd.graphs.triples import add_events, event_id, normalize
 from symkd.pipelines.commonsense.names import derive_seed, rng_for
 from symkd.pipelines.commonsense.seeds import clean
 from symkd.prompts import PromptTemplate, get_template

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from symkd.teachers.constraints import satisfies
-from symkd.knowledge.triples import add_triples, normalize
+from symkd.graphs.triples import add_triples, normalize
 from symkd.pipelines.commonsense.names import (
     derive_seed,
     name_examples,
@@ -34,7 +34,7 @@ from symkd.pipelines.commonsense.names import (
     to_names,
     to_placeholders,
 )
-from symkd.knowledge.relations import NONE_TAIL
+from symkd.pipelines.commonsense.relations import NONE_TAIL
 from symkd.pipelines.commonsense.seeds import clean
 from symkd.prompts import PromptTemplate, get_template
 from symkd.store.db import Store

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 from symkd.pipelines.commonsense import applicability, events, inferences
 from symkd.pipelines.commonsense.config import DistillConfig, settings
 from symkd.teachers.constraints import check_words
-from symkd.knowledge.triples import add_events, event_id
-from symkd.knowledge.relations import PHYSICAL, parse_relations
+from symkd.graphs.triples import add_events, event_id
+from symkd.pipelines.commonsense.relations import PHYSICAL, parse_relations
 from symkd.pipelines.commonsense.seeds import Seeds, clean, read_seeds
 from symkd.errors import UserError
 from symkd.results import DictAccess
@@ -91,7 +91,7 @@ def _apply_critics(store: Store, critics: list[Any], head_ids: list[str], progre
     from symkd.critics.cascade import apply_cascade
 
     return apply_cascade(store, critics, where="t.head_id in (select value from json_each(?))",
-                         params=[json.dumps(head_ids)], progress=progress)  # fmt: skip
+                         params=[json.dumps(head_ids)], progress=progress, item_table="triples")  # fmt: skip
 
 
 def distill_commonsense(

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from symkd.knowledge.triples import normalize
-from symkd.knowledge.relations import head_kind
+from symkd.graphs.triples import normalize
+from symkd.pipelines.commonsense.relations import head_kind
 from symkd.errors import UserError
 from symkd.paths import data_dir
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.knowledge.triples import add_triples, curated_triples, event_id
+from symkd.graphs.triples import add_triples, curated_triples, event_id
 from symkd.pipelines.commonsense.names import derive_seed
 from symkd.errors import UserError
 from symkd.store.db import Store, utcnow
@@ -29,7 +29,7 @@ STUDENT_SAMPLING = {"temperature": 0.9, "top_p": 0.95, "max_tokens": 24, "stop":
 
 
 def student_requests(pairs: Sequence[tuple[str, str]], fingerprint: str, samples: int, seed: int) -> list[Request]:
-    from symkd.students.data import comet_prompt
+    from symkd.pipelines.commonsense.comet import comet_prompt
 
     requests = []
     for head, relation in pairs:
@@ -82,7 +82,7 @@ def run_rounds(
     progress: bool,
 ) -> list[dict[str, Any]]:
     """Train ``rounds`` students, each on the union kept so far; return one row per round."""
-    from symkd.students.data import from_triples
+    from symkd.pipelines.commonsense.comet import from_triples
     from symkd.pipelines.commonsense.evaluate import evaluate_commonsense
     from symkd.students.records import record_training
     from symkd.students.train import TrainConfig, train

@@ -117,14 +117,14 @@ def parquet_schema() -> Any:
     """The strategies' Parquet schema: JSON ``evidence`` as text, UTC timestamps, float32 embeddings."""
     import pyarrow as pa
 
-    from symkd.knowledge.datasets import arrow_type
+    from symkd.graphs.arrow import arrow_type
 
     extra = {"strs": pa.list_(pa.string()), "vector": pa.list_(pa.float32())}
     return pa.schema([pa.field(name, extra[kind] if kind in extra else arrow_type(kind)) for name, kind in PARQUET_COLUMNS])
 
 
 def _parquet_row(s: Strategy, vector: Any) -> dict[str, Any]:
-    from symkd.knowledge.datasets import parse_time
+    from symkd.graphs.arrow import parse_time
 
     row = s.as_dict()
     row["evidence"] = json.dumps(row["evidence"], ensure_ascii=False)
@@ -140,7 +140,7 @@ def write_parquet(store: Store, out: str | Path) -> int:
     import pyarrow.parquet as pq
 
     from symkd.embeddings import from_blob
-    from symkd.knowledge.datasets import parquet_metadata
+    from symkd.graphs.arrow import parquet_metadata
 
     embedding = {r["id"]: from_blob(r["embedding"]) for r in store.query("select id, embedding from strategies")}
     rows = [_parquet_row(s, embedding.get(s.id)) for s in all_strategies(store)]

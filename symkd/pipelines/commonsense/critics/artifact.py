@@ -216,7 +216,7 @@ def train_critic(
     ``dev_split`` (default: on when ``data`` is the shared dev.tsv) keeps only the critic
     part of the by-head split, for training data and rejects alike. Returns (folder, card).
     """
-    from symkd.knowledge import atomic
+    from symkd.pipelines.commonsense import atomic
     from symkd.pipelines.commonsense.critics.training import TrainConfig, fit
 
     default = atomic.default_dev_path()

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from symkd.knowledge.atomic import dev_split  # noqa: F401  (re-exported for students)
-from symkd.knowledge.relations import RELATIONS
+from symkd.pipelines.commonsense.atomic import dev_split  # noqa: F401  (re-exported for students)
+from symkd.pipelines.commonsense.relations import RELATIONS
 from symkd.critics.base import Critic, Verdict
 from symkd.errors import UserError
 from symkd.paths import data_dir

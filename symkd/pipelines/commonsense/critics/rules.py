@@ -34,7 +34,7 @@ from typing import Any, Iterable, Sequence
 
 from symkd.critics.base import Critic, Verdict
 from symkd.errors import UserError
-from symkd.knowledge.triples import is_none
+from symkd.graphs.triples import is_none
 
 CHECKS = ("format", "length", "banned", "form", "echo")
 HARD = {"format", "banned"}
@@ -132,6 +132,7 @@ class RulesCritic(Critic):
 
     name = "rules"
     version = "1"
+    item_table = "triples"
     batch_size = 2048
 
     def __init__(

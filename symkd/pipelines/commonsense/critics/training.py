@@ -21,8 +21,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from symkd.knowledge.atomic import AtomicLine
-from symkd.knowledge.triples import normalize
+from symkd.pipelines.commonsense.atomic import AtomicLine
+from symkd.graphs.triples import normalize
 from symkd.errors import UserError
 
 VAL_SALT = "symkd-critic-val-v1"

@@ -1,4 +1,5 @@
-"""ATOMIC2020 TSV files (``head @@ relation<TAB>ref1| ref2| ...``) and the by-head dev split.
+"""ATOMIC2020 TSV files (``head @@ relation<TAB>ref1| ref2| ...``): reading, the by-head dev split,
+and the graph export ``--format tsv`` (registered in the ``symkd.exports`` entry-point group).
 
 The students are evaluated on ``dev.tsv``; critics may only use a separate part of it, split
 by head so no head is seen on both sides. The split is a stable hash of the normalised head
@@ -13,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from symkd.knowledge.triples import normalize
-from symkd.knowledge.relations import get_relation
 from symkd.errors import UserError
+from symkd.graphs.build import TripleSource, progress_bar
+from symkd.graphs.export import Format, Options, flat
+from symkd.graphs.triples import event_id, normalize
+from symkd.jsonio import atomic_write
+from symkd.pipelines.commonsense.relations import RELATIONS, get_relation
 
 SPLIT_SALT = "symkd-dev-split-v1"
 SPLIT_RULE = (
@@ -132,3 +136,45 @@ def default_dev_path() -> Path | None:
         if (base / rel).is_file():
             return base / rel
     return None
+
+
+def export_tsv(src: TripleSource, out: Path, opts: Options) -> dict[str, Any]:
+    """ATOMIC2020 TSV, ``head @@ relation<TAB>tail1| tail2``, one line per (head, relation).
+
+    "none" tails are always written (ATOMIC marks inapplicable relations that way). A "|" inside
+    a tail becomes "/" so the tail list stays parseable; rows with a relation outside ATOMIC2020
+    or no head are skipped (and counted).
+    """
+    lines = triples = skipped = 0
+    current: tuple[str, str] | None = None
+    head_text, tails, seen = "", [], set()
+
+    def flush(fh) -> None:
+        nonlocal lines
+        if current is not None and tails and head_text:
+            fh.write(f"{head_text} @@ {current[1]}\t{'| '.join(tails)}\n")
+            lines += 1
+
+    total = src.count() if opts.progress else None
+    rows = src.rows(order="x.head_id, x.head, x.relation, x.tail")
+    with atomic_write(out) as fh:
+        for row in progress_bar(rows, opts.progress, "tsv", total):
+            if row["relation"] not in RELATIONS or not row["head"]:
+                skipped += 1
+                continue
+            key = (row["head_id"] or event_id(row["head"]), row["relation"])
+            if key != current:
+                flush(fh)
+                current, head_text, tails, seen = key, flat(row["head"]), [], set()
+            tail = flat(row["tail"] or "").replace("|", "/")
+            norm = normalize(tail)
+            if tail and norm not in seen:
+                seen.add(norm)
+                tails.append(tail)
+                triples += 1
+        flush(fh)
+    return {"lines": lines, "triples": triples, "skipped": skipped}
+
+
+#: ``symkd export --format tsv`` (entry point ``symkd.exports: tsv``)
+TSV_FORMAT = Format("tsv", export_tsv, "ATOMIC2020 TSV: head @@ relation<TAB>tail1| tail2")

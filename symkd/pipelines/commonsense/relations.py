@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from symkd.errors import UserError
+from symkd.graphs.relations import RelationInfo, RelationSchema
+from symkd.graphs.triples import NONE_TAIL
 
 Group = Literal["social", "event", "physical"]
 HeadKind = Literal["event", "entity"]
@@ -65,7 +67,7 @@ RELATIONS: dict[str, Relation] = {
 SOCIAL = [r for r, v in RELATIONS.items() if v.group == "social"]
 EVENT = [r for r, v in RELATIONS.items() if v.group == "event"]
 PHYSICAL = [r for r, v in RELATIONS.items() if v.group == "physical"]
-NONE_TAIL = "none"
+__all__ = ["NONE_TAIL", "RELATIONS", "SCHEMA", "Relation", "get_relation", "head_kind", "parse_relations", "sentence"]
 
 
 def get_relation(name: str) -> Relation:
@@ -105,3 +107,27 @@ def head_kind(head: str) -> HeadKind:
 def sentence(head: str, relation: str, tail: str) -> str:
     """Natural-language form of a triple (used by critics and students)."""
     return f"{head.rstrip('.')}. {RELATIONS[relation].phrase} {tail}".strip()
+
+
+def statement(schema: RelationSchema, head: str, relation: str, tail: str) -> str:
+    """A triple as one readable sentence for a judge (social phrases start a new sentence)."""
+    rel = RELATIONS.get(relation)
+    if rel is None:
+        return f"{head} {relation} {tail}."
+    if relation == "isFilledBy" and "___" in head:
+        return head.replace("___", tail, 1) + "."
+    if rel.group == "social":
+        phrase = rel.phrase[0].upper() + rel.phrase[1:]
+        return f"{head}. {phrase} {tail}."
+    return f"{head} {rel.phrase} {tail}."
+
+
+#: the ATOMIC2020 relations as the core sees them (entry point ``symkd.relations: atomic2020``)
+SCHEMA = RelationSchema(
+    "atomic2020",
+    [RelationInfo(r.name, r.group, r.phrase, {"question": r.question, "head": r.head, "others": r.others})
+     for r in RELATIONS.values()],
+    none_tail=NONE_TAIL,
+    head_kind=head_kind,
+    statement_fn=statement,
+)

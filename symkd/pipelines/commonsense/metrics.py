@@ -25,8 +25,9 @@ import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from symkd.knowledge.relations import RELATIONS
 from symkd.errors import UserError
+from symkd.pipelines.commonsense.relations import RELATIONS
+from symkd.students.evaluate import MetricSet
 
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL", "cider")
 
@@ -130,3 +131,8 @@ def group_references(
         if not (dedupe and tail in tails):
             tails.append(tail)
     return grouped
+
+
+#: entry point ``symkd.metrics: atomic2020``
+ATOMIC_METRICS = MetricSet("atomic2020", METRICS, score_by_relation,
+                           "COMET-ATOMIC2020 automatic metrics: corpus BLEU-1..4, ROUGE-L, CIDEr")

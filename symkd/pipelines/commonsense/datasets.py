@@ -26,15 +26,16 @@ chat template never adds its own default system prompt):
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from symkd.errors import UserError
+from symkd.graphs.arrow import arrow_type, parquet_metadata, parse_time
 from symkd.graphs.build import Selection, TripleSource, attr_name
+from symkd.graphs.triples import TRIPLE_TABLE
 from symkd.jsonio import atomic_write, dumps
-from symkd.knowledge.relations import RELATIONS
+from symkd.pipelines.commonsense.comet import comet_prompt
+from symkd.pipelines.commonsense.relations import RELATIONS
 from symkd.store.db import Store
 
 #: the system turn of every commonsense training example
@@ -76,8 +77,8 @@ def _critic_values(store: Store, triple_id: str, critics: dict[str, str]) -> dic
     found = {
         r["critic"]: r
         for r in store.query(
-            "select critic, critic_version, score, decision from critic_scores where item_table = 'triples' and item_id = ?",
-            (triple_id,),
+            "select critic, critic_version, score, decision from critic_scores where item_table = ? and item_id = ?",
+            (TRIPLE_TABLE, triple_id),
         )
         if critics.get(r["critic"]) == r["critic_version"]
     }
@@ -94,12 +95,6 @@ def _critic_values(store: Store, triple_id: str, critics: dict[str, str]) -> dic
 # -- Parquet ---------------------------------------------------------------------------
 
 
-def arrow_type(kind: str) -> Any:
-    import pyarrow as pa
-
-    return {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "time": pa.timestamp("us", tz="UTC")}[kind]
-
-
 def triple_schema(critics: Sequence[str] = ()) -> Any:
     """The Parquet schema of the triples: the same types in every run, with or without data."""
     import pyarrow as pa
@@ -110,26 +105,6 @@ def triple_schema(critics: Sequence[str] = ()) -> Any:
         score, decision, version = critic_columns(critic)
         fields += [pa.field(score, pa.float64()), pa.field(decision, pa.string()), pa.field(version, pa.string())]
     return pa.schema(fields)
-
-
-def parse_time(value: Any, where: str) -> datetime | None:
-    """An ISO 8601 text from the store as an aware UTC datetime (a time without zone is UTC)."""
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise UserError(f"{where}: created_at {str(value)[:40]!r} is not an ISO 8601 time") from None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
-
-
-def parquet_metadata(**info: Any) -> dict[bytes, bytes]:
-    """Key-value file metadata: ``symkd.version`` plus ``symkd.<key>`` for each item (as JSON)."""
-    from symkd._version import __version__
-
-    meta = {b"symkd.version": __version__.encode()}
-    meta.update({f"symkd.{k}".encode(): json.dumps(v, ensure_ascii=False).encode() for k, v in info.items()})
-    return meta
 
 
 def _selection_info(src: TripleSource) -> dict[str, Any]:
@@ -191,8 +166,6 @@ def write_parquet(store: Store, sel: Selection, out: Path, progress: bool = Fals
 
 def _turns(row: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """(prompt turns, completion turns) of one triple: system + COMET-style user prompt, the tail."""
-    from symkd.students.data import comet_prompt
-
     prompt = [{"role": "system", "content": SYSTEM_PROMPT},
               {"role": "user", "content": comet_prompt(row["head"], row["relation"])}]  # fmt: skip
     return prompt, [{"role": "assistant", "content": row["tail"].strip()}]

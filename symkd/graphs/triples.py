@@ -1,4 +1,6 @@
-"""The symbolic-knowledge tables (``events``, ``triples``): ids, normalisation, reads and writes.
+"""The generic triple model: (head, relation, tail, attributes), the ``events``/``triples`` tables,
+ids, normalisation, reads and writes. Which relations exist is a pipeline's
+:class:`~symkd.graphs.relations.RelationSchema`, not this module's.
 
 Ids are content hashes of normalised text, so adding the same event or triple twice is a
 no-op (insert-or-ignore) and a resumed pipeline never duplicates knowledge.
@@ -8,12 +10,35 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
 
-from symkd.knowledge.relations import NONE_TAIL
 from symkd.store.db import Store, utcnow
 
 _SPACE = re.compile(r"\s+")
+#: the table curated triples live in (the ``item_table`` of critics that score triples)
+TRIPLE_TABLE = "triples"
+#: the tail that says "the relation does not apply to this head"
+NONE_TAIL = "none"
+
+
+@dataclass(frozen=True)
+class Triple:
+    """One curated triple; ``attributes`` holds the other columns (provenance, round, ...)."""
+
+    head: str
+    relation: str
+    tail: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return triple_id(self.head, self.relation, self.tail)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Triple":
+        rest = {k: v for k, v in row.items() if k not in ("head", "relation", "tail")}
+        return cls(row["head"], row["relation"], row["tail"], rest)
 
 
 def normalize(text: str) -> str:
@@ -22,7 +47,7 @@ def normalize(text: str) -> str:
 
 
 def is_none(tail: str) -> bool:
-    """Whether a tail is the ATOMIC "none" answer (the relation does not apply)."""
+    """Whether a tail is the "none" answer (the relation does not apply)."""
     return normalize(tail or "") == NONE_TAIL
 
 

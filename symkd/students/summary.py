@@ -1,0 +1,117 @@
+"""What a training run measured, for ``training.json``: throughput and MFU, the hardware, the
+loss curve PNG, and the summary :func:`symkd.students.card.write_card` turns into the card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from symkd.jsonio import atomic_write
+from symkd.students.card import base_record
+
+#: dense bf16 peak FLOP/s per GPU, by name fragment (MFU on a GPU; bench/train_speed.py measures instead)
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
+
+
+def mfu(parameters: int, tokens_per_s: float, peak_flops: float | None, processes: int = 1) -> float | None:
+    """Model FLOPs utilisation: ``6·N·tokens/s / (peak·processes)``.
+
+    ``6·N`` per token is forward (2N) + backward (4N), N = parameters (tied embeddings once),
+    over every token of the batch (prompt included); attention's ``12·L·T·d`` is left out (<2 %
+    at T <= 128 for a 135M model), as is the vocabulary projection the trainer skips on prompt
+    positions, so MFU counts useful work rather than work done.
+    """
+    if not peak_flops:
+        return None
+    return 6 * parameters * tokens_per_s / (peak_flops * processes)
+
+
+def plot_curve(history: list[dict[str, Any]], evals: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    """Training loss per step (and held-out loss) as a PNG; None when nothing was logged."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train loss", lw=1, alpha=0.8)
+    if evals:
+        ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="held-out loss", lw=1.5)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (tail tokens)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+    return path
+
+
+def hardware(device: Any, bf16: bool, processes: int = 1) -> dict[str, Any]:
+    import os
+    import platform
+
+    import torch
+
+    many = f" x {processes} processes" if processes > 1 else ""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return {"device": "cuda", "name": name, "bf16": bf16, "processes": processes,
+                "description": (f"{name} (bf16 autocast)" if bf16 else name) + many}  # fmt: skip
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    return {"device": "cpu", "name": _cpu_name() or platform.processor() or platform.machine(), "threads": threads,
+            "bf16": bf16, "processes": processes,
+            "description": f"CPU, {cores} cores, {threads} torch threads, {'bf16 autocast' if bf16 else 'float32'}{many}"}  # fmt: skip
+
+
+def _cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+
+
+def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: int, per_epoch: int, prepared: Any,
+                  trainable: int, total: int, device: Any, bf16: bool, processes: int) -> dict[str, Any]:  # fmt: skip
+    """What ``training.json`` holds; ``per_epoch`` counts global micro-batches; ``prepared``: the
+    tokenized split (:class:`symkd.students.prepare.Prepared`)."""
+    from symkd._version import __version__
+
+    hw = hardware(device, bf16, processes)
+    tokens_per_s = state["tokens"] / max(state["seconds"], 1e-9)
+    wall = state["seconds"] + state.get("overhead_seconds", 0.0)
+    peak = next((v for k, v in PEAK_FLOPS.items() if k in hw["name"]), None) if device.type == "cuda" else None
+    util = mfu(total, tokens_per_s, peak, processes)
+    last = state["history"][-10:]
+    final_train = sum(h["loss"] for h in last) / max(1, len(last))
+    example = prepared.first
+    return {
+        "symkd_version": __version__,
+        "fingerprint": state["fingerprint"],
+        "base": base_record(config.base_model, Path(config.out)),
+        "config": {**config.model_dump(mode="json"), "lr": config.learning_rate},
+        "data": {"source": data.source, "examples": len(data.examples), "train_examples": len(prepared.train),
+                 "eval_examples": len(prepared.held), "too_long": prepared.too_long, "max_length": prepared.max_length,
+                 "longest": prepared.longest, "negatives": prepared.negatives, "negatives_left_out": prepared.negatives_left_out,
+                 "tokens_per_epoch": sum(prepared.lengths),
+                 "example_prompt": example.prompt if example else "", "example_completion": example.completion if example else ""},
+        "steps": state["step"],
+        "epochs": state["step"] * config.grad_accum / per_epoch,
+        "total_steps": total_steps,
+        "global_batch": config.batch_size * config.grad_accum * processes,
+        "parameters": {"trainable": trainable, "total": total},
+        "final": {"train_loss": round(final_train, 5) if state["history"] else None,
+                  "eval_loss": state["evals"][-1]["eval_loss"] if state["evals"] else None,
+                  "kd_loss": round(sum(h["kd"] for h in last) / len(last), 5) if last and "kd" in last[-1] else None},
+        "throughput": {"tokens": state["tokens"], "seconds": round(state["seconds"], 2),
+                       "tokens_per_s": round(tokens_per_s, 1), "mfu": round(util, 4) if util else None,
+                       "wall_seconds": round(wall, 2), "wall_tokens_per_s": round(state["tokens"] / max(wall, 1e-9), 1)},
+        "hardware": hw,
+        "history": state["history"],
+        "evals": state["evals"],
+    }  # fmt: skip
