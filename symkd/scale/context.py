@@ -13,7 +13,7 @@ import contextvars
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
-    from symkd.scale.executor import Executor
+    from symkd.scale.base import Executor
 
 _CURRENT: contextvars.ContextVar["Executor | None"] = contextvars.ContextVar("symkd_executor", default=None)
 

@@ -5,50 +5,22 @@ returns a :class:`~symkd.teachers.base.Teacher` that :mod:`symkd.generation` dri
 any other, so the run bookkeeping and the cache stay in one place) and mapping a stateful
 function over batches (:meth:`map_batches`: a critic's ``score``, an agent's episode —
 whatever loads something heavy once per worker). The local path is ``None``, not a
-subclass: it must stay exactly today's code, with no Ray import.
+subclass: it must stay exactly today's code, with no Ray import. The interface itself lives in
+:mod:`symkd.scale.base`; this module chooses and scopes an executor.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator
 
 from symkd.errors import UserError
+from symkd.scale.base import RAY_HINT, Executor, Factory
 from symkd.scale.context import use_executor
 from symkd.scale.options import ExecutorOptions, as_executor_options
 
-#: a picklable zero-argument callable that builds the per-worker function (once per worker)
-Factory = Callable[[], Callable[[Sequence[Any]], list[Any]]]
-
-RAY_HINT = "pip install 'symkd[ray]'"
-
-
-class Executor(ABC):
-    """Runs a stage's work somewhere other than this process; the driver writes the store."""
-
-    name: str = ""
-
-    @abstractmethod
-    def teacher(self, spec: Any, options: dict[str, Any], store: Any) -> Any:
-        """A Teacher answering for ``spec`` (with TeacherOptions ``options``) on the workers,
-        whose cache identity equals the local one (so local and distributed runs share a cache)."""
-
-    @abstractmethod
-    def map_batches(self, factory: Factory, batches: Sequence[Sequence[Any]], *, key: str,
-                    heavy: bool = True) -> Iterator[list[Any]]:  # fmt: skip
-        """``factory()(batch)`` for every batch, in batch order; ``factory`` runs once per worker
-        and workers are kept while ``key`` stays the same (a model loads once per stage)."""
-
-    def close(self) -> None:
-        """Release the workers (and any engine this executor started)."""
-
-    def __enter__(self) -> "Executor":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+__all__ = ["RAY_HINT", "Executor", "Factory", "build_executor", "executor_scope"]  # the base types are named here too
 
 
 def build_executor(options: ExecutorOptions | dict[str, Any] | None) -> Executor | None:

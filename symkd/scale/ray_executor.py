@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 from symkd.errors import UserError
 from symkd.scale import replicas as rep
 from symkd.scale import shards
-from symkd.scale.executor import RAY_HINT, Executor, Factory
+from symkd.scale.base import RAY_HINT, Executor, Factory
 from symkd.scale.options import ExecutorOptions
 from symkd.scale.pool import ActorPool, AllWorkersLost
 

@@ -21,7 +21,7 @@ from symkd.teachers.base import OnResponse, Teacher
 from symkd.teachers.messages import Request, Response
 
 if TYPE_CHECKING:
-    from symkd.scale.ray_executor import RayExecutor
+    from symkd.scale.base import TeacherPools
     from symkd.teachers.spec import TeacherSpec
 
 LOST = "ray worker lost before answering (rerun to retry)"
@@ -33,7 +33,7 @@ class ShardedTeacher(Teacher):
     heavy = False
     accepts_source = True  # pulls from generation's claim feed as actors free up (no bubble per claimed batch)
 
-    def __init__(self, executor: "RayExecutor", spec: "TeacherSpec", identity: tuple[str, str],
+    def __init__(self, executor: "TeacherPools", spec: "TeacherSpec", identity: tuple[str, str],
                  describe: dict[str, Any], shard_dir: Path):  # fmt: skip
         self.model = self.model_id = identity[1]  # what the keys name; nothing is loaded here
         self.backend = identity[0]  # type: ignore[misc]
