@@ -108,7 +108,8 @@ def entry_point_names(groups: Iterable[str]) -> dict[str, list[str]]:
     return {group: sorted(symkd_entry_points().get(group, {})) for group in groups}
 
 
-GROUPS = ("symkd.teachers", "symkd.critics", "symkd.losses", "symkd.pipelines", "symkd.context")
+GROUPS = ("symkd.teachers", "symkd.critics", "symkd.losses", "symkd.pipelines", "symkd.context", "symkd.relations",
+          "symkd.exports", "symkd.data", "symkd.metrics", "symkd.cards")
 
 #: prompt context providers: ``name -> factory(arg) -> callable(question) -> str``.
 #: A pipeline that retrieves guidance (strategies) registers one here through the
