@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from symkd.errors import UserError
-from symkd.sandbox import _worker, procs, seccomp, tidy
-from symkd.sandbox.launch import BOX_MOUNT, RLIMIT_WARNING, bwrap_command, check_available, clean_env, container_uid
+from symkd.sandbox import procs, seccomp, tidy
+from symkd.sandbox.launch import BOX_MOUNT, INSIDE, RLIMIT_WARNING, bwrap_command, check_available, clean_env, container_uid
 from symkd.sandbox.protocol import FrameReader, ProtocolError, encode, send_frame
 from symkd.sandbox.limits import SandboxError, SandboxLimits
 
@@ -102,9 +102,9 @@ class Container:
         if bwrap_path:
             argv, _, env = bwrap_command(bwrap_path, self.limits.tmp_mb, self.limits.work_mb)
             cwd = "/"
-        else:  # a copy of the worker in a folder of its own (in place, symkd/sandbox would shadow the stdlib)
-            worker = self.host_dir / "symkd-worker.py"
-            shutil.copyfile(_worker.__file__, worker)
+        else:  # a copy of the package in a folder of its own (in place, symkd/sandbox would shadow the stdlib)
+            worker = self.host_dir / "symkd-sandbox" / "inside"
+            shutil.copytree(INSIDE, worker, ignore=shutil.ignore_patterns("__pycache__"))
             argv, cwd = [sys.executable, "-s", "-B", str(worker)], str(self.box)
             env = clean_env(str(self.box), str(self.box / ".tmp"), {})
         self.log = tempfile.TemporaryFile(prefix=tidy.PREFIX)

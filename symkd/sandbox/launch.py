@@ -2,7 +2,7 @@
 
 One container per episode: a bwrap process tree (new network, PID, IPC and UTS namespaces, a
 read-only system, a sized tmpfs for /tmp and one for the episode's box, the only writable
-places) whose first process is the zygote from ``_worker.py`` (see container.py). In "rlimit"
+places) whose first process is the zygote from :mod:`symkd.sandbox.inside` (see container.py). In "rlimit"
 mode the zygote is a plain child process with the same limits, uid drop and seccomp filter, but
 it sees the host's filesystem and network and its box is a host folder without a size cap.
 """
@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 from symkd.errors import UserError
-from symkd.sandbox import _worker
+from symkd.sandbox import inside
 
 MODES = ("bwrap", "rlimit")
-PY_MOUNT, VENV_MOUNT, WORKER_MOUNT, BOX_MOUNT = "/opt/symkd-py", "/opt/symkd-venv", "/opt/symkd-worker.py", "/sandbox"
+PY_MOUNT, VENV_MOUNT, WORKER_MOUNT, BOX_MOUNT = "/opt/symkd-py", "/opt/symkd-venv", "/opt/symkd-sandbox/inside", "/sandbox"
+INSIDE = os.path.dirname(inside.__file__)  # the package run inside (stdlib only), mounted alone
 RLIMIT_WARNING = (
     "symkd sandbox mode 'rlimit': resource limits only, no namespaces; model code can read the "
     "host filesystem and use the network. Use the default 'bwrap' mode for untrusted code."
@@ -89,7 +90,7 @@ def bwrap_command(bwrap: str, tmp_mb: int = 64, work_mb: int = 256) -> tuple[lis
              "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",  # in RAM: bounded
              "--perms", "0755", "--dir", "/opt"]
     py_args, python, py_env = _python_mounts()
-    args += py_args + ["--ro-bind", _worker.__file__, WORKER_MOUNT,
+    args += py_args + ["--ro-bind", INSIDE, WORKER_MOUNT,
                        "--perms", "1777", "--size", str(work_mb << 20), "--tmpfs", BOX_MOUNT,
                        "--chdir", BOX_MOUNT, "--clearenv"]  # fmt: skip
     if os.geteuid() == 0:  # needed only for the zygote's own setuid to the container's uid
