@@ -23,11 +23,14 @@ from symkd.generation import (
     run_results,
 )
 from symkd.pipelines.commonsense.datasets import to_dataset
+from symkd.pipelines.agents.options import AgentConfig
 from symkd.pipelines.commonsense import DistillResult, EvaluationResult
+from symkd.pipelines.commonsense.config import DistillConfig, EvalConfig
 from symkd.pipelines.commonsense.evaluate import evaluate_commonsense as _evaluate_commonsense
 from symkd.pipelines.commonsense.pipeline import distill_commonsense as _distill_commonsense
 from symkd.pipelines.strategies import learn_strategies as _learn_strategies
 from symkd.pipelines.strategies import retrieve as retrieve_strategies
+from symkd.pipelines.strategies.options import LearnConfig
 from symkd.prompts import get_template, list_templates
 from symkd.requests_file import read_requests
 from symkd.results import TrainResult
@@ -123,6 +126,10 @@ def list_runs(db: str | Path | Store) -> list[dict]:
 
 
 __all__ = [
+    "AgentConfig",
+    "DistillConfig",
+    "EvalConfig",
+    "LearnConfig",
     "learn_strategies",
     "retrieve_strategies",
     "DistillResult",

@@ -1,7 +1,8 @@
 """The send loop: claim keys, send them, store every answer as it arrives, give back the rest.
 
 Answers are written through one :class:`~symkd.store.cache.ResponseWriter` (flushed before the
-feed waits and on the way out); a heartbeat task renews the claims and the run's liveness.
+feed waits, every ``writer.interval`` seconds by a task of its own, and on the way out); a
+heartbeat task renews the claims and the run's liveness.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ async def send(teacher: Teacher, store: Store, owner: claims.Owner, run_id: str,
     feed = claims.ClaimFeed(store, owner, run_id, todo, chunk=min(max(chunk, 8), 512), on_answered=on_others,
                             before_wait=writer.flush)  # fmt: skip
     beat = asyncio.create_task(heartbeat(store, owner, run_id))
+    flusher = asyncio.create_task(flush_every(writer))
     try:
         with cancel_on_signals() as caught, bar:
             try:
@@ -57,7 +59,8 @@ async def send(teacher: Teacher, store: Store, owner: claims.Owner, run_id: str,
                 raise
     finally:
         beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)  # ended before the loop closes
+        flusher.cancel()
+        await asyncio.gather(beat, flusher, return_exceptions=True)  # ended before the loop closes
         writer.flush()
         claims.release_all(store, owner)
 
@@ -69,3 +72,13 @@ async def heartbeat(store: Store, owner: claims.Owner, run_id: str) -> None:
         with store.transaction():
             claims.renew(store, owner)
             runs.beat(store, run_id, owner)
+
+
+async def flush_every(writer: cache.ResponseWriter) -> None:
+    """Store buffered answers every ``writer.interval`` s even when no new answer comes: the
+    writer flushes on an ``add``, so an answer that arrived just after a flush would otherwise
+    wait in memory for the next one (minutes behind a long local generation, and lost to a kill)."""
+    while True:
+        await asyncio.sleep(writer.interval)
+        if writer.buffer:
+            writer.flush()
