@@ -94,9 +94,10 @@ def test_the_listing_matches_the_commands():
     assert sorted(name for name, command in root.commands.items() if command.hidden) == sorted(OLD_GROUPS)
 
 
-def test_a_cached_replay_of_plain_prompts_imports_no_numpy_or_jinja2(fake_openai, tmp_path):
-    """A rerun whose answers are all stored loads neither numpy (sqlite_utils' optional column
-    types) nor jinja2 / yaml (only templates need them), and sends nothing."""
+def test_a_cached_replay_of_plain_prompts_imports_no_numpy_jinja2_or_sqlite_utils(fake_openai, tmp_path):
+    """A rerun whose answers are all stored loads neither sqlite_utils (plain SQL reads the cache
+    and records the run) nor numpy, jinja2 / yaml (only templates need them), and sends nothing;
+    the run is recorded all the same."""
     from tests.procs import generate_args, run, write_prompts
 
     prompts = write_prompts(tmp_path / "p.jsonl", 5)
@@ -107,8 +108,12 @@ def test_a_cached_replay_of_plain_prompts_imports_no_numpy_or_jinja2(fake_openai
     out, modules = _start(*args)
     assert json.loads(out)["cached"] == 5
     assert fake_openai.stats()["total"] == sent
-    assert "symkd.generation" in modules and "sqlite_utils" in modules
-    assert _loaded(modules, ("numpy", "pandas", "jinja2", "yaml")) == []
+    assert "symkd.generation" in modules
+    assert _loaded(modules, ("sqlite_utils", "numpy", "pandas", "jinja2", "yaml")) == []
+    runs = run("runs", "--db", str(tmp_path / "run.db"), "--json")
+    assert runs.returncode == 0, runs.stderr
+    [recorded] = json.loads(runs.stdout)  # the same run, reopened and finished again
+    assert (recorded["status"], recorded["attempts"]) == ("done", 2)
 
 
 def test_generate_help_does_not_load_the_teacher_backends():

@@ -11,6 +11,7 @@ declared for browsing and auditing, not enforced on write (see :class:`Store`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import sqlite3
@@ -19,16 +20,20 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 from urllib.parse import quote
 
 from symkd.errors import UserError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 _OPTIONAL = ("pandas", "numpy")
 
 
-def _import_sqlite_utils():  # type: ignore[no-untyped-def]
+@functools.lru_cache(maxsize=1)
+def load_sqlite_utils():  # type: ignore[no-untyped-def]
     """sqlite_utils imports pandas (0.4-1 s of every command's start-up on 2 cores) and numpy
     (~85 ms) only to map ``pandas.Timestamp`` and numpy scalar types to column types when it
     creates or alters a table; skip those imports unless the library is loaded already (a later
@@ -81,7 +86,12 @@ class _ColumnTypes(dict):
             return default
 
 
-sqlite_utils = _import_sqlite_utils()
+def __getattr__(name: str) -> Any:
+    """``symkd.store.base.sqlite_utils``: the library, imported on first use (~30 ms of start-up
+    that a cached replay, which only reads and writes rows with plain SQL, never needs)."""
+    if name == "sqlite_utils":
+        return load_sqlite_utils()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 BUSY_TIMEOUT_S = 60.0
 
@@ -155,10 +165,10 @@ class Store:
             # the file (triples imported with another store's run_id, heads that are not stored
             # events) and such rows are kept as they are (see symkd.store.schema_links and the pipelines' tables).
             conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute("PRAGMA recursive_triggers = ON")  # as sqlite-utils' Database sets it (REPLACE fires delete triggers)
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: {_reason(exc)}") from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
         if not readonly:
@@ -166,6 +176,12 @@ class Store:
                 self.version = _schema().migrate(self)
             except sqlite3.DatabaseError as exc:
                 raise UserError(f"{self.path}: {_reason(exc)}") from None
+
+    @functools.cached_property
+    def db(self) -> "sqlite_utils.Database":
+        """sqlite-utils' view of the connection (table objects, inserts, schema changes), made on
+        first use: plain reads and writes go through ``conn``/``query`` without loading it."""
+        return load_sqlite_utils().Database(self.conn)
 
     # -- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -175,14 +191,14 @@ class Store:
             if self._depth:
                 self._depth += 1
                 try:
-                    yield self.db
+                    yield _DatabaseOnUse(self)
                 finally:
                     self._depth -= 1
                 return
             self._begin_immediate()
             self._depth = 1
             try:
-                yield self.db
+                yield _DatabaseOnUse(self)
             except BaseException:
                 self._depth = 0
                 self.conn.execute("ROLLBACK")
@@ -206,8 +222,11 @@ class Store:
 
     # -- small helpers ------------------------------------------------------------------
     def query(self, sql: str, params: Any = ()) -> list[dict]:
+        """Rows as dicts (column name -> value), as sqlite-utils' ``Database.query`` gives them."""
         with self._lock:
-            return list(self.db.query(sql, params))
+            cursor = self.conn.execute(sql, params)
+            names = [d[0] for d in cursor.description or ()]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def scalar(self, sql: str, params: Any = ()) -> Any:
         with self._lock:
@@ -218,8 +237,9 @@ class Store:
         return self.scalar("select value from meta where key = ?", (key,))
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as db:
-            db["meta"].upsert({"key": key, "value": value}, pk="key")
+        with self.transaction():
+            self.conn.execute("insert into meta (key, value) values (?, ?) "
+                              "on conflict(key) do update set value = excluded.value", (key, value))  # fmt: skip
 
     def close(self) -> None:
         with self._lock:
@@ -230,6 +250,23 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _DatabaseOnUse:
+    """What :meth:`Store.transaction` yields: sqlite-utils' ``Database`` of the store, made only
+    when the block uses it (``db["runs"]``, ``db.execute``), so a block of plain SQL does not
+    load the library."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def __getitem__(self, name: str) -> Any:
+        return self._store.db[name]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store.db, name)
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:

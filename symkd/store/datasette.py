@@ -14,7 +14,6 @@ column shown beside a foreign key that points at a table, default facets)::
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import replace
 from pathlib import Path

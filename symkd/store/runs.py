@@ -42,12 +42,13 @@ def open_run(
     """
     now = utcnow()
     alive = {"host": owner.host, "pid": owner.pid, "heartbeat_at": time.time()} if owner is not None else {}
-    with store.transaction() as db:
+    with store.transaction():
         existing = store.conn.execute("select attempts from runs where id = ?", (run_id,)).fetchone()
         if existing:
-            db["runs"].update(run_id, {"status": "running", "updated_at": now, "attempts": existing[0] + 1, **alive})
+            _update(store, run_id, {"status": "running", "updated_at": now, "attempts": existing[0] + 1, **alive})
         else:
-            db["runs"].insert(
+            _insert(
+                store,
                 {
                     "id": run_id,
                     "kind": kind,
@@ -64,7 +65,6 @@ def open_run(
                     "attempts": 1,
                     **alive,
                 },
-                pk="id",
             )
     return get_run(store, run_id)
 
@@ -78,8 +78,19 @@ def beat(store: Store, run_id: str, owner: Any) -> None:
 
 def finish_run(store: Store, run_id: str, status: str) -> None:
     now = utcnow()
-    with store.transaction() as db:
-        db["runs"].update(run_id, {"status": status, "updated_at": now, "finished_at": now})
+    with store.transaction():
+        _update(store, run_id, {"status": status, "updated_at": now, "finished_at": now})
+
+
+def _insert(store: Store, row: dict[str, Any]) -> None:
+    """A new ``runs`` row (plain SQL: recording a run must not load sqlite-utils; see Store.db)."""
+    names = ", ".join(row)
+    store.conn.execute(f"insert into runs ({names}) values ({', '.join('?' * len(row))})", list(row.values()))
+
+
+def _update(store: Store, run_id: str, values: dict[str, Any]) -> None:
+    sets = ", ".join(f"{name} = ?" for name in values)
+    store.conn.execute(f"update runs set {sets} where id = ?", [*values.values(), run_id])
 
 
 def get_run(store: Store, run_id: str) -> dict:

@@ -13,7 +13,7 @@ Tables (all browsable as is with ``sqlite3`` or Datasette; JSON is stored in pla
 - ``critic_scores``: one row per curated item and critic name+version with its score and
   keep/drop decision (the items live in the pipelines' own tables).
 - ``training_runs`` / ``evaluations`` / ``self_imitation_rounds``: students trained from the
-  store, their ATOMIC2020 scores, and the per-round counts of ``--rounds``.
+  store, their scores on a pipeline's evaluation data, and the per-round counts of ``--rounds``.
 - ``claims``: which process is sending which request key right now (a lease renewed by a
   heartbeat), so concurrent runs of one job split it instead of paying twice; ``runs`` also
   records the host, pid and heartbeat of the process that last opened it (v4).
@@ -37,15 +37,20 @@ calls through :func:`symkd.store.base.set_schema`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlite3
 from pathlib import Path
 from typing import Callable
 
 from symkd.errors import UserError
 from symkd.store import schema_links
-from symkd.store.base import Schema, Store, set_schema, sqlite_utils
+from symkd.store.base import Schema, Store, set_schema
 from symkd.store.owners import TableDoc, opened_with_every_store, register_tables
 from symkd.store.tables import clash_message, ensure_tables, foreign_tables, run_migrations
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _v1_core(db: sqlite_utils.Database) -> None:
@@ -218,7 +223,7 @@ def _v4_claims(db: sqlite_utils.Database) -> None:
             runs.add_column(column, kind)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [
     _v1_core, _v2_critic_scores, _v3_students, _v4_claims, schema_links.v5_links,
 ]  # fmt: skip
 
@@ -326,7 +331,7 @@ DOCS: list[TableDoc] = [
         "train_loss": "final training loss", "eval_loss": "final evaluation loss", "tokens_per_s": "training speed",
         "hardware": "where it trained", "created_at": _WHEN,
     }, label="out_dir"),
-    TableDoc("evaluations", "Commonsense evaluations of students and teachers (ATOMIC2020 metrics).", {
+    TableDoc("evaluations", "Evaluations of students and teachers on a pipeline's evaluation data (its metrics).", {
         "id": "hash of model/teacher, data part and decoding", "kind": "commonsense",
         "model": "student folder or redacted teacher spec", "data": "JSON: file, split, counts",
         "decoding": "JSON: decoding settings", "round": "self-imitation round", "bleu1": "BLEU-1", "bleu2": "BLEU-2",

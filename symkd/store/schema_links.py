@@ -22,11 +22,15 @@ agents), so the score links to its item; a later rebuild of ``critic_scores`` mu
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from typing import Sequence
 
-from symkd.store.base import sqlite_utils
 from symkd.store.owners import TableDoc
 from symkd.store.tables import rebuild_table
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 # (column, SQL type, description, link): link is "" or the foreign key "table.column", and for
 # a generated column "table.column = expression"

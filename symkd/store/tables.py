@@ -13,15 +13,20 @@ this and live in core migrations v2/v3, which are never edited.)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import functools
 import sqlite3
 from typing import Callable, Sequence
 
 from symkd.errors import UserError
-from symkd.store.base import Store, sqlite_utils
+from symkd.store.base import Store, load_sqlite_utils
 from symkd.store.owners import core_migrations
 
-Migration = Callable[[sqlite_utils.Database], None]
+if TYPE_CHECKING:
+    import sqlite_utils
+
+Migration = Callable[["sqlite_utils.Database"], None]
 
 
 def owner_version(store: Store, owner: str) -> int:
@@ -79,7 +84,7 @@ def run_migrations(store: Store, key: str, migrations: Sequence[Migration], what
 def _expected(migrations: tuple[Migration, ...], core: bool) -> dict[str, frozenset[str]]:
     """The tables ``migrations`` create and their columns (run on an empty in-memory database,
     after the core schema for a pipeline's migrations)."""
-    db = sqlite_utils.Database(memory=True)
+    db = load_sqlite_utils().Database(memory=True)
     before: set[str] = set()
     if not core:
         for migration in core_migrations():

@@ -19,10 +19,14 @@ added, and the version is recorded. Never edit a released migration: add one.
 
 from __future__ import annotations
 
-from symkd.store.base import sqlite_utils
+from typing import TYPE_CHECKING
+
 from symkd.store.owners import TableDoc, register_tables
 from symkd.store.schema_links import Column, add_columns, create_sql, doc
 from symkd.store.tables import create_view, rebuild_table
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 EVENTS: list[Column] = [
     ("id", "TEXT", "sha1 of the normalised text, 16 hex chars", ""),
