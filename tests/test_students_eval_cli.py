@@ -1,4 +1,4 @@
-"""symkd train + symkd eval commonsense end to end on the CPU, self-imitation rounds, bad inputs."""
+"""symkd train + symkd commonsense eval end to end on the CPU, self-imitation rounds, bad inputs."""
 
 from __future__ import annotations
 
@@ -152,6 +152,21 @@ def test_self_imitation_round_records_counts_and_scores(tmp_path: Path, tiny_lm:
         assert rows[1]["generated"] == student_rows
         scored = store.scalar("select count(*) from critic_scores s join triples t on s.item_id = t.id where t.round = 1")
         assert scored == student_rows  # the same critics saw every student triple
+        # the student's Stage ran the run generate(...) ran before it: same kind, config, keys, so the same run id
+        from symkd.generation import generate
+        from symkd.pipelines.commonsense.self_imitation import StudentStage
+
+        runs = store.query("select id, kind, config from runs where kind like 'self-imitation-%'")
+        assert [r["kind"] for r in runs] == ["self-imitation-round-1"]
+        config = json.loads(runs[0]["config"])
+        assert config["round"] == 1 and config["teacher"]["backend"] == "hf"
+        pairs = [(h, "xReact") for h in heads]
+        requests = StudentStage(fingerprint=config["student"], samples=2, seed=0, round=1).requests(pairs)
+        by_hand = generate(f"hf:{tmp_path / 'students' / 'round-1'}", requests, store, kind="self-imitation-round-1",
+                           config={"round": 1, "student": config["student"]}, progress=False, batch_size=16)  # fmt: skip
+        assert by_hand.run_id == runs[0]["id"] and by_hand.cached == len(requests)
+        assert store.scalar("select count(distinct run_id) from triples where round = 1") == 1
+        assert store.scalar("select run_id from triples where round = 1 limit 1") == runs[0]["id"]
         assert store.scalar("select count(*) from training_runs") == 2
         assert store.scalar("select count(*) from evaluations where round is not null") == 2
         table = rounds_table(store)
