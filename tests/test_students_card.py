@@ -24,7 +24,7 @@ def _summary(kind: str | None) -> dict:
 @pytest.mark.parametrize("kind,tag,says,never", [
     ("agent-trajectories", "agent", "symkd agent eval --model", "[GEN]"),
     ("commonsense", "commonsense", "symkd eval commonsense", "final_answer"),
-    ("chat", "chat", "symkd eval gsm8k --mode cot", "[GEN]"),
+    ("chat", "chat", "symkd agent eval-gsm8k --mode cot", "[GEN]"),
     ("db", "commonsense", "symkd eval commonsense", "final_answer"),  # the commonsense pipeline's data kinds
     ("tsv", "commonsense", "symkd eval commonsense", "final_answer"),
     (None, "text-generation", "Prompt and completion as in the training data", "symkd eval commonsense"),  # no pipeline's

@@ -3,7 +3,7 @@
 The items are the rows of ``item_table`` (default :data:`symkd.graphs.triples.TRIPLE_TABLE`,
 the generic triple model's table); each critic scores that table, or says which it scores.
 
-The one implementation behind ``distill commonsense`` and ``symkd critic apply``: with
+The one implementation behind ``symkd commonsense distill`` and ``symkd critic apply``: with
 ``cascade`` each later critic scores only the triples every earlier one kept; the report
 gives, per critic name+version, the triples scored, kept and removed in scope, this pass's
 new scores, and the estimated precision where the critic knows it.

@@ -73,7 +73,7 @@ class CardSection:
 CHAT = CardSection("chat", """## Use as a chat model
 Trained on chat conversations: the loss covered the last assistant message (of a prompt-completion
 row, its completion). Prompt it with the tokenizer's chat template and the same system prompt as
-the training data (for GSM8K worked solutions: `symkd eval gsm8k --mode cot --model {name_path}
+the training data (for GSM8K worked solutions: `symkd agent eval-gsm8k --mode cot --model {name_path}
 --data test.jsonl`).
 """)
 #: for data whose kind no pipeline describes

@@ -1,7 +1,7 @@
 """A retrieval corpus in the run's SQLite: BM25 over FTS5, optional MiniLM re-ranking.
 
-    symkd corpus index docs.jsonl --db run.db [--name NAME]      # {id?, title?, text} a line
-    symkd corpus index --from-triples commonsense.db --db run.db  # curated triples as sentences
+    symkd agent index-corpus docs.jsonl --db run.db [--name NAME]       # {id?, title?, text} a line
+    symkd agent index-corpus --from-triples commonsense.db --db run.db  # curated triples as sentences
 
 Documents go to ``corpus_docs`` and the FTS5 table ``corpus_fts`` (porter stemming); a
 document's id is its own ``id`` or a hash of its text, so indexing a file twice adds nothing.
@@ -58,7 +58,7 @@ def triple_docs(run_db: Path) -> list[dict[str, str]]:
         raise UserError(f"{run_db}: no such database")
     with Store(run_db, create=False, readonly=True) as store:
         if not store.scalar("select count(*) from sqlite_master where name = 'triples'"):
-            raise UserError(f"{run_db}: no triples table (run symkd distill commonsense first)")
+            raise UserError(f"{run_db}: no triples table (run symkd commonsense distill first)")
         rows = curated_triples(store)
     docs, schema = [], get_schema()
     for row in rows:
@@ -100,7 +100,7 @@ class Corpus:
     def __init__(self, db: str | Path, *, corpus: str | None = None, rerank: bool = False, pool: int = 20):
         path = Path(db)
         if not path.is_file():
-            raise UserError(f"{path}: no such database (index a corpus with `symkd corpus index`)")
+            raise UserError(f"{path}: no such database (index a corpus with `symkd agent index-corpus`)")
         self.store = Store(path, create=False)
         tables.ensure(self.store)
         where, params = ("where corpus = ?", (corpus,)) if corpus else ("", ())

@@ -57,7 +57,7 @@ def load_tools(names: Sequence[str], *, corpus_db: Path | None = None, corpus: s
     for name in names:
         if name == "search":
             if corpus_db is None:
-                raise UserError("tool 'search' needs --corpus DB (index one with `symkd corpus index`)")
+                raise UserError("tool 'search' needs --corpus DB (index one with `symkd agent index-corpus`)")
             tools.append(search_tool(corpus_db, corpus=corpus, rerank=rerank))
         elif ":" in name:
             obj = _import_target(name)

@@ -1,4 +1,4 @@
-"""The settings of ``distill commonsense`` and ``eval commonsense``, declared once.
+"""The settings of ``symkd commonsense distill`` and ``symkd commonsense eval``, declared once.
 
 :class:`DistillConfig` and :class:`EvalConfig` are the Python API's ``config=`` (or its keyword
 overrides) and, through :func:`symkd.commandline.model_options`, the commands' options: a field's

@@ -1,4 +1,4 @@
-"""``symkd eval commonsense``: a student (or a teacher, few-shot) on an ATOMIC-format TSV.
+"""``symkd commonsense eval``: a student (or a teacher, few-shot) on an ATOMIC-format TSV.
 
 The COMET-ATOMIC2020 protocol: one generation per (head, relation) line, scored against every
 reference of that line (:mod:`.metrics`). A student answers the COMET prompt of

@@ -5,7 +5,7 @@
     system_prompt += format_guidance([s.text for s in hits])
 
 Other pipelines reach it by name, without importing this one: ``symkd agent eval --strategies
-DB`` and ``symkd eval gsm8k --strategies DB`` call
+DB`` and ``symkd agent eval-gsm8k --strategies DB`` call
 ``symkd.plugins.CONTEXT_PROVIDERS.load("strategies")(db, k=3, min_similarity=0.3)`` and prepend
 what the returned function gives for each question.
 """

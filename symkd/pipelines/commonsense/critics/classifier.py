@@ -4,8 +4,8 @@ A triple is read as a sentence pair: the head and the tail each go through the e
 all-MiniLM-L6-v2 (mean pooling, L2-normalised) giving ``u`` and ``w``; the relation enters as
 a one-hot ``r``. The head (a logistic regression) sees ``[u, w, u*w, |u-w|, r (x) w]`` (the
 outer product lets each relation weigh the tail differently) and outputs the probability
-that the triple is valid. Artifacts (``symkd critic train``) hold only the head's weights,
-a card and the validation scores; see :mod:`symkd.pipelines.commonsense.critics.training`.
+that the triple is valid. Artifacts (``symkd commonsense train-critic``) hold only the head's
+weights, a card and the validation scores; see :mod:`symkd.pipelines.commonsense.critics.training`.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def load_artifact(folder: str | Path | None = None):
 
     folder = resolve_model(folder)
     if not folder.is_dir():
-        raise UserError(f"{folder}: no such critic folder (train one with `symkd critic train`)")
+        raise UserError(f"{folder}: no such critic folder (train one with `symkd commonsense train-critic`)")
     for name in (WEIGHTS, "card.json", "validation.json"):
         if not (folder / name).is_file():
             raise UserError(f"{folder}: missing {name} (not a classifier critic artifact)")
