@@ -23,11 +23,11 @@ def _summary(kind: str | None) -> dict:
 
 @pytest.mark.parametrize("kind,tag,says,never", [
     ("agent-trajectories", "agent", "symkd agent eval --model", "[GEN]"),
-    ("commonsense", "commonsense", "symkd eval commonsense", "final_answer"),
+    ("commonsense", "commonsense", "symkd commonsense eval", "final_answer"),
     ("chat", "chat", "symkd agent eval-gsm8k --mode cot", "[GEN]"),
-    ("db", "commonsense", "symkd eval commonsense", "final_answer"),  # the commonsense pipeline's data kinds
-    ("tsv", "commonsense", "symkd eval commonsense", "final_answer"),
-    (None, "text-generation", "Prompt and completion as in the training data", "symkd eval commonsense"),  # no pipeline's
+    ("db", "commonsense", "symkd commonsense eval", "final_answer"),  # the commonsense pipeline's data kinds
+    ("tsv", "commonsense", "symkd commonsense eval", "final_answer"),
+    (None, "text-generation", "Prompt and completion as in the training data", "symkd commonsense eval"),  # no pipeline's
 ])  # fmt: skip
 def test_the_card_matches_the_training_data(tmp_path: Path, kind, tag, says, never):
     out = tmp_path / "student"

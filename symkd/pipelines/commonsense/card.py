@@ -13,6 +13,6 @@ Prompt `{{head}} {{relation phrase}} [GEN]`, completion ` {{tail}}` and EOS, e.g
 
     {example_prompt}{example_completion}
 
-Generate greedily from the prompt; the text up to EOS is the tail. `symkd eval commonsense
+Generate greedily from the prompt; the text up to EOS is the tail. `symkd commonsense eval
 --model {name_path}` scores it with the COMET-ATOMIC2020 metrics.
 """)

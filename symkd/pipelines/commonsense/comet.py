@@ -67,7 +67,7 @@ def from_db(
         raise UserError(f"{path}: no such database")
     with Store(path, create=False, readonly=True) as store:
         if not store.scalar("select count(*) from sqlite_master where name = 'triples'"):
-            raise UserError(f"{path}: no triples table (run symkd distill commonsense first)")
+            raise UserError(f"{path}: no triples table (run symkd commonsense distill first)")
         known = {r["critic"] for r in store.query("select distinct critic from critic_scores")}
         missing = [c for c in critics if c not in known]
         if missing:
