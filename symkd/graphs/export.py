@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from symkd.errors import UserError
-from symkd.graphs.build import IN, OUT, Selection, TripleSource, node_attrs, progress_bar, sample_nodes, snapshot
+from symkd.graphs.build import IN, OUT, Selection, TripleSource, node_attrs, sample_nodes, snapshot
 from symkd.graphs.html import write_html
 from symkd.graphs.xmlout import write_gexf, write_graphml
 from symkd.jsonio import atomic_write, check_writable, is_stdout
