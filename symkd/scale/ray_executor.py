@@ -116,31 +116,51 @@ class RayExecutor(Executor):
         db = Path(getattr(store, "path", store)).resolve()  # a Store or the database's path
         folder = Path(self.shard_dir or shards.default_dir(db)).resolve()  # workers do not share our cwd
         self.stores[folder] = db
-        return ShardedTeacher(self, spec, identity, describe, folder)
+        sharded = ShardedTeacher(self, spec, identity, describe, folder)
+        if spec.backend == "langchain":
+            sharded.worker_spec, sharded.imports = self._langchain(spec)
+        return sharded
 
     def _identity(self, spec: Any) -> tuple[tuple[str, str], dict[str, Any]]:
         """The local run's cache identity (or the replica group's) and what the run row records."""
         from symkd.teachers.embedded import model_id
 
-        if spec.instance is not None:
-            raise UserError("--executor ray needs a teacher spec (a string such as openai:MODEL), "
-                            "not a Teacher or chat model object")  # fmt: skip
-        if spec.backend == "langchain":
-            raise UserError(f"--executor ray: {spec.text!r} is a LangChain teacher (built in this process); "
-                            "run it locally")
+        if spec.teacher is not None:
+            raise UserError("--executor ray needs a teacher spec (a string such as openai:MODEL) or a LangChain "
+                            "chat model, not a symkd Teacher object")  # fmt: skip
         rep.check_replicas(spec.backend, self.replicas, spec.options)
-        identity = spec.identity
+        identity = spec.identity  # langchain: from the chat model's parameters (built here once), as a local run
         if identity is None:
             raise UserError(f"--executor ray: teacher {spec.text!r} has no cache identity before it is built; "
                             "run it locally")
+        model = identity[1] if spec.backend == "langchain" else model_id(spec.model)  # as a local run records it
         if self.replicas:
             identity = (identity[0], rep.group_model(model_id(spec.model), self.replicas, self.endpoint_group))
-        record = {"backend": identity[0], "model": model_id(spec.model),
+        record = {"backend": identity[0], "model": model,
                   "executor": "ray", "workers": self.workers or "auto"}  # fmt: skip
         if self.replicas:
             record["replicas"] = rep.recorded(self.replicas)
             record["endpoint_group"] = self.endpoint_group
         return identity, record
+
+    def _langchain(self, spec: Any) -> tuple[str | bytes, list[tuple[str, str]]]:
+        """What the workers load a LangChain teacher from: the spec text (each worker imports and
+        builds the model itself) or a chat model object, pickled; and where its code was found."""
+        from symkd.teachers.langchain_chat import import_root
+
+        if spec.instance is None:
+            module, payload = spec.model.partition(":")[0].strip(), spec.text
+        else:
+            module = type(spec.instance).__module__
+            try:
+                payload = self.ray.cloudpickle.dumps(spec)
+            except Exception as exc:  # noqa: BLE001 - whatever the model holds (a lock, a generator, a client)
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                raise UserError(f"--executor ray: the chat model object {type(spec.instance).__name__} does not "
+                                f"pickle ({why}); give it as langchain:module:factory so each worker builds "
+                                "its own, or run it locally") from None  # fmt: skip
+        root = import_root(module)
+        return payload, [(module, root)] if root else []
 
     def teacher_pool(self, teacher: Any) -> ActorPool:
         """The actors answering ``teacher`` (started, and preflighted, on first use)."""
@@ -150,9 +170,9 @@ class RayExecutor(Executor):
             heavy = teacher.parsed.heavy
             workers = self.worker_count(heavy)
             resources = self.resources(workers, heavy)
-            args = [(teacher.spec_text, self.worker_options(teacher.options, i, workers, resources["num_cpus"]),
+            args = [(teacher.worker_spec, self.worker_options(teacher.options, i, workers, resources["num_cpus"]),
                      str(teacher.shard_dir / f"w{i}-{uuid.uuid4().hex[:8]}.db"),
-                     self.fault_after if i == 0 else None) for i in range(workers)]  # fmt: skip
+                     self.fault_after if i == 0 else None, teacher.imports) for i in range(workers)]  # fmt: skip
             self.fault_after = None
             pool = ActorPool(self.ray, TeacherWorker, args, resources)
             try:

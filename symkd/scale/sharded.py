@@ -40,6 +40,8 @@ class ShardedTeacher(Teacher):
         # workers get the text (they parse it in their own process) and the options
         self.executor, self.parsed, self.spec_text, self.options = executor, spec, spec.text, dict(spec.options)
         self.identity, self.record, self.shard_dir = identity, describe, shard_dir
+        self.worker_spec: str | bytes = spec.text  # or a pickled spec holding a chat model object
+        self.imports: list[tuple[str, str]] = []  # (module, folder) the workers import the teacher's code from
         self.recovered = 0
 
     @property

@@ -9,20 +9,29 @@ answer to its shard file as it arrives, and returns the rows.
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any, Sequence
 
 from symkd.teachers.messages import Request
 
 
 class TeacherWorker:
-    """One teacher per actor; ``fault_after`` (tests) makes the process die after that many answers."""
+    """One teacher per actor; ``fault_after`` (tests) makes the process die after that many answers.
 
-    def __init__(self, spec: str, options: dict[str, Any], shard_path: str, fault_after: int | None = None):
+    ``spec`` is the spec text (parsed here again) or a pickled TeacherSpec holding a chat model
+    object; ``imports`` are ``(module, folder)`` pairs the driver imported the teacher's code from
+    (a LangChain factory next to the user), made importable here first, from ``folder`` when the
+    worker cannot import them otherwise.
+    """
+
+    def __init__(self, spec: str | bytes, options: dict[str, Any], shard_path: str, fault_after: int | None = None,
+                 imports: Sequence[tuple[str, str]] = ()):  # fmt: skip
         from symkd.aio import LoopRunner
         from symkd.scale.shards import ShardWriter
         from symkd.teachers.registry import load_teacher
 
-        self.teacher = load_teacher(spec, **options)
+        _import_all(imports)
+        self.teacher = load_teacher(pickle.loads(spec) if isinstance(spec, bytes) else spec, **options)
         self.runner = LoopRunner()
         self.shard = ShardWriter(shard_path)
         self.shard_path = shard_path
@@ -60,6 +69,19 @@ class TeacherWorker:
         finally:
             self.shard.close()
             self.runner.close()
+
+
+def _import_all(imports: Sequence[tuple[str, str]]) -> None:
+    from symkd.errors import TeacherUnavailable
+    from symkd.teachers.langchain_chat import import_nearby
+
+    for module, folder in imports:
+        try:
+            import_nearby(module, folder)
+        except ModuleNotFoundError as exc:
+            raise TeacherUnavailable(f"ray worker on {os.uname().nodename}: cannot import {module} ({exc}; the driver "
+                                     f"found it in {folder}): install it on every node or put it on a shared "
+                                     "path") from None  # fmt: skip
 
 
 class BatchWorker:

@@ -47,6 +47,7 @@ import asyncio
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from langchain_core.language_models import BaseChatModel
@@ -197,21 +198,34 @@ def _import(module_name: str, path: str) -> Any:
         ) from None
 
 
-def import_nearby(module_name: str) -> Any:
-    """Import ``module_name``; like ``python -m``, the current directory is searched for it when
-    it is not importable otherwise (``--teacher langchain:my_mod:x``, ``--tools my_mod:x``)."""
+def import_nearby(module_name: str, folder: str | None = None) -> Any:
+    """Import ``module_name``; like ``python -m``, the current directory (or ``folder``: where the
+    driver found it, for a Ray worker) is searched for it when it is not importable otherwise
+    (``--teacher langchain:my_mod:x``, ``--tools my_mod:x``)."""
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        cwd = os.getcwd()
-        if exc.name != module_name.split(".")[0] or cwd in sys.path or "" in sys.path:
+        where = folder or os.getcwd()
+        if exc.name != module_name.split(".")[0] or where in sys.path or (folder is None and "" in sys.path):
             raise
-        sys.path.insert(0, cwd)  # as `python -m` would: find modules next to the user
+        sys.path.insert(0, where)  # as `python -m` would: find modules next to the user
         try:
             return importlib.import_module(module_name)
         except ModuleNotFoundError:
-            sys.path.remove(cwd)
+            sys.path.remove(where)
             raise exc from None
+
+
+def import_root(module_name: str) -> str | None:
+    """The folder on ``sys.path`` that ``module_name`` (imported already) was found in, so that a
+    process elsewhere (a Ray worker, whose cwd is not ours) can import it the same way; None for
+    ``__main__`` or a module without a file."""
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    if module_name == "__main__" or not file:
+        return None
+    path = Path(os.path.abspath(file))
+    return str(path.parents[module_name.count(".") + (path.stem == "__init__")])
 
 
 def to_langchain_messages(request: Request) -> list[BaseMessage]:
