@@ -36,7 +36,7 @@ from symkd.requests_file import read_requests
 from symkd.results import TrainResult
 from symkd.session import TeacherSession
 from symkd.store import runs as _runs
-from symkd.store.db import Store
+from symkd.store.db import Store, opened
 from symkd.students.data import TrainingData
 from symkd.students.train import TrainConfig
 from symkd.teachers.options import TeacherOptions
@@ -117,12 +117,8 @@ def open_store(path: str | Path, *, create: bool = True, adopt: bool = False) ->
 
 def list_runs(db: str | Path | Store) -> list[dict]:
     """Runs in a database with their item counts (ok / failed / pending); opened read-only."""
-    store = db if isinstance(db, Store) else Store(db, create=False, readonly=True)
-    try:
+    with opened(db, create=False, readonly=True) as store:
         return _runs.list_runs(store)
-    finally:
-        if not isinstance(db, Store):
-            store.close()
 
 
 __all__ = [

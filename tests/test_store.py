@@ -158,3 +158,20 @@ def test_store_skips_numpy_yet_numpy_and_pandas_values_get_sqlite_utils_column_t
     assert skipped == []
     assert {k: types[k] for k in "fius"} == {"f": "REAL", "i": "INTEGER", "u": "INTEGER", "s": "TEXT"}
     assert types.get("Timestamp", "TEXT") == "TEXT"
+
+
+def test_opened_closes_only_the_store_it_opened(tmp_path):
+    from symkd.store.db import opened
+
+    path = tmp_path / "o.db"
+    with opened(path) as mine:
+        assert mine.scalar("select 1") == 1
+    with pytest.raises(sqlite3.ProgrammingError):  # opened on the path: closed on the way out
+        mine.conn.execute("select 1")
+    with Store(path) as theirs:
+        with opened(theirs, readonly=True) as same:
+            assert same is theirs
+        assert theirs.scalar("select 1") == 1  # the caller's own Store stays open
+    with pytest.raises(UserError, match="no such database"):
+        with opened(tmp_path / "missing.db", create=False):
+            pass

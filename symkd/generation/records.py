@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 
 from symkd.errors import UserError
 from symkd.store import cache, runs
-from symkd.store.db import Store
+from symkd.store.db import Store, opened
 from symkd.teachers.messages import Request, Response
 
 
@@ -45,16 +45,12 @@ class GenerationResult(RunSummary):
     CHUNK = 500
 
     def __iter__(self) -> Iterator[tuple[str, Request, Response | None]]:
-        store = self._db if isinstance(self._db, Store) else Store(self._db, create=False)
-        try:
+        with opened(self._db, create=False) as store:
             for start in range(0, len(self._requests), self.CHUNK):
                 keys = list(self._keys[start : start + self.CHUNK])
                 found = cache.get_responses(store, keys)
                 for request, key in zip(self._requests[start : start + self.CHUNK], keys):
                     yield request.id, request, found.get(key)
-        finally:
-            if store is not self._db:
-                store.close()
 
     def __len__(self) -> int:
         return len(self._requests)
@@ -66,10 +62,6 @@ class GenerationResult(RunSummary):
     def keys(self) -> dict[str, str]:
         """Item id -> request key (the cache key)."""
         return {r.id: k for r, k in zip(self._requests, self._keys)}
-
-
-def open_store(db: str | Path | Store) -> Store:
-    return db if isinstance(db, Store) else Store(db)
 
 
 def cache_keys(requests: Sequence[Request], backend: str, model_id: str) -> list[str]:
@@ -148,8 +140,7 @@ def stored_request_keys(store: Store, keys: Sequence[str]) -> set[str]:
 
 def run_results(db: str | Path | Store, run_id: str) -> list[dict[str, Any]]:
     """One dict per item of a run: id, status, completions (texts), error."""
-    store = open_store(db)
-    try:
+    with opened(db) as store:
         runs.get_run(store, run_id)
         items = store.query(
             "select item_id, request_key, template_id, template_version from run_items "
@@ -157,9 +148,6 @@ def run_results(db: str | Path | Store, run_id: str) -> list[dict[str, Any]]:
             (run_id,),
         )
         responses = cache.get_responses(store, [i["request_key"] for i in items])
-    finally:
-        if not isinstance(db, Store):
-            store.close()
     out = []
     for item in items:
         resp = responses.get(item["request_key"])

@@ -252,6 +252,20 @@ class Store:
         self.close()
 
 
+@contextlib.contextmanager
+def opened(db: "str | Path | Store", **options: Any) -> Iterator["Store"]:
+    """``db`` as an open :class:`Store`: the caller's own Store as it is (left open), or one opened
+    on the path with ``options`` (``create=``, ``readonly=``, ``adopt=``) and closed on the way out."""
+    if isinstance(db, Store):
+        yield db
+        return
+    store = Store(db, **options)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 class _DatabaseOnUse:
     """What :meth:`Store.transaction` yields: sqlite-utils' ``Database`` of the store, made only
     when the block uses it (``db["runs"]``, ``db.execute``), so a block of plain SQL does not

@@ -12,6 +12,7 @@ from typing import Any
 
 from symkd.store.base import (
     load_sqlite_utils,
+    opened,
     BUSY_TIMEOUT_S,
     Store,
     latest_version,
@@ -29,6 +30,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BUSY_TIMEOUT_S", "Store", "latest_version", "set_adopt_default", "to_json", "utcnow",
+    "BUSY_TIMEOUT_S", "Store", "latest_version", "opened", "set_adopt_default", "to_json", "utcnow",
     "version_key",
 ]  # fmt: skip

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from symkd.store.db import Store, utcnow
+from symkd.store.db import Store, opened, utcnow
 
 
 def record_training(db: str | Path | Store, summary: dict[str, Any], out: str | Path, round: int | None = None) -> str:
@@ -37,10 +37,5 @@ def record_training(db: str | Path | Store, summary: dict[str, Any], out: str | 
 
 def upsert_row(db: str | Path | Store, table: str, row: dict[str, Any], pk: str = "id") -> None:
     """Insert or replace one row in a store given as a path or an open Store."""
-    store = db if isinstance(db, Store) else Store(db)
-    try:
-        with store.transaction() as conn:
-            conn[table].upsert(row, pk=pk)
-    finally:
-        if not isinstance(db, Store):
-            store.close()
+    with opened(db) as store, store.transaction() as conn:
+        conn[table].upsert(row, pk=pk)

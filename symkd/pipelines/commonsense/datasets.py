@@ -36,7 +36,7 @@ from symkd.graphs.triples import TRIPLE_TABLE
 from symkd.jsonio import atomic_write, dumps
 from symkd.pipelines.commonsense.comet import comet_prompt
 from symkd.pipelines.commonsense.relations import RELATIONS
-from symkd.store.db import Store
+from symkd.store.db import Store, opened
 
 #: the system turn of every commonsense training example
 SYSTEM_PROMPT = "You complete commonsense inferences about everyday events: answer with a short phrase that replaces [GEN]."
@@ -226,9 +226,5 @@ def to_dataset(
     import datasets
 
     sel = Selection(critics=tuple(critics), min_score=min_score, relations=tuple(relations), include_none=include_none)
-    store = db if isinstance(db, Store) else Store(db, create=False, readonly=True)
-    try:
+    with opened(db, create=False, readonly=True) as store:
         return datasets.Dataset(datasets.table.InMemoryTable(arrow_table(store, sel)))
-    finally:
-        if store is not db:
-            store.close()

@@ -24,7 +24,7 @@ from symkd.pipelines.commonsense.relations import PHYSICAL, parse_relations
 from symkd.pipelines.commonsense.seeds import Seeds, clean, read_seeds
 from symkd.errors import UserError
 from symkd.results import DictAccess
-from symkd.store.db import Store
+from symkd.store.db import Store, opened
 from symkd.teachers.base import Teacher
 from symkd.teachers.options import TeacherOptions
 from symkd.teachers.registry import teacher_spec
@@ -114,16 +114,14 @@ def distill_commonsense(
     started = time.monotonic()
     plan = _plan(teacher, settings(DistillConfig, config, overrides))
     built = _critics(plan.config.critics, plan.config.thresholds, plan.teacher)
-    store = db if isinstance(db, Store) else Store(db)
     session = None
-    try:
-        session = TeacherSession(plan.teacher, store, teacher_options or {}, progress)
-        found = _stages(session, store, plan, built, progress)
-    finally:
-        if session is not None:
-            session.close()
-        if not isinstance(db, Store):
-            store.close()
+    with opened(db) as store:
+        try:
+            session = TeacherSession(plan.teacher, store, teacher_options or {}, progress)
+            found = _stages(session, store, plan, built, progress)
+        finally:
+            if session is not None:
+                session.close()
     return _result(db, plan, found, session.stages if session else {}, started)
 
 

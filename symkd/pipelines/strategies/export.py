@@ -156,7 +156,7 @@ def export_library(db: str | Path | Store, format: str = "md", out: str | Path |
     The database is opened read-only; ``out`` is checked before anything is read and written
     whole or not at all (``-`` is standard output)."""
     from symkd.jsonio import check_writable
-    from symkd.pipelines.strategies.library import open_library
+    from symkd.pipelines.strategies.library import library_opened
 
     if format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)} (got {format!r})")
@@ -164,8 +164,7 @@ def export_library(db: str | Path | Store, format: str = "md", out: str | Path |
         raise UserError("--format parquet needs --out FILE.parquet")
     if out is not None:
         check_writable(out)
-    store = open_library(db, readonly=True)
-    try:
+    with library_opened(db, readonly=True) as store:
         if not store.scalar("select count(*) from strategies"):
             raise UserError(f"{store.path}: the strategy library is empty")
         if format == "parquet":
@@ -176,6 +175,3 @@ def export_library(db: str | Path | Store, format: str = "md", out: str | Path |
             with atomic_write(out) as fh:
                 fh.write(text)
         return text
-    finally:
-        if store is not db:
-            store.close()

@@ -17,7 +17,7 @@ from symkd.errors import UserError
 from symkd.safetext import shown, valid_unicode
 from symkd.store.db import Store
 from symkd.pipelines.strategies.export import JSON_FORMAT, MARKER, unescape
-from symkd.pipelines.strategies.library import STATUSES, edit, get, open_library
+from symkd.pipelines.strategies.library import STATUSES, edit, get, library_opened
 
 _HEADING = re.compile(r"^###\s+(\S+)\s*$")
 _FIELD = re.compile(r"^-\s+(status|tags):\s?(.*)$")
@@ -123,8 +123,7 @@ def import_library(path: str | Path, db: str | Path | Store, *, editor: str | No
         seen = first.setdefault(entry["id"], entry["line"])
         if seen != entry["line"]:
             raise UserError(f"{path}:{entry['line']}: strategy {shown(entry['id'], 80)} appears twice (first at {seen})")
-    store = open_library(db)
-    try:
+    with library_opened(db) as store:
         changes = [_checked(store, Path(path), e) for e in entries]
         changed = 0
         with store.transaction():
@@ -132,9 +131,6 @@ def import_library(path: str | Path, db: str | Path | Store, *, editor: str | No
                 changed += edit(store, entry["id"], text=entry["text"], tags=entry.get("tags"), status=entry.get("status"),
                                 editor=editor or f"import:{Path(path).name}", note="imported edit")  # fmt: skip
         return {"strategies": len(entries), "changed": changed, "unchanged": len(entries) - changed}
-    finally:
-        if store is not db:
-            store.close()
 
 
 def _checked(store: Store, path: Path, entry: dict[str, Any]) -> dict[str, Any]:

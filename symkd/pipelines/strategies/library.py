@@ -7,10 +7,11 @@ strategy's text, tags or status adds a ``strategy_versions`` row.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -100,6 +101,18 @@ def open_library(db: str | Path | Store, *, create: bool = False, readonly: bool
             store.close()
         raise UserError(f"{store.path}: holds no strategy library (run `symkd strategies learn` first)")
     return store
+
+
+@contextlib.contextmanager
+def library_opened(db: str | Path | Store, **options: Any) -> Iterator[Store]:
+    """:func:`open_library` for a ``with`` block: a store it opened is closed on the way out, the
+    caller's own Store is left open."""
+    store = open_library(db, **options)
+    try:
+        yield store
+    finally:
+        if store is not db:
+            store.close()
 
 
 def _precheck(path: Path, create: bool) -> None:

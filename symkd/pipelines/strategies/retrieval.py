@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from symkd.store.db import Store
-from symkd.pipelines.strategies.library import Strategy, library, open_library
+from symkd.pipelines.strategies.library import Strategy, library, library_opened
 
 GUIDANCE_HEADER = "Strategies that may help:"
 
@@ -55,12 +55,8 @@ class Retriever:
     """The library loaded once (texts and embeddings), queried many times."""
 
     def __init__(self, db: str | Path | Store, *, before: tuple[str, int] | None = None):
-        store = open_library(db)
-        try:
+        with library_opened(db) as store:
             self.strategies, self.matrix = library(store, before=before)
-        finally:
-            if store is not db:
-                store.close()
 
     def retrieve(self, question: str, k: int = 3, min_similarity: float = 0.3) -> list[Strategy]:
         if not self.strategies:
