@@ -6,9 +6,13 @@ same way, ``--rpm: must be greater than 0 (got -5)``, naming the flag the user t
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from symkd.errors import UserError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Options(BaseModel):
@@ -37,3 +41,23 @@ def given_value(value: Any) -> str:
     from symkd.teachers.urls import redact_credentials
 
     return redact_credentials(repr(value)) if isinstance(value, str) else repr(value)
+
+
+def configured(model: type[M], config: Any = None, overrides: dict[str, Any] | None = None, *,
+               where: str | None = None) -> M:  # fmt: skip
+    """A pipeline's settings the way its Python API takes them: ``config`` (a ``model``, a dict, or
+    None for the defaults) with ``overrides`` (field names) applied and validated. An unknown or
+    bad field is one :class:`UserError` line naming it, after ``where: `` when given
+    (``learn_strategies: n_validation: must be greater than 0 (got 0)``)."""
+    overrides = overrides or {}
+    prefix = f"{where}: " if where else ""
+    unknown = sorted(set(overrides) - set(model.model_fields))
+    if unknown:
+        raise UserError(f"{prefix}unknown option {unknown[0]!r} ({model.__name__} fields: {', '.join(model.model_fields)})")
+    if isinstance(config, model) and not overrides:
+        return config
+    values = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})
+    try:
+        return model(**{**values, **overrides})
+    except ValidationError as exc:
+        raise UserError(prefix + option_error(exc, str)) from None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from symkd.errors import UserError
+from symkd.options import configured
 
 _STEPS = {"cli": "--max-agent-steps"}
 
@@ -68,18 +68,7 @@ def agent_config(config: AgentConfig | None = None, overrides: dict[str, Any] | 
                  where: str = "agent") -> AgentConfig:  # fmt: skip
     """``config`` (default :class:`AgentConfig`) with ``overrides`` (its fields) applied and
     validated; a bad or unknown field is one line naming it (``evaluate: sag: must be ...``)."""
-    if config is not None and not overrides:
-        return config
-    unknown = sorted(set(overrides or {}) - set(AgentConfig.model_fields))
-    if unknown:
-        raise UserError(f"{where}: unknown option {unknown[0]!r} (AgentConfig fields: {', '.join(AgentConfig.model_fields)})")
-    values = {**(config.model_dump() if config is not None else {}), **(overrides or {})}
-    try:
-        return AgentConfig(**values)
-    except ValidationError as exc:
-        from symkd.options import option_error
-
-        raise UserError(f"{where}: " + option_error(exc, lambda name: name)) from None
+    return configured(AgentConfig, config, overrides, where=where)
 
 
 def _shared(name: str, **changes: Any) -> Any:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from symkd.errors import UserError
+from symkd.options import configured
 
 DEFAULT_CRITICS = ("rules", "dedupe", "classifier")
 SAMPLES_PER_RELATION = 2
@@ -83,11 +83,4 @@ class EvalConfig(BaseModel):
 def settings(model: type[BaseModel], config: Any, overrides: dict[str, Any]) -> Any:
     """``config`` (a ``model``, a dict or None) with ``overrides`` (its field names) applied; a bad
     or unknown field is one line naming it: ``samples_per_relation: must be ... (got 0)``."""
-    if isinstance(config, model) and not overrides:
-        return config
-    try:
-        return model(**{**(dict(config) if config is not None else {}), **overrides})
-    except ValidationError as exc:
-        from symkd.options import option_error
-
-        raise UserError(option_error(exc, str)) from None
+    return configured(model, config, overrides)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from symkd.errors import UserError
+from symkd.options import configured
 
 
 class LearnConfig(BaseModel):
@@ -47,14 +47,4 @@ class LearnConfig(BaseModel):
 def learn_config(config: LearnConfig | None = None, overrides: dict[str, Any] | None = None) -> LearnConfig:
     """``config`` (default :class:`LearnConfig`) with ``overrides`` (its fields) applied and
     validated; a bad or unknown field is one line naming it."""
-    unknown = sorted(set(overrides or {}) - set(LearnConfig.model_fields))
-    if unknown:
-        raise UserError(f"learn_strategies: unknown option {unknown[0]!r} (LearnConfig fields: {', '.join(LearnConfig.model_fields)})")
-    if config is not None and not overrides:
-        return config
-    try:
-        return LearnConfig(**{**(config.model_dump() if config is not None else {}), **(overrides or {})})
-    except ValidationError as exc:
-        from symkd.options import option_error
-
-        raise UserError("learn_strategies: " + option_error(exc, lambda name: name)) from None
+    return configured(LearnConfig, config, overrides, where="learn_strategies")
