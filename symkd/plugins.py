@@ -43,11 +43,6 @@ class Registry:
             self._entry_points = dict(symkd_entry_points().get(self.group, {}))
         return self._entry_points
 
-    def load_all(self) -> dict[str, Any]:
-        """Every entry imported: name -> object (for registries whose entries all take part,
-        such as the tables each pipeline adds to a store)."""
-        return {name: self.load(name) for name in self.names()}
-
     def targets(self) -> dict[str, Any]:
         """Every name -> target; built-ins first, then entry points, then run-time additions."""
         return {**self._builtins, **{k: v for k, v in self._from_entry_points().items() if k not in self._builtins},

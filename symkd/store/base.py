@@ -86,12 +86,6 @@ class _ColumnTypes(dict):
             return default
 
 
-def __getattr__(name: str) -> Any:
-    """``symkd.store.base.sqlite_utils``: the library, imported on first use (~30 ms of start-up
-    that a cached replay, which only reads and writes rows with plain SQL, never needs)."""
-    if name == "sqlite_utils":
-        return load_sqlite_utils()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 BUSY_TIMEOUT_S = 60.0
 

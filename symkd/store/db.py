@@ -8,26 +8,16 @@ schema (:mod:`symkd.store.schema`), which registers what a Store checks and migr
 from __future__ import annotations
 
 from symkd.store import schema as _schema  # noqa: F401  (registers the schema a Store opens with)
-from typing import Any
-
 from symkd.store.base import (
-    load_sqlite_utils,
-    opened,
     BUSY_TIMEOUT_S,
     Store,
     latest_version,
+    opened,
     set_adopt_default,
     to_json,
     utcnow,
     version_key,
 )
-
-def __getattr__(name: str) -> Any:
-    """``symkd.store.db.sqlite_utils`` still names the library, imported on first use."""
-    if name == "sqlite_utils":
-        return load_sqlite_utils()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "BUSY_TIMEOUT_S", "Store", "latest_version", "opened", "set_adopt_default", "to_json", "utcnow",

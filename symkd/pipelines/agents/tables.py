@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Sequence
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from symkd.store.db import Store, utcnow
 from symkd.store.datasette import TableDoc, register_tables
 from symkd.store.tables import create_view, ensure_tables
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 JSON_FIELDS = ("steps", "messages", "response_keys", "run_ids", "config")
 _SURROGATE = re.compile("[\ud800-\udfff]")

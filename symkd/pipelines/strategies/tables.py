@@ -19,11 +19,14 @@ v2 rebuilds ``strategies`` and ``strategy_scenarios`` (rows kept) with foreign k
 
 from __future__ import annotations
 
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from symkd.store.db import Store
 from symkd.store.datasette import TableDoc, register_tables
 from symkd.store.tables import check_owner_version, create_view, ensure_tables, rebuild_table
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _v1(db: sqlite_utils.Database) -> None:
