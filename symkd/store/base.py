@@ -152,7 +152,9 @@ class Store:
             conn = _connect(self.path, readonly)
             self.version = _schema().check(self.path, conn, _ADOPT_DEFAULT if adopt is None else adopt)
             if not readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
+                # Switching to WAL needs a lock that SQLite does not wait for (no busy handler):
+                # a second process opening a new file at the same instant would fail at once.
+                _while_locked(self.path, lambda: conn.execute("PRAGMA journal_mode = WAL"))
                 conn.execute("PRAGMA synchronous = NORMAL")
             # Foreign keys are declared (Datasette and sqlite-utils follow them, ``PRAGMA
             # foreign_key_check`` audits them) but not enforced: provenance may point outside
@@ -202,17 +204,7 @@ class Store:
 
     def _begin_immediate(self) -> None:
         # sqlite's own busy handler covers most waits; this loop covers the rest.
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while True:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() > deadline:
-                    raise UserError(f"{self.path}: database stayed locked for {BUSY_TIMEOUT_S:.0f}s") from None
-                time.sleep(0.05)
+        _while_locked(self.path, lambda: self.conn.execute("BEGIN IMMEDIATE"))
 
     # -- small helpers ------------------------------------------------------------------
     def query(self, sql: str, params: Any = ()) -> list[dict]:
@@ -275,6 +267,22 @@ class _DatabaseOnUse:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store.db, name)
+
+
+def _while_locked(path: Path, statement: Callable[[], Any]) -> None:
+    """Run ``statement`` again every 50 ms while another connection holds the lock it needs, up
+    to :data:`BUSY_TIMEOUT_S`; then one clear error."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise UserError(f"{path}: database stayed locked for {BUSY_TIMEOUT_S:.0f}s") from None
+            time.sleep(0.05)
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
