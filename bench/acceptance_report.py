@@ -50,13 +50,18 @@ def rows(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+def _total_seconds(doc: dict[str, Any]) -> float:
+    return sum(s.get("seconds", 0) for s in doc.get("settings", []) if "skipped" not in s)
+
+
 def table(doc: dict[str, Any]) -> str:
     head = ("| setting | mode | accuracy (k/n) [95 % Wilson] | train problems | train tokens | epochs | notes |\n"
             "|---|---|---|---|---|---|---|\n")  # fmt: skip
     tests = "\n".join(f"- {pair}: only-first {t['a_only']}, only-second {t['b_only']}, exact McNemar p = {t['p_value']:.4g}"
                       for pair, t in doc.get("mcnemar", {}).items())  # fmt: skip
     return (f"Hardware: {doc['hardware']}. Evaluation: {doc['eval_set']} (n = {doc['n_test']}), greedy, "
-            f"preset `{doc['preset']}`, {doc.get('seconds', 0):.0f} s in all.\n\n" + head + "\n".join(rows(doc))
+            f"preset `{doc['preset']}`, {_total_seconds(doc):.0f} s of training and evaluation in all "
+            "(the settings' own times, summed over the sessions that ran them).\n\n" + head + "\n".join(rows(doc))
             + ("\n\nPaired tests (same problems):\n" + tests if tests else ""))  # fmt: skip
 
 
