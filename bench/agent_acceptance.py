@@ -63,9 +63,11 @@ class Run:
             "preset": args.preset, "config": preset, "hardware": steps.hardware(args.device), "settings": [],
             "mcnemar": {}, "data": {}}  # fmt: skip
         self.previous: dict[str, dict[str, Any]] = {}
+        self.earlier: list[dict[str, Any]] = []  # every setting of the previous document, in order
         if args.resume and args.out.is_file():
             old = json.loads(args.out.read_text())
-            self.previous = {r["name"]: r for r in old.get("settings", []) if "error" not in r and "skipped" not in r}
+            self.earlier = old.get("settings", [])
+            self.previous = {r["name"]: r for r in self.earlier if "error" not in r and "skipped" not in r}
             self.doc.update(data=old.get("data", {}), mcnemar=old.get("mcnemar", {}))
             if old.get("item_ids"):
                 self.doc["item_ids"] = old["item_ids"]
@@ -116,10 +118,11 @@ class Run:
         return None
 
     def all_settings(self) -> list[dict[str, Any]]:
-        """This run's settings, after the previous document's ones it did not redo (``--resume``)."""
-        done = {r["name"] for r in self.doc["settings"]}
-        kept = [r for n, r in self.previous.items() if n not in done]
-        return kept + self.doc["settings"]
+        """This run's settings, after the previous document's ones it did not redo (``--resume``;
+        a setting that failed or was skipped there stays on record until a run redoes it)."""
+        redone = {r["name"]: r for r in self.doc["settings"]}
+        earlier = [redone.pop(r["name"], r) for r in self.earlier]  # in the previous document's order
+        return earlier + list(redone.values())
 
     def keep_outcome(self, name: str, record: dict[str, Any]) -> None:
         """Store a setting's per-item results as a bit string over the sorted evaluation ids."""

@@ -59,7 +59,10 @@ def test_smoke_preset_writes_every_field_a_table_needs(tmp_path: Path):
     assert [s["outcome_bits"].count("1") for s in doc["settings"]] == [s["correct"] for s in doc["settings"]]
     (tmp_path / "work" / "eval.db").unlink()
     again["mcnemar"] = {}
+    # a setting an earlier run skipped stays on record (in its place) when a resume does not redo it
+    again["settings"].insert(1, {"name": "base_agent", "skipped": "not run"})
     out.write_text(json.dumps(again))
     run_bench(tmp_path, out, "--resume")
     third = json.loads(out.read_text())
-    assert [s.get("resumed") for s in third["settings"]] == [True, True] and third["mcnemar"] == doc["mcnemar"]
+    assert [s["name"] for s in third["settings"]] == ["agent_8", "base_agent", "cot_8"]
+    assert [s.get("resumed") for s in third["settings"]] == [True, None, True] and third["mcnemar"] == doc["mcnemar"]
