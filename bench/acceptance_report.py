@@ -51,7 +51,7 @@ def rows(doc: dict[str, Any]) -> list[str]:
 
 
 def _total_seconds(doc: dict[str, Any]) -> float:
-    return sum(s.get("seconds", 0) for s in doc.get("settings", []) if "skipped" not in s)
+    return sum(s.get("seconds", 0) for s in doc.get("settings", []))
 
 
 def table(doc: dict[str, Any]) -> str:

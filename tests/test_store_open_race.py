@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+from symkd.store.schema import MIGRATIONS
+
 _OPEN_AT = """
 import sys, time
 from symkd.store import Store
@@ -34,4 +36,4 @@ def test_processes_that_open_one_new_database_together_all_succeed(tmp_path):
         results = [p.communicate(timeout=120) for p in procs]
         for proc, (out, err) in zip(procs, results):
             assert proc.returncode == 0, f"round {round_}: {err.strip()}"
-            assert out.strip() == "5", (out, err)
+            assert out.strip() == str(len(MIGRATIONS)), (out, err)  # migrated to the current schema
