@@ -38,6 +38,8 @@ def rows(doc: dict[str, Any]) -> list[str]:
             continue
         tokens = f"{s['train_tokens']:,}" if s.get("train_tokens") else "-"
         extra = [f"answered {s.get('answered_rate', 0):.2f}"]
+        if s.get("variant_trajectories"):
+            extra.append(f"{s['variant_trajectories']:,} variant trajectories")
         if s.get("votes"):
             extra.append(f"mean sample {s.get('sample_accuracy', 0):.3f}, pass@{s['votes']} {s.get('pass_at_k', 0):.3f}")
         if s.get("parse_error_rate") is not None:
@@ -54,6 +56,20 @@ def _total_seconds(doc: dict[str, Any]) -> float:
     return sum(s.get("seconds", 0) for s in doc.get("settings", []))
 
 
+def data_lines(doc: dict[str, Any]) -> str:
+    """Each gold conversion the record holds: how many problems converted, and admitted program variants."""
+    out = []
+    for key, c in sorted(doc.get("data", {}).items()):
+        line = f"- `{key}`: {c['converted']:,} of {c['tasks']:,} train problems converted to verified trajectories"
+        v = c.get("variants")
+        if v:
+            skipped = ", ".join(f"{why} {n}" for why, n in v.get("skipped", {}).items())
+            line += (f"; {v['admitting']:,} of {v['problems']:,} problems ({v['share']:.0%}) admit program variants, "
+                     f"{v['variants']:,} variants made" + (f" (no variant: {skipped})" if skipped else ""))  # fmt: skip
+        out.append(line)
+    return "\n\nGold data:\n" + "\n".join(out) if out else ""
+
+
 def table(doc: dict[str, Any]) -> str:
     head = ("| setting | mode | accuracy (k/n) [95 % Wilson] | train problems | train tokens | epochs | notes |\n"
             "|---|---|---|---|---|---|---|\n")  # fmt: skip
@@ -62,7 +78,7 @@ def table(doc: dict[str, Any]) -> str:
     return (f"Hardware: {doc['hardware']}. Evaluation: {doc['eval_set']} (n = {doc['n_test']}), greedy, "
             f"preset `{doc['preset']}`, {_total_seconds(doc):.0f} s of training and evaluation in all "
             "(the settings' own times, summed over the sessions that ran them).\n\n" + head + "\n".join(rows(doc))
-            + ("\n\nPaired tests (same problems):\n" + tests if tests else ""))  # fmt: skip
+            + data_lines(doc) + ("\n\nPaired tests (same problems):\n" + tests if tests else ""))  # fmt: skip
 
 
 def _notes(path: Path) -> str:

@@ -36,16 +36,16 @@ from symkd.stats import mcnemar_exact  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"plan": ["size:8", "variants:8:4", "votes:8", "self:8", "base"], "sizes": [8], "test": 4, "epochs": 1.0, "max_steps": 2, "max_tokens": 48, "cot_tokens": 64,
-              "batch_size": 4, "eval_batch": 8, "wave": 8, "variants": [4], "votes": 2, "self_train": 4,
+              "batch_size": 4, "eval_batch": 8, "wave": 8, "votes": 2, "self_train": 4,
               "self_samples": 2, "extra_size": 8, "base": True, "lr": 1e-4, "max_length": 640},
     "cpu": {"plan": ["size:250", "size:1000", "variants:250:4", "votes:250", "self:250", "size:2000", "base"],
             "sizes": [250, 1000, 2000], "test": 500, "epochs": 2.0, "max_steps": 5, "max_tokens": 160,
-            "cot_tokens": 256, "batch_size": 8, "eval_batch": 32, "wave": 64, "variants": [4], "votes": 4,
+            "cot_tokens": 256, "batch_size": 8, "eval_batch": 32, "wave": 64, "votes": 4,
             "self_train": 250, "self_samples": 4, "extra_size": 250, "base": True, "lr": 1e-4, "max_length": 640},
     "gpu": {"plan": ["size:all", "variants:all:16", "size:1000", "variants:1000:16", "size:250", "votes:all",
                      "self:1000", "size:2000", "variants:1000:4", "base"],
             "sizes": [None, 2000, 1000, 250], "test": 500, "epochs": 3.0, "max_steps": 5, "max_tokens": 160,
-            "cot_tokens": 256, "batch_size": 32, "eval_batch": 512, "wave": 512, "variants": [4, 16], "votes": 4,
+            "cot_tokens": 256, "batch_size": 32, "eval_batch": 512, "wave": 512, "votes": 4,
             "self_train": 500, "self_samples": 4, "extra_size": 1000, "base": True, "lr": 1e-4, "max_length": 640,
             "save_every": 100000},
 }  # fmt: skip
@@ -320,17 +320,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = PRESETS[args.preset]
     args.work.mkdir(parents=True, exist_ok=True)
     run = Run(args, p)
+    only = set(args.only.split(",")) if args.only else None
+    plan = [item for item in (args.plan.split(",") if args.plan else p["plan"]) if only is None or item.split(":")[0] in only]
     if not args.gold_db.is_file():
-        plan = args.plan.split(",") if args.plan else p["plan"]
         sizes = [item.split(":")[1] for item in plan if item.split(":")[0] in ("size", "variants", "self")]
         largest = None if "all" in sizes else max([int(x) for x in sizes] or [max(p["sizes"])])
-        factors = p["variants"] if any(item.startswith("variants") for item in plan) else []
-        run.doc["data"]["gold"] = pipeline_convert(args, largest, factors)
-    only = set(args.only.split(",")) if args.only else None
-    for item in args.plan.split(",") if args.plan else p["plan"]:
+        factors = [int(item.split(":")[2]) for item in plan if item.startswith("variants")]
+        key = f"gold_{largest or 'all'}_variants_x{max(factors)}" if factors else "gold"  # a resumed record keeps the others
+        run.doc["data"][key] = pipeline_convert(args, largest, factors)
+    for item in plan:
         kind, *rest = item.split(":")
-        if only is not None and kind not in only:
-            continue
         sizes = [None if r == "all" else int(r) for r in rest[:1] if kind != "base"]
         label = rest[0] if rest else ""
         if kind == "size":

@@ -66,3 +66,23 @@ def test_smoke_preset_writes_every_field_a_table_needs(tmp_path: Path):
     third = json.loads(out.read_text())
     assert [s["name"] for s in third["settings"]] == ["agent_8", "base_agent", "cot_8"]
     assert [s.get("resumed") for s in third["settings"]] == [True, None, True] and third["mcnemar"] == doc["mcnemar"]
+
+
+def test_smoke_preset_runs_every_kind_of_setting(tmp_path: Path):
+    """The whole smoke plan (sizes, program variants, maj@K votes, self-training with SFT and REDI,
+    the base model): each kind of setting the CPU and GPU presets schedule finishes without error."""
+    out = tmp_path / "acceptance.json"
+    run_bench(tmp_path, out, "--only", "size,variants,votes,self,base")
+    doc = json.loads(out.read_text())
+    settings = {s["name"]: s for s in doc["settings"]}
+    assert set(settings) == {"agent_8", "cot_8", "agent_8_x4", "agent_8_maj2", "agent_8_self_sample", "self_round1_sft",
+                             "self_round1_redi", "base_agent", "base_cot"}  # fmt: skip
+    assert not [(s["name"], s.get("error") or s.get("skipped")) for s in doc["settings"] if "error" in s or "skipped" in s]
+    # the conversion made the variants the plan asks for (3 per problem at most), and says how many admit them
+    report = doc["data"]["gold_8_variants_x4"]
+    assert report["variants"]["problems"] == 8 and report["variants"]["admitting"] >= 1
+    assert 1 <= settings["agent_8_x4"]["variant_trajectories"] <= 3 * report["variants"]["admitting"]
+    assert settings["agent_8_x4"]["train_tokens"] > settings["agent_8"]["train_tokens"]
+    assert settings["agent_8_maj2"]["votes"] == 2 and settings["self_round1_redi"]["negatives"] >= 0
+    for pair in ("agent_8_x4 vs agent_8", "agent_8_maj2 vs agent_8", "self_round1_redi vs self_round1_sft", "agent_8 vs base_agent"):
+        assert doc["mcnemar"][pair]["n"] == 4, pair

@@ -1,0 +1,37 @@
+"""bench/acceptance_report.py: the README and BENCHMARKS agent tables come from the results JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("acceptance_report", ROOT / "bench" / "acceptance_report.py")
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def test_the_committed_record_renders_every_setting_and_paired_test():
+    doc = json.loads((ROOT / "bench" / "results" / "agent_acceptance.json").read_text())
+    text = report.table(doc)
+    for s in doc["settings"]:
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {s['name']} |"))
+        if "accuracy" in s:
+            assert f"({s['correct']}/{s['items']})" in line and f"{s['ci95'][0]:.3f}" in line
+    for pair, t in doc["mcnemar"].items():
+        assert f"- {pair}: only-first {t['a_only']}, only-second {t['b_only']}" in text
+
+
+def test_a_variants_setting_and_its_conversion_are_reported():
+    setting = {"name": "agent_250_x4", "mode": "agent", "accuracy": 0.02, "ci95": [0.01, 0.04], "correct": 10, "items": 500,
+               "n_train_problems": 250, "train_tokens": 500000, "epochs": 2.0, "seconds": 100.0, "variant_trajectories": 460}
+    conversion = {"tasks": 250, "converted": 234, "variants": {"problems": 250, "admitting": 170, "share": 0.68,
+                                                                "variants": 460, "skipped": {"no numbers map": 80}}}
+    doc = {"hardware": "cpu", "eval_set": "first 500", "n_test": 500, "preset": "cpu", "settings": [setting],
+           "mcnemar": {}, "data": {"gold_250_variants_x4": conversion}}  # fmt: skip
+    text = report.table(doc)
+    assert "| agent_250_x4 | agent | 0.020 (10/500) [0.010, 0.040] | 250 | 500,000 | 2.00 |" in text
+    assert "460 variant trajectories" in text
+    assert "234 of 250 train problems converted" in text and "170 of 250 problems (68%) admit program variants" in text
+    assert "no variant: no numbers map 80" in text
