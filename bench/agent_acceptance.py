@@ -14,7 +14,8 @@ size: program-variant augmentation (1x/4x/16x), maj@K self-consistency, one roun
 self-training with SFT and with the REDI loss on the same positives, and the base model.
 Settings run in the preset's order; each is written to ``--out`` as soon as it finishes, and
 none starts past ``--deadline-s`` (the rest are listed as skipped), so a run cut short keeps
-what it measured.
+what it measured. ``--plan`` and ``--epochs`` replace the preset's plan and epochs; with
+``--resume`` a run of one setting is paired (McNemar) with the settings the record already holds.
 """
 
 from __future__ import annotations
@@ -151,10 +152,20 @@ class Run:
         print(json.dumps({k: v for k, v in record.items() if k != "trace"}, default=str), flush=True)
         self.save()
 
+    def outcome(self, name: str) -> dict[str, bool] | None:
+        """A setting's per-item results: this run's, else the previous document's (``--resume``),
+        so a run of one setting is compared with settings that an earlier run measured."""
+        if name not in self.outcomes and name in self.previous:
+            found = self.previous_outcome(self.previous[name])
+            if found is not None:
+                self.outcomes[name] = found
+        return self.outcomes.get(name)
+
     def compare(self, a: str, b: str) -> None:
-        if a in self.outcomes and b in self.outcomes:
-            ids = sorted(set(self.outcomes[a]) & set(self.outcomes[b]))
-            test = mcnemar_exact([self.outcomes[a][i] for i in ids], [self.outcomes[b][i] for i in ids])
+        first, second = self.outcome(a), self.outcome(b)
+        if first is not None and second is not None:
+            ids = sorted(set(first) & set(second))
+            test = mcnemar_exact([first[i] for i in ids], [second[i] for i in ids])
             self.doc["mcnemar"][f"{a} vs {b}"] = {**test, "n": len(ids)}
             self.save()
 
@@ -221,6 +232,9 @@ def variants(run: Run, n: int | None, factor: int) -> None:
     run.setting(name, lambda: {**trained_and_evaluated(run, name, "agent", data, epochs=p["epochs"], n_problems=len(tasks)),
                                "variant_trajectories": len(chosen)})  # fmt: skip
     run.compare(name, f"agent_{label}")
+    for other in sorted(set(run.outcomes) | set(run.previous)):  # the other factors at this size
+        if other.startswith(f"agent_{label}_x") and other != name and other[len(f"agent_{label}_x"):].isdigit():
+            run.compare(name, other)
 
 
 def votes(run: Run, student: str) -> None:
@@ -309,15 +323,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--keep-lost", action="store_true",
                     help="with --resume: keep a finished setting whose per-item predictions are gone (no paired test)")
     ap.add_argument("--only", default="", help="comma list of plan kinds: size,variants,votes,self,base (default all)")
+    ap.add_argument("--epochs", type=float, help="epochs for every student this run trains (default: the preset's; "
+                    "each setting records its own)")
     args = ap.parse_args(argv)
     args.test_file = args.data_dir / "test.jsonl"
     args.gold_db = args.gold_db or args.work / "gold.db"
     return args
 
 
+def preset_for(args: argparse.Namespace) -> dict[str, Any]:
+    """The preset's settings, with the command line's overrides (``--epochs``)."""
+    return {**PRESETS[args.preset], **({"epochs": args.epochs} if args.epochs else {})}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    p = PRESETS[args.preset]
+    p = preset_for(args)
     args.work.mkdir(parents=True, exist_ok=True)
     run = Run(args, p)
     only = set(args.only.split(",")) if args.only else None

@@ -1,0 +1,45 @@
+"""bench/agent_acceptance.py's result document across runs: a resumed run of one setting is
+paired with the settings an earlier run measured, and the command line's overrides reach it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+spec = importlib.util.spec_from_file_location("agent_acceptance", ROOT / "bench" / "agent_acceptance.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def earlier_record(path: Path) -> None:
+    settings = [{"name": "agent_8", "evaluation_id": "e1", "outcome_bits": "1100", "correct": 2},
+                {"name": "agent_8_x4", "evaluation_id": "e2", "outcome_bits": "0110", "correct": 2},
+                {"name": "base_agent", "skipped": "not run"}]  # fmt: skip
+    path.write_text(json.dumps({"item_ids": ["a", "b", "c", "d"], "settings": settings, "mcnemar": {}, "data": {}}))
+
+
+def test_a_resumed_run_pairs_its_setting_with_the_earlier_runs_settings(tmp_path: Path):
+    out = tmp_path / "record.json"
+    earlier_record(out)
+    args = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "work"), "--out", str(out), "--resume", "--device", "cpu"])
+    run = bench.Run(args, bench.preset_for(args))
+    run.outcomes["agent_8_x16"] = {"a": True, "b": True, "c": True, "d": False}  # this run's setting
+    run.compare("agent_8_x16", "agent_8")
+    run.compare("agent_8_x16", "agent_8_x4")
+    run.compare("agent_8_x16", "base_agent")  # skipped earlier: nothing to pair with
+    tests = json.loads(out.read_text())["mcnemar"]
+    assert set(tests) == {"agent_8_x16 vs agent_8", "agent_8_x16 vs agent_8_x4"}
+    assert (tests["agent_8_x16 vs agent_8"]["a_only"], tests["agent_8_x16 vs agent_8"]["b_only"]) == (1, 0)
+    assert (tests["agent_8_x16 vs agent_8_x4"]["a_only"], tests["agent_8_x16 vs agent_8_x4"]["b_only"]) == (1, 0)
+    assert tests["agent_8_x16 vs agent_8"]["n"] == 4
+
+
+def test_epochs_on_the_command_line_override_the_preset_for_every_setting():
+    base = bench.preset_for(bench.parse_args(["--preset", "cpu"]))
+    assert base["epochs"] == bench.PRESETS["cpu"]["epochs"]
+    assert bench.preset_for(bench.parse_args(["--preset", "cpu", "--epochs", "1"]))["epochs"] == 1.0
+    assert bench.PRESETS["cpu"]["epochs"] == 2.0  # the preset itself is untouched
