@@ -89,7 +89,7 @@ def train_student(name: str, data: Any, out: Path, common: dict[str, Any], *, ep
         epochs = budget / max(1, epoch_tokens(data, common["base_model"], common["max_length"]))
     started = time.monotonic()
     config = TrainConfig(out=out, **{**common, "epochs": round(float(epochs), 4)})
-    summary = train(data, config, progress=False)
+    summary = train(data, config, progress=True)  # a bar on stderr: a long run logs how far it got
     tp = summary.get("throughput") or {}
     return {"name": name, "out": str(out), "examples": len(data), "epochs": config.epochs,
             "train_tokens": tp.get("tokens"), "tokens_per_s": tp.get("tokens_per_s"), "mfu": tp.get("mfu"),
@@ -113,7 +113,7 @@ def evaluate(spec: str, mode: str, test: Path, db: Path, n_test: int, eval_cfg: 
     config = AgentConfig(max_steps=eval_cfg["max_steps"], max_tokens=eval_cfg["cot_tokens" if mode == "cot" else "max_tokens"],
                          few_shot=few_shot, sag=sag, sandbox=eval_cfg["sandbox"], wave=eval_cfg["wave"])  # fmt: skip
     metrics = pipeline.evaluate(spec, test, db, mode=mode, config=config, limit=n_test, votes=votes,
-                                teacher_options={"batch_size": eval_cfg["batch_size"]}, progress=False)  # fmt: skip
+                                teacher_options={"batch_size": eval_cfg["batch_size"]}, progress=True)  # fmt: skip
     with Store(db) as store:
         outcome = paired_outcomes(read_predictions(store, metrics["evaluation_id"]))
     keep = ("accuracy", "ci95", "correct", "items", "answered_rate", "failed_requests", "avg_steps", "parse_error_rate",

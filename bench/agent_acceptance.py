@@ -61,13 +61,14 @@ class Run:
         self.outcomes: dict[str, dict[str, bool]] = {}
         self.doc: dict[str, Any] = {
             "n_test": preset["test"], "eval_set": f"first {preset['test']} problems of GSM8K test.jsonl",
-            "preset": args.preset, "config": preset, "hardware": steps.hardware(args.device), "settings": [],
+            "preset": args.preset, "config": PRESETS[args.preset], "hardware": steps.hardware(args.device), "settings": [],
             "mcnemar": {}, "data": {}}  # fmt: skip
         self.previous: dict[str, dict[str, Any]] = {}
         self.earlier: list[dict[str, Any]] = []  # every setting of the previous document, in order
+        self.earlier_seconds = 0.0  # the wall time of the runs that wrote the previous document
         if args.resume and args.out.is_file():
             old = json.loads(args.out.read_text())
-            self.earlier = old.get("settings", [])
+            self.earlier, self.earlier_seconds = old.get("settings", []), float(old.get("seconds") or 0)
             self.previous = {r["name"]: r for r in self.earlier if "error" not in r and "skipped" not in r}
             self.doc.update(data=old.get("data", {}), mcnemar=old.get("mcnemar", {}))
             if old.get("item_ids"):
@@ -77,7 +78,7 @@ class Run:
         return time.monotonic() - self.started
 
     def save(self) -> None:
-        self.doc["seconds"] = round(self.elapsed(), 1)
+        self.doc["seconds"] = round(self.earlier_seconds + self.elapsed(), 1)
         text = json.dumps({**self.doc, "settings": self.all_settings()}, indent=2, default=str) + "\n"
         targets = [self.args.out] + ([Path(os.environ["OUT"]) / self.args.out.name] if os.environ.get("OUT") else [])
         for target in targets:
@@ -318,7 +319,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sandbox", default="bwrap", help="bwrap | rlimit (a throwaway machine without bubblewrap)")
     ap.add_argument("--base-model", default="smollm2")
     ap.add_argument("--deadline-s", type=float, default=float("inf"), help="start no setting after this many seconds")
-    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode)")
+    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode; votes:250_x4: maj@K of the student agent_250_x4)")
     ap.add_argument("--resume", action="store_true", help="reuse the settings --out already holds (a killed run goes on)")
     ap.add_argument("--keep-lost", action="store_true",
                     help="with --resume: keep a finished setting whose per-item predictions are gone (no paired test)")
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run.doc["data"][key] = pipeline_convert(args, largest, factors)
     for item in plan:
         kind, *rest = item.split(":")
-        sizes = [None if r == "all" else int(r) for r in rest[:1] if kind != "base"]
+        sizes = [None if r == "all" else int(r) for r in rest[:1] if kind in ("size", "variants", "self")]
         label = rest[0] if rest else ""
         if kind == "size":
             size_pair(run, sizes[0])

@@ -19,13 +19,14 @@ def earlier_record(path: Path) -> None:
     settings = [{"name": "agent_8", "evaluation_id": "e1", "outcome_bits": "1100", "correct": 2},
                 {"name": "agent_8_x4", "evaluation_id": "e2", "outcome_bits": "0110", "correct": 2},
                 {"name": "base_agent", "skipped": "not run"}]  # fmt: skip
-    path.write_text(json.dumps({"item_ids": ["a", "b", "c", "d"], "settings": settings, "mcnemar": {}, "data": {}}))
+    path.write_text(json.dumps({"item_ids": ["a", "b", "c", "d"], "settings": settings, "mcnemar": {}, "data": {}, "seconds": 100.0}))
 
 
 def test_a_resumed_run_pairs_its_setting_with_the_earlier_runs_settings(tmp_path: Path):
     out = tmp_path / "record.json"
     earlier_record(out)
-    args = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "work"), "--out", str(out), "--resume", "--device", "cpu"])
+    args = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "work"), "--out", str(out), "--resume", "--device", "cpu",
+                             "--epochs", "3"])  # fmt: skip
     run = bench.Run(args, bench.preset_for(args))
     run.outcomes["agent_8_x16"] = {"a": True, "b": True, "c": True, "d": False}  # this run's setting
     run.compare("agent_8_x16", "agent_8")
@@ -36,6 +37,9 @@ def test_a_resumed_run_pairs_its_setting_with_the_earlier_runs_settings(tmp_path
     assert (tests["agent_8_x16 vs agent_8"]["a_only"], tests["agent_8_x16 vs agent_8"]["b_only"]) == (1, 0)
     assert (tests["agent_8_x16 vs agent_8_x4"]["a_only"], tests["agent_8_x16 vs agent_8_x4"]["b_only"]) == (1, 0)
     assert tests["agent_8_x16 vs agent_8"]["n"] == 4
+    # the record keeps the preset's config (each setting records its own epochs) and the wall time of every run
+    doc = json.loads(out.read_text())
+    assert doc["config"]["epochs"] == bench.PRESETS["smoke"]["epochs"] and doc["seconds"] >= 100.0
 
 
 def test_epochs_on_the_command_line_override_the_preset_for_every_setting():
