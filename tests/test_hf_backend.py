@@ -239,3 +239,17 @@ def test_the_embedded_models_hub_id_loads_offline_as_the_embedded_file(teacher, 
     assert cache_identity(f"hf:{hub}") == cache_identity(f"hf:{MODEL}")
     request = completion("c", "The capital of France is", max_tokens=6, temperature=0)
     assert by_id.generate([request])[0].completions[0].text == teacher.generate([request])[0].completions[0].text
+
+
+def test_a_chosen_dtype_has_its_own_cache_identity():
+    """A bfloat16 evaluation served float32's cached answers would report float32's accuracy as
+    its own: the dtype a user chose is part of the cache identity; ``auto`` (the default) is not."""
+    from symkd.teachers.hf import HFTeacher
+    from symkd.teachers.registry import cache_identity
+
+    plain = cache_identity(f"hf:{MODEL}")
+    assert cache_identity(f"hf:{MODEL}", dtype="auto") == plain
+    bf16 = cache_identity(f"hf:{MODEL}", dtype="bfloat16")
+    assert bf16 != plain and bf16 != cache_identity(f"hf:{MODEL}", dtype="float32")
+    built = HFTeacher(str(MODEL), dtype="bfloat16")  # the loaded teacher keys its answers the same way
+    assert built.cache_identity() == bf16 and HFTeacher(str(MODEL)).cache_identity() == plain

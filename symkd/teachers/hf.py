@@ -156,6 +156,13 @@ class HFTeacher(LocalTeacher):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "device": self.device_name, "dtype": self.dtype_name, "max_length": self.max_length}
 
+    def cache_identity(self) -> tuple[str, str]:
+        """The model, plus the dtype when one was chosen (:func:`~symkd.teachers.registry.with_dtype`)."""
+        from symkd.teachers.registry import with_dtype
+
+        backend, model = super().cache_identity()
+        return backend, with_dtype(model, self.dtype_name)
+
     # ---- loading -------------------------------------------------------------------------
 
     def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:

@@ -285,8 +285,15 @@ def spec_identity(spec: TeacherSpec) -> tuple[str, str] | None:
         from symkd.teachers.embedded import offline_stand_in
 
         stand_in = offline_stand_in(spec.model)
-        return spec.backend, model_id(str(stand_in) if stand_in else spec.model)
+        return spec.backend, with_dtype(model_id(str(stand_in) if stand_in else spec.model), spec.options.get("dtype"))
     return spec.backend, model_id(spec.model)
+
+
+def with_dtype(model: str, dtype: str | None) -> str:
+    """A local model's cache identity: the model, plus the dtype when one was chosen (bfloat16 and
+    float32 answer differently; ``auto`` keeps the plain identity, so caches written before stay
+    valid and a run resumed on another machine reuses them)."""
+    return model if dtype in (None, "auto") else f"{model}@{dtype}"
 
 
 def list_backends() -> list[dict[str, Any]]:
