@@ -112,13 +112,15 @@ def evaluate(spec: str, mode: str, test: Path, db: Path, n_test: int, eval_cfg: 
     """Metrics and task -> correct (``symkd agent eval-gsm8k --mode MODE --limit N ...``)."""
     config = AgentConfig(max_steps=eval_cfg["max_steps"], max_tokens=eval_cfg["cot_tokens" if mode == "cot" else "max_tokens"],
                          few_shot=few_shot, sag=sag, sandbox=eval_cfg["sandbox"], wave=eval_cfg["wave"])  # fmt: skip
+    dtype = eval_cfg.get("dtype", "auto")  # "auto" adds nothing: the cache keys of earlier runs stay valid
+    options = {"batch_size": eval_cfg["batch_size"], **({"dtype": dtype} if dtype != "auto" else {})}
     metrics = pipeline.evaluate(spec, test, db, mode=mode, config=config, limit=n_test, votes=votes,
-                                teacher_options={"batch_size": eval_cfg["batch_size"]}, progress=True)  # fmt: skip
+                                teacher_options=options, progress=True)  # fmt: skip
     with Store(db) as store:
         outcome = paired_outcomes(read_predictions(store, metrics["evaluation_id"]))
     keep = ("accuracy", "ci95", "correct", "items", "answered_rate", "failed_requests", "avg_steps", "parse_error_rate",
             "exec_error_rate", "step_limit_rate", "sample_accuracy", "pass_at_k", "seconds", "evaluation_id")
-    return {k: metrics[k] for k in keep if k in metrics}, outcome
+    return {**{k: metrics[k] for k in keep if k in metrics}, **({"eval_dtype": dtype} if dtype != "auto" else {})}, outcome
 
 
 def train_tasks(data_dir: Path, n: int | None) -> list[Task]:

@@ -47,3 +47,39 @@ def test_epochs_on_the_command_line_override_the_preset_for_every_setting():
     assert base["epochs"] == bench.PRESETS["cpu"]["epochs"]
     assert bench.preset_for(bench.parse_args(["--preset", "cpu", "--epochs", "1"]))["epochs"] == 1.0
     assert bench.PRESETS["cpu"]["epochs"] == 2.0  # the preset itself is untouched
+
+
+def test_an_evaluation_in_another_dtype_is_its_own_setting_paired_with_the_default_one(tmp_path: Path, monkeypatch):
+    """--eval-dtype bfloat16: eval:8 re-evaluates agent_8 as agent_8@bfloat16 and votes:8 records
+    agent_8_maj2@bfloat16, each paired with the recorded float32 run (and maj@K with its dtype's greedy run)."""
+    out = tmp_path / "record.json"
+    earlier_record(out)
+    seen: list[dict] = []
+
+    def evaluate(spec, mode, test, db, n_test, cfg, *, votes=0, **_):
+        seen.append({"dtype": cfg["dtype"], "votes": votes})
+        bits = [True, False, False, False] if votes else [True, True, False, False]
+        return {"accuracy": sum(bits) / 4, "eval_dtype": cfg["dtype"]}, dict(zip("abcd", bits))
+
+    monkeypatch.setattr(bench.steps, "evaluate", evaluate)
+    args = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "work"), "--out", str(out), "--resume",
+                             "--eval-dtype", "bfloat16"])  # fmt: skip
+    run = bench.Run(args, bench.preset_for(args))
+    bench.evaluated_again(run, "agent_8")
+    bench.votes(run, "agent_8")
+    doc = json.loads(out.read_text())
+    names = [s["name"] for s in doc["settings"]]
+    assert "agent_8@bfloat16" in names and "agent_8_maj2@bfloat16" in names and names.count("agent_8") == 1
+    assert seen == [{"dtype": "bfloat16", "votes": 0}, {"dtype": "bfloat16", "votes": 2}]
+    assert set(doc["mcnemar"]) == {"agent_8@bfloat16 vs agent_8", "agent_8_maj2@bfloat16 vs agent_8",
+                                   "agent_8_maj2@bfloat16 vs agent_8@bfloat16"}  # fmt: skip
+    assert doc["mcnemar"]["agent_8_maj2@bfloat16 vs agent_8@bfloat16"]["b_only"] == 1
+
+
+def test_a_second_evaluation_without_a_dtype_is_refused():
+    import pytest
+
+    args = bench.parse_args(["--preset", "smoke"])
+    run = type("R", (), {"args": args, "preset": bench.preset_for(args)})()
+    with pytest.raises(SystemExit, match="needs --eval-dtype"):
+        bench.evaluated_again(run, "agent_8")
