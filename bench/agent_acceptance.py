@@ -21,18 +21,13 @@ what it measured. ``--plan`` and ``--epochs`` replace the preset's plan and epoc
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
-import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _acceptance_steps as steps  # noqa: E402
-
-from symkd.stats import mcnemar_exact  # noqa: E402
+from _acceptance_run import Run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS: dict[str, dict[str, Any]] = {
@@ -50,125 +45,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             "self_train": 500, "self_samples": 4, "extra_size": 1000, "base": True, "lr": 1e-4, "max_length": 640,
             "save_every": 100000},
 }  # fmt: skip
-
-
-class Run:
-    """The result document, written atomically after every setting (and copied to $OUT when set)."""
-
-    def __init__(self, args: argparse.Namespace, preset: dict[str, Any]) -> None:
-        self.args, self.preset, self.started = args, preset, time.monotonic()
-        self.students: dict[str, dict[str, Any]] = {}
-        self.outcomes: dict[str, dict[str, bool]] = {}
-        self.doc: dict[str, Any] = {
-            "n_test": preset["test"], "eval_set": f"first {preset['test']} problems of GSM8K test.jsonl",
-            "preset": args.preset, "config": PRESETS[args.preset], "hardware": steps.hardware(args.device), "settings": [],
-            "mcnemar": {}, "data": {}}  # fmt: skip
-        self.previous: dict[str, dict[str, Any]] = {}
-        self.earlier: list[dict[str, Any]] = []  # every setting of the previous document, in order
-        self.earlier_seconds = 0.0  # the wall time of the runs that wrote the previous document
-        if args.resume and args.out.is_file():
-            old = json.loads(args.out.read_text())
-            self.earlier, self.earlier_seconds = old.get("settings", []), float(old.get("seconds") or 0)
-            self.previous = {r["name"]: r for r in self.earlier if "error" not in r and "skipped" not in r}
-            self.doc.update(data=old.get("data", {}), mcnemar=old.get("mcnemar", {}))
-            if old.get("item_ids"):
-                self.doc["item_ids"] = old["item_ids"]
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def save(self) -> None:
-        self.doc["seconds"] = round(self.earlier_seconds + self.elapsed(), 1)
-        text = json.dumps({**self.doc, "settings": self.all_settings()}, indent=2, default=str) + "\n"
-        targets = [self.args.out] + ([Path(os.environ["OUT"]) / self.args.out.name] if os.environ.get("OUT") else [])
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.replace(target)
-
-    def resumed(self, name: str) -> bool:
-        """Reuse a finished setting of the previous document (``--resume``): record, student, outcomes."""
-        record = self.previous.get(name)
-        if not record or "evaluation_id" not in record:
-            return False
-        outcome = self.previous_outcome(record)
-        if outcome is None and not self.args.keep_lost:
-            return False
-        if outcome is not None:
-            self.outcomes[name] = outcome
-        else:
-            record = {**record, "note": "per-item predictions lost with the work folder: no paired test with it"}
-        if record.get("train_tokens"):
-            self.students[name] = record
-        self.doc["settings"].append({**record, "resumed": True})
-        print(json.dumps({"name": name, "resumed": record["evaluation_id"]}), flush=True)
-        self.save()
-        return True
-
-    def previous_outcome(self, record: dict[str, Any]) -> dict[str, bool] | None:
-        """Task -> correct of a finished setting: from eval.db, else from the bits the JSON keeps."""
-        db = self.args.work / "eval.db"
-        if db.is_file():
-            with steps.Store(db) as store:
-                rows = steps.read_predictions(store, record["evaluation_id"])
-            if rows:
-                return steps.paired_outcomes(rows)
-        ids, bits = self.doc.get("item_ids") or [], record.get("outcome_bits")
-        if bits and len(bits) == len(ids):
-            return {i: b == "1" for i, b in zip(ids, bits)}
-        return None
-
-    def all_settings(self) -> list[dict[str, Any]]:
-        """This run's settings, after the previous document's ones it did not redo (``--resume``;
-        a setting that failed or was skipped there stays on record until a run redoes it)."""
-        redone = {r["name"]: r for r in self.doc["settings"]}
-        earlier = [redone.pop(r["name"], r) for r in self.earlier]  # in the previous document's order
-        return earlier + list(redone.values())
-
-    def keep_outcome(self, name: str, record: dict[str, Any]) -> None:
-        """Store a setting's per-item results as a bit string over the sorted evaluation ids."""
-        outcome = self.outcomes.get(name)
-        if not outcome:
-            return
-        ids = self.doc.setdefault("item_ids", sorted(outcome))
-        if set(ids) == set(outcome):
-            record["outcome_bits"] = "".join("1" if outcome[i] else "0" for i in ids)
-
-    def setting(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
-        """Run one setting unless past the deadline; a failure is recorded, never fatal."""
-        if self.resumed(name):
-            return
-        if self.elapsed() > self.args.deadline_s:
-            self.doc["settings"].append({"name": name, "skipped": f"deadline ({self.args.deadline_s:.0f} s) passed"})
-            return self.save()
-        started = time.monotonic()
-        try:
-            record = {"name": name, **fn()}
-        except Exception as exc:  # noqa: BLE001 - one failed setting must not lose the others
-            record = {"name": name, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
-        record.update(seconds=round(time.monotonic() - started, 1), hardware=self.doc["hardware"])
-        self.keep_outcome(name, record)
-        self.doc["settings"].append(record)
-        print(json.dumps({k: v for k, v in record.items() if k != "trace"}, default=str), flush=True)
-        self.save()
-
-    def outcome(self, name: str) -> dict[str, bool] | None:
-        """A setting's per-item results: this run's, else the previous document's (``--resume``),
-        so a run of one setting is compared with settings that an earlier run measured."""
-        if name not in self.outcomes and name in self.previous:
-            found = self.previous_outcome(self.previous[name])
-            if found is not None:
-                self.outcomes[name] = found
-        return self.outcomes.get(name)
-
-    def compare(self, a: str, b: str) -> None:
-        first, second = self.outcome(a), self.outcome(b)
-        if first is not None and second is not None:
-            ids = sorted(set(first) & set(second))
-            test = mcnemar_exact([first[i] for i in ids], [second[i] for i in ids])
-            self.doc["mcnemar"][f"{a} vs {b}"] = {**test, "n": len(ids)}
-            self.save()
 
 
 def common_train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +69,9 @@ def trained_and_evaluated(run: Run, name: str, mode: str, data: Any, *, epochs: 
     common = {**common_train(args, p), **(extra or {})}
     info = steps.train_student(name, data, args.work / name, common, epochs=epochs, budget=budget)
     run.students[name] = info
+    kept = run.retrained(name, info)
+    if kept is not None:
+        return kept
     metrics, outcome = steps.evaluate(f"hf:{args.work / name}", mode, args.test_file, args.work / "eval.db", p["test"],
                                       eval_config(args, p))  # fmt: skip
     run.outcomes[name] = outcome
@@ -348,6 +227,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--resume", action="store_true", help="reuse the settings --out already holds (a killed run goes on)")
     ap.add_argument("--keep-lost", action="store_true",
                     help="with --resume: keep a finished setting whose per-item predictions are gone (no paired test)")
+    ap.add_argument("--retrain", action="store_true",
+                    help="with --resume: train a finished student again when its folder is not in --work (a new machine), "
+                    "keeping its recorded evaluation, so votes:, eval: and self: items can use it")
     ap.add_argument("--only", default="", help="comma list of plan kinds: size,variants,votes,self,base (default all)")
     ap.add_argument("--eval-dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                     help="the students' dtype in evaluation (auto: float32 on a CPU; bfloat16 about halves the time on a CPU "
@@ -365,11 +247,16 @@ def preset_for(args: argparse.Namespace) -> dict[str, Any]:
     return {**PRESETS[args.preset], **({"epochs": args.epochs} if args.epochs else {})}
 
 
+def new_run(args: argparse.Namespace) -> Run:
+    """The result document of this command: the preset with its overrides; the record keeps the preset as written."""
+    return Run(args, preset_for(args), PRESETS[args.preset])
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    p = preset_for(args)
     args.work.mkdir(parents=True, exist_ok=True)
-    run = Run(args, p)
+    run = new_run(args)
+    p = run.preset
     only = set(args.only.split(",")) if args.only else None
     plan = [item for item in (args.plan.split(",") if args.plan else p["plan"]) if only is None or item.split(":")[0] in only]
     if not args.gold_db.is_file():
@@ -409,4 +296,9 @@ def pipeline_convert(args: argparse.Namespace, limit: int | None, factors: list[
 
 
 if __name__ == "__main__":
-    main()
+    from symkd.interrupts import Interrupted
+
+    try:
+        main()
+    except Interrupted as stop:  # what finished is in --out and the work folder's DB
+        sys.exit(f"bench: interrupted ({stop}); rerun the same command with --resume to go on")

@@ -27,7 +27,7 @@ def test_a_resumed_run_pairs_its_setting_with_the_earlier_runs_settings(tmp_path
     earlier_record(out)
     args = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "work"), "--out", str(out), "--resume", "--device", "cpu",
                              "--epochs", "3"])  # fmt: skip
-    run = bench.Run(args, bench.preset_for(args))
+    run = bench.new_run(args)
     run.outcomes["agent_8_x16"] = {"a": True, "b": True, "c": True, "d": False}  # this run's setting
     run.compare("agent_8_x16", "agent_8")
     run.compare("agent_8_x16", "agent_8_x4")
@@ -64,7 +64,7 @@ def test_an_evaluation_in_another_dtype_is_its_own_setting_paired_with_the_defau
     monkeypatch.setattr(bench.steps, "evaluate", evaluate)
     args = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "work"), "--out", str(out), "--resume",
                              "--eval-dtype", "bfloat16"])  # fmt: skip
-    run = bench.Run(args, bench.preset_for(args))
+    run = bench.new_run(args)
     bench.evaluated_again(run, "agent_8")
     bench.votes(run, "agent_8")
     doc = json.loads(out.read_text())
@@ -83,3 +83,42 @@ def test_a_second_evaluation_without_a_dtype_is_refused():
     run = type("R", (), {"args": args, "preset": bench.preset_for(args)})()
     with pytest.raises(SystemExit, match="needs --eval-dtype"):
         bench.evaluated_again(run, "agent_8")
+
+
+def test_retrain_trains_a_recorded_student_missing_from_the_work_folder_and_keeps_its_evaluation(tmp_path: Path, monkeypatch):
+    """--resume --retrain on a new machine: agent_8 is trained again (so votes:/eval:/self: can load it),
+    its recorded evaluation and outcomes are kept, and a changed training is flagged, not hidden."""
+    out, work = tmp_path / "record.json", tmp_path / "work"
+    loss = {"train_loss": 0.5, "eval_loss": None}
+    out.write_text(json.dumps({"item_ids": list("abcd"), "mcnemar": {}, "data": {}, "seconds": 10.0, "settings": [
+        {"name": "agent_8", "evaluation_id": "e1", "outcome_bits": "1100", "correct": 2, "train_tokens": 100,
+         "final_loss": loss, "seconds": 99.0, "hardware": "earlier machine"}]}))  # fmt: skip
+    trained: list[str] = []
+
+    def train_student(name, data, folder, common, **_):
+        trained.append(name)
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        return {"name": name, "train_tokens": 100, "final_loss": loss, "train_seconds": 1.0}
+
+    def evaluate(*_, **__):
+        raise AssertionError("a retrained student's recorded evaluation is kept, not run again")
+
+    monkeypatch.setattr(bench.steps, "train_student", train_student)
+    monkeypatch.setattr(bench.steps, "evaluate", evaluate)
+    args = bench.parse_args(["--preset", "smoke", "--work", str(work), "--out", str(out), "--resume", "--retrain"])
+
+    def run_agent_8(run):
+        run.setting("agent_8", lambda: bench.trained_and_evaluated(run, "agent_8", "agent", [], epochs=1, n_problems=8))
+
+    run = bench.new_run(args)
+    run_agent_8(run)
+    [record] = json.loads(out.read_text())["settings"]
+    assert trained == ["agent_8"] and record["retrained"]["same_as_recorded"] is True
+    assert (record["outcome_bits"], record["evaluation_id"], record["seconds"], record["hardware"]) == ("1100", "e1", 99.0, "earlier machine")
+    assert run.outcome("agent_8") == {"a": True, "b": True, "c": False, "d": False}
+    run_agent_8(bench.new_run(args))  # its folder is there now: resumed, not trained again
+    assert trained == ["agent_8"]
+    assert run.needs_retraining({"name": "agent_8", "train_tokens": 100}) is False
+    assert bench.new_run(bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "new"), "--out", str(out),
+                                           "--resume"])).needs_retraining({"name": "agent_8", "train_tokens": 100}) is False  # no --retrain
