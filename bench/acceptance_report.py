@@ -42,6 +42,11 @@ def rows(doc: dict[str, Any]) -> list[str]:
             extra.append(f"{s['variant_trajectories']:,} variant trajectories")
         if s.get("votes"):
             extra.append(f"mean sample {s.get('sample_accuracy', 0):.3f}, pass@{s['votes']} {s.get('pass_at_k', 0):.3f}")
+        if s.get("eval_dtype"):
+            extra.append(f"evaluated in {s['eval_dtype']}")
+        if s.get("retrained"):
+            again = "same tokens and loss" if s["retrained"].get("same_as_recorded") else "a DIFFERENT training"
+            extra.append(f"retrained in a later session ({again})")
         if s.get("parse_error_rate") is not None:
             extra.append(f"parse err {s['parse_error_rate']:.2f}")
         if s.get("tokens_per_s"):
@@ -75,7 +80,8 @@ def table(doc: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|\n")  # fmt: skip
     tests = "\n".join(f"- {pair}: only-first {t['a_only']}, only-second {t['b_only']}, exact McNemar p = {t['p_value']:.4g}"
                       for pair, t in doc.get("mcnemar", {}).items())  # fmt: skip
-    return (f"Hardware: {doc['hardware']}. Evaluation: {doc['eval_set']} (n = {doc['n_test']}), greedy, "
+    return (f"Hardware: {doc['hardware']}. Evaluation: {doc['eval_set']} (n = {doc['n_test']}), greedy "
+            "(a maj@K row: K sampled episodes per problem, majority vote on the final answer), "
             f"preset `{doc['preset']}`, {_total_seconds(doc):.0f} s of training and evaluation in all "
             "(the settings' own times, summed over the sessions that ran them).\n\n" + head + "\n".join(rows(doc))
             + data_lines(doc) + ("\n\nPaired tests (same problems):\n" + tests if tests else ""))  # fmt: skip

@@ -157,40 +157,47 @@ def evaluated_again(run: Run, student: str) -> None:
 
 
 def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
-    """One verified self-training round from ``student``; retrain with SFT and with REDI on it."""
+    """One verified self-training round from ``student``; retrain with SFT and with REDI on the same
+    positives (REDI's negatives paired with them: per problem one failed episode per positive).
+    With ``--eval-dtype`` the sampling runs in that dtype too, and the settings carry its suffix."""
     from symkd.pipelines.agents import self_train as st
     from symkd.store.db import Store
 
-    args, p = run.args, run.preset
+    args, p, sfx = run.args, run.preset, dtype_suffix(run.args)
     tasks = steps.train_tasks(args.data_dir, p["self_train"])
     cfg = st.SelfTrainConfig(rounds=1, samples=p["self_samples"], max_steps=p["max_steps"], max_tokens=p["max_tokens"],
                              sandbox=args.sandbox, wave=p["wave"])  # fmt: skip
+    options = {"batch_size": p["eval_batch"], **({"dtype": args.eval_dtype} if sfx else {})}
     sampled: dict[str, Any] = {}
 
     def sample() -> dict[str, Any]:
         with Store(args.gold_db) as store:
-            rows = st.sample_round(store, f"hf:{args.work / student}", tasks, 1, cfg, {"batch_size": p["eval_batch"]}, False)
+            rows = st.sample_round(store, f"hf:{args.work / student}", tasks, 1, cfg, options, False)
         sampled["rows"] = rows
         return {"sampled": len(rows), "correct": sum(r["correct"] for r in rows), "problems": len(tasks)}
 
-    run.setting(f"{student}_self_sample", sample)
+    run.setting(f"{student}_self_sample{sfx}", sample)
     if "rows" not in sampled:
         return
     gold = steps.gold_rows(args.gold_db, steps.train_tasks(args.data_dir, n))
     seen: dict[str, set[str]] = {}
     st.new_positives(gold, seen)
     positives = st.new_positives(sampled["rows"], seen)
-    negatives = [r for r in sampled["rows"] if not r["correct"]]
+    negatives = st.paired_negatives(gold + positives, sampled["rows"])
+    sft_name, redi_name = f"self_round1_sft{sfx}", f"self_round1_redi{sfx}"
     sft = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, label="gold + self-round-1")
-    run.setting("self_round1_sft", lambda: {**trained_and_evaluated(run, "self_round1_sft", "agent", sft, epochs=p["epochs"],
-                                                                     n_problems=len(gold)), "positives_added": len(positives)})  # fmt: skip
-    run.compare("self_round1_sft", student)
+    run.setting(sft_name, lambda: {**trained_and_evaluated(run, sft_name, "agent", sft, epochs=p["epochs"], n_problems=len(gold)),
+                                   "positives_added": len(positives)})  # fmt: skip
     redi = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, negatives=negatives,
                                      label="gold + self-round-1, REDI negatives")  # fmt: skip
-    run.setting("self_round1_redi", lambda: {**trained_and_evaluated(run, "self_round1_redi", "agent", redi, epochs=p["epochs"],
-                                                                      n_problems=len(gold), extra={"loss": "redi"}),
-                                             "negatives": len(negatives)})  # fmt: skip
-    run.compare("self_round1_redi", "self_round1_sft")
+    run.setting(redi_name, lambda: {**trained_and_evaluated(run, redi_name, "agent", redi, epochs=p["epochs"],
+                                                            n_problems=len(gold), extra={"loss": "redi"}),
+                                    "negatives": len(negatives)})  # fmt: skip
+    for name in (sft_name, redi_name):
+        run.compare(name, student)
+        if sfx:
+            run.compare(name, f"{student}{sfx}")
+    run.compare(redi_name, sft_name)
 
 
 def base_model(run: Run, modes: tuple[str, ...] = ("agent", "cot")) -> None:

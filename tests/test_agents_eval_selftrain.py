@@ -86,6 +86,17 @@ def test_only_correct_trajectories_with_new_code_are_added():
     assert st.should_stop(0, None, None) and st.should_stop(3, 0.1, 0.2) and st.should_stop(3, 0.2, 0.1) is None
 
 
+def test_redi_negatives_are_paired_with_positives_of_the_same_task():
+    """One distinct failed episode per positive of its task, as the paper's (x, y+, y-) pairs; a task
+    with no positive gives no negative (its failures have nothing to be contrasted with)."""
+    positives = [_row("a", "x = 1", 1), _row("a", "x = 2", 1), _row("b", "y = 1", 1)]
+    sampled = [_row("a", "bad = 1", 0), _row("a", "bad  =  1", 0), _row("a", "bad = 2", 0), _row("a", "bad = 3", 0),
+               _row("b", "x = 1", 1), _row("b", "nope", 0), _row("b", "nope 2", 0), _row("c", "lost", 0)]  # fmt: skip
+    kept = st.paired_negatives(positives, sampled)
+    assert [(r["task_id"], r["steps"][0]["code"]) for r in kept] == [("a", "bad = 1"), ("a", "bad = 2"), ("b", "nope")]
+    assert st.paired_negatives([], sampled) == []
+
+
 def test_finished_rounds_are_skipped_on_rerun(tmp_path: Path, monkeypatch):
     db, data = tmp_path / "st.db", tmp_path / "train.jsonl"
     data.write_text('{"question": "q?", "answer": "#### 1"}\n')

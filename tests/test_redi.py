@@ -129,7 +129,9 @@ def test_agent_train_takes_failed_trajectories_as_negatives(tmp_path: Path, tiny
 
     db = tmp_path / "run.db"
     with Store(db) as store:
-        write_trajectories(store, [row("2+2", 4, 1, 0), row("3+3", 6, 1, 0), row("2+2", 5, 0, 1, "teacher")])  # a failed teacher episode
+        write_trajectories(store, [row("2+2", 4, 1, 0), row("3+3", 6, 1, 0), row("2+2", 5, 0, 1, "teacher"),  # a failed teacher episode
+                                   row("2+2", 7, 0, 2, "teacher"),  # a second one: 2+2 has one positive, so one pair
+                                   row("9+9", 1, 0, 0, "teacher")])  # no positive to pair with  # fmt: skip
     args = ["agent", "train", "--db", str(db), "--base-model", str(tiny_lm), "--max-steps", "1", "--batch-size", "4",
             "--eval-fraction", "0", "--device", "cpu", "-q"]  # fmt: skip
     code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "redi"), "--negatives", "--loss", "redi")

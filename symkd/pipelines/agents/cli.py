@@ -176,7 +176,8 @@ def train(
     source: Optional[List[str]] = typer.Option(None, "--source", help="teacher | gold-rationales | gold-variants (repeatable; default the first two)"),
     verified: str = typer.Option("kept", "--verified", help="kept | rejected | all (teacher trajectories)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most N trajectories (first by task order)"),
-    negatives: bool = typer.Option(False, "--negatives", help="also failed trajectories (correct = 0) of --source, as negatives for --loss redi"),
+    negatives: bool = typer.Option(False, "--negatives", help="also failed trajectories (correct = 0) of --source, as negatives for --loss redi, paired as REDI pairs "
+                                   "them: per problem at most one distinct failed trajectory per positive"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace what --out holds"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
@@ -184,6 +185,7 @@ def train(
 ) -> None:
     """SFT (or REDI with --loss redi --negatives) on trajectories; the loss covers the model's own turns."""
     from symkd.pipelines.agents.export import training_data
+    from symkd.pipelines.agents.self_train import paired_negatives
     from symkd.students.modeling import load_tokenizer
     from symkd.students.train import train as run_train
 
@@ -192,8 +194,8 @@ def train(
     config = build(TrainConfig, train_options)
     sources = list(source or SOURCES)
     rows = _read(db, sources, verified)
-    failed = [r for r in _read(db, sources, "all") if not r["correct"]][:limit] if negatives else []
     rows = [r for r in rows if r["correct"] or not negatives][:limit]
+    failed = paired_negatives(rows, _read(db, sources, "all")) if negatives else []
     data = training_data(rows, load_tokenizer(config.base_model), {"kind": "agent-trajectories", "db": str(db),
                                                                    "sources": sources, "verified": verified},
                          negatives=failed)  # fmt: skip

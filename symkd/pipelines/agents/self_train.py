@@ -61,6 +61,23 @@ def new_positives(rows: Sequence[dict[str, Any]], seen: dict[str, set[str]]) -> 
     return kept
 
 
+def paired_negatives(positives: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Wrong rows paired with the positives as REDI pairs them: per task, at most as many failed
+    episodes (distinct code, in order) as the task has positives; a task without one gives none."""
+    wanted: dict[str, int] = {}
+    for row in positives:
+        wanted[row["task_id"]] = wanted.get(row["task_id"], 0) + 1
+    seen: dict[str, set[str]] = {}
+    kept = []
+    for row in rows:
+        task, sig = row["task_id"], code_signature(row)
+        if row["correct"] or sig in seen.setdefault(task, set()) or len(seen[task]) >= wanted.get(task, 0):
+            continue
+        seen[task].add(sig)
+        kept.append(row)
+    return kept
+
+
 def sample_round(store: Store, student: str, tasks: Sequence[Any], r: int, config: SelfTrainConfig,
                  teacher_options: dict[str, Any] | None, progress: bool) -> list[dict[str, Any]]:  # fmt: skip
     """The student's sampled episodes of round ``r``, stored (source ``self-round-r``) and verified."""
