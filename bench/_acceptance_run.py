@@ -83,16 +83,21 @@ class Run:
 
     def retrained(self, name: str, info: dict[str, Any]) -> dict[str, Any] | None:
         """The recorded setting with a note on its retraining (None: not a retrained setting). Training is
-        seeded, so the same data gives the same weights: the token count and final loss must match."""
+        seeded and the data identical, but CPU kernels are not bitwise reproducible across runs (thread
+        scheduling changes the order of reductions), so the final loss may differ in the 4th digit:
+        ``same_as_recorded`` is strict, and the relative loss difference is recorded beside it."""
         if name not in self.reused:
             return None
         record, outcome = self.reused.pop(name)
         if outcome is not None:
             self.outcomes[name] = outcome
         same = info.get("train_tokens") == record.get("train_tokens") and info.get("final_loss") == record.get("final_loss")
+        new_loss, old_loss = ((x.get("final_loss") or {}).get("train_loss") for x in (info, record))
+        drift = round(abs(new_loss - old_loss) / old_loss, 6) if new_loss and old_loss else None
         kept = {k: v for k, v in record.items() if k not in ("name", "outcome_bits", "resumed", "retrained")}
         return {**kept, "retrained": {"train_tokens": info.get("train_tokens"), "final_loss": info.get("final_loss"),
-                                      "train_seconds": info.get("train_seconds"), "same_as_recorded": same}}  # fmt: skip
+                                      "train_seconds": info.get("train_seconds"), "same_as_recorded": same,
+                                      "loss_relative_difference": drift}}  # fmt: skip
 
     def previous_outcome(self, record: dict[str, Any]) -> dict[str, bool] | None:
         """Task -> correct of a finished setting: from eval.db, else from the bits the JSON keeps."""

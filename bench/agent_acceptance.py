@@ -78,8 +78,8 @@ def trained_and_evaluated(run: Run, name: str, mode: str, data: Any, *, epochs: 
     return {"mode": mode, "n_train_problems": n_problems, **metrics, **info}
 
 
-def size_pair(run: Run, n: int | None) -> None:
-    """Agent vs CoT student on the first ``n`` train problems (None: all), equal token budgets."""
+def agent_student(run: Run, n: int | None) -> None:
+    """The agent student on the first ``n`` train problems (None: all): trained, resumed or retrained."""
     args, p = run.args, run.preset
     tasks = steps.train_tasks(args.data_dir, n)
     rows = steps.gold_rows(args.gold_db, tasks)
@@ -87,6 +87,15 @@ def size_pair(run: Run, n: int | None) -> None:
     agent_data = steps.agent_training_data(rows, args.base_model, args.gold_db, label=f"first {label}")
     run.setting(f"agent_{label}", lambda: trained_and_evaluated(run, f"agent_{label}", "agent", agent_data,
                                                                  epochs=p["epochs"], n_problems=len(tasks)))  # fmt: skip
+
+
+def size_pair(run: Run, n: int | None) -> None:
+    """Agent vs CoT student on the first ``n`` train problems (None: all), equal token budgets."""
+    args = run.args
+    agent_student(run, n)
+    tasks = steps.train_tasks(args.data_dir, n)
+    rows = steps.gold_rows(args.gold_db, tasks)
+    label = str(n or "all")
     budget = (run.students.get(f"agent_{label}") or {}).get("train_tokens")
     if budget:
         cot = steps.cot_data(tasks, rows, args.work / f"cot_{label}.jsonl")
@@ -140,7 +149,8 @@ def votes(run: Run, student: str) -> None:
 
 
 def evaluated_again(run: Run, student: str) -> None:
-    """``eval:LABEL``: the student agent_LABEL evaluated greedily again in ``--eval-dtype``, paired with its first run."""
+    """``eval:LABEL``: the student agent_LABEL evaluated greedily again in ``--eval-dtype``, paired with its
+    first run and with a maj@K of it recorded in the same dtype."""
     args, p = run.args, run.preset
     if not dtype_suffix(args):
         raise SystemExit("bench: an eval: plan item needs --eval-dtype (the default dtype's result is already recorded)")
@@ -154,6 +164,9 @@ def evaluated_again(run: Run, student: str) -> None:
 
     run.setting(name, go)
     run.compare(name, student)
+    for voted in sorted(set(run.outcomes) | set(run.previous)):  # a maj@K measured before this greedy run
+        if voted.startswith(f"{student}_maj") and voted.endswith(dtype_suffix(args)):
+            run.compare(voted, name)
 
 
 def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
@@ -164,6 +177,8 @@ def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
     from symkd.store.db import Store
 
     args, p, sfx = run.args, run.preset, dtype_suffix(run.args)
+    if args.retrain and not (args.work / student / "config.json").is_file():
+        agent_student(run, n)  # a new machine: the seed student is trained again (self:LABEL needs no size:LABEL)
     tasks = steps.train_tasks(args.data_dir, p["self_train"])
     cfg = st.SelfTrainConfig(rounds=1, samples=p["self_samples"], max_steps=p["max_steps"], max_tokens=p["max_tokens"],
                              sandbox=args.sandbox, wave=p["wave"])  # fmt: skip

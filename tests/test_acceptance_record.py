@@ -74,6 +74,15 @@ def test_an_evaluation_in_another_dtype_is_its_own_setting_paired_with_the_defau
     assert set(doc["mcnemar"]) == {"agent_8@bfloat16 vs agent_8", "agent_8_maj2@bfloat16 vs agent_8",
                                    "agent_8_maj2@bfloat16 vs agent_8@bfloat16"}  # fmt: skip
     assert doc["mcnemar"]["agent_8_maj2@bfloat16 vs agent_8@bfloat16"]["b_only"] == 1
+    # the other order (maj@K recorded first, as --plan votes:8,eval:8 runs them) gives the same pair
+    out2 = tmp_path / "record2.json"
+    earlier_record(out2)
+    args2 = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "work2"), "--out", str(out2), "--resume",
+                              "--eval-dtype", "bfloat16"])  # fmt: skip
+    run2 = bench.new_run(args2)
+    bench.votes(run2, "agent_8")
+    bench.evaluated_again(run2, "agent_8")
+    assert json.loads(out2.read_text())["mcnemar"] == doc["mcnemar"]
 
 
 def test_a_second_evaluation_without_a_dtype_is_refused():
@@ -115,6 +124,7 @@ def test_retrain_trains_a_recorded_student_missing_from_the_work_folder_and_keep
     run_agent_8(run)
     [record] = json.loads(out.read_text())["settings"]
     assert trained == ["agent_8"] and record["retrained"]["same_as_recorded"] is True
+    assert record["retrained"]["loss_relative_difference"] == 0.0
     assert (record["outcome_bits"], record["evaluation_id"], record["seconds"], record["hardware"]) == ("1100", "e1", 99.0, "earlier machine")
     assert run.outcome("agent_8") == {"a": True, "b": True, "c": False, "d": False}
     run_agent_8(bench.new_run(args))  # its folder is there now: resumed, not trained again
@@ -122,3 +132,38 @@ def test_retrain_trains_a_recorded_student_missing_from_the_work_folder_and_keep
     assert run.needs_retraining({"name": "agent_8", "train_tokens": 100}) is False
     assert bench.new_run(bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "new"), "--out", str(out),
                                            "--resume"])).needs_retraining({"name": "agent_8", "train_tokens": 100}) is False  # no --retrain
+
+
+def test_a_retraining_whose_loss_drifted_is_flagged_with_the_size_of_the_drift(tmp_path: Path):
+    """CPU kernels are not bitwise reproducible: a retrained student whose final loss moved in the 4th
+    digit is not called the same, and the record says by how much it moved."""
+    args = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path), "--out", str(tmp_path / "r.json"), "--retrain"])
+    run = bench.new_run(args)
+    run.reused["agent_8"] = ({"name": "agent_8", "train_tokens": 100, "final_loss": {"train_loss": 0.2}}, None)
+    kept = run.retrained("agent_8", {"train_tokens": 100, "final_loss": {"train_loss": 0.2001}, "train_seconds": 1.0})
+    assert kept["retrained"]["same_as_recorded"] is False
+    assert kept["retrained"]["loss_relative_difference"] == 0.0005
+
+
+def test_self_training_on_a_new_machine_trains_its_seed_student_again_first(tmp_path: Path, monkeypatch):
+    """self:8 with --retrain and no agent_8 weights in --work retrains agent_8 before sampling from it
+    (no size:8 item, which would retrain the CoT student too); without --retrain it does not."""
+    from symkd.pipelines.agents import self_train as st
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(bench, "agent_student", lambda run, n: calls.append(("seed", n)))
+    monkeypatch.setattr(bench.steps, "train_tasks", lambda data_dir, n: [])
+
+    def sample_round(store, spec, *_):
+        calls.append(("sample", spec))
+        raise RuntimeError("stop after sampling")
+
+    monkeypatch.setattr(st, "sample_round", sample_round)
+    for flags, expected in ((["--retrain"], ["seed", "sample"]), ([], ["sample"])):
+        calls.clear()
+        work = tmp_path / f"work{len(flags)}"
+        work.mkdir()
+        args = bench.parse_args(["--preset", "smoke", "--work", str(work), "--out", str(work / "r.json"),
+                                 "--gold-db", str(work / "gold.db"), *flags])  # fmt: skip
+        bench.self_train_and_redi(bench.new_run(args), "agent_8", 8)
+        assert [c[0] for c in calls] == expected and calls[-1][1] == f"hf:{work / 'agent_8'}"
