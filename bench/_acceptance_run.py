@@ -100,16 +100,18 @@ class Run:
                                       "loss_relative_difference": drift}}  # fmt: skip
 
     def previous_outcome(self, record: dict[str, Any]) -> dict[str, bool] | None:
-        """Task -> correct of a finished setting: from eval.db, else from the bits the JSON keeps."""
+        """Task -> correct of a finished setting: from the bits the JSON keeps, else from eval.db.
+        The bits first: they are this setting's own, while eval.db may hold another run under the same
+        id (records written before evaluation ids included the dtype and the weights' digest)."""
+        ids, bits = self.doc.get("item_ids") or [], record.get("outcome_bits")
+        if bits and len(bits) == len(ids):
+            return {i: b == "1" for i, b in zip(ids, bits)}
         db = self.args.work / "eval.db"
         if db.is_file():
             with steps.Store(db) as store:
                 rows = steps.read_predictions(store, record["evaluation_id"])
             if rows:
                 return steps.paired_outcomes(rows)
-        ids, bits = self.doc.get("item_ids") or [], record.get("outcome_bits")
-        if bits and len(bits) == len(ids):
-            return {i: b == "1" for i, b in zip(ids, bits)}
         return None
 
     def all_settings(self) -> list[dict[str, Any]]:

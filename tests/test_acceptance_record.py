@@ -167,3 +167,21 @@ def test_self_training_on_a_new_machine_trains_its_seed_student_again_first(tmp_
                                  "--gold-db", str(work / "gold.db"), *flags])  # fmt: skip
         bench.self_train_and_redi(bench.new_run(args), "agent_8", 8)
         assert [c[0] for c in calls] == expected and calls[-1][1] == f"hf:{work / 'agent_8'}"
+
+
+def test_a_recorded_setting_is_paired_by_its_own_outcome_bits_not_by_another_run_under_its_id(tmp_path: Path):
+    """eval.db may hold a later run under an old record's evaluation id (before ids carried the dtype):
+    the record's own bits decide its outcomes; eval.db only stands in where the bits are missing."""
+    from symkd.pipelines.agents import tables
+    from symkd.store.db import Store
+
+    out, work = tmp_path / "record.json", tmp_path / "work"
+    earlier_record(out)
+    work.mkdir()
+    rows = [{"task_id": t, "sample": 0, "prediction": "1", "correct": int(c), "answered": 1, "finished": 1,
+             "error": None, "completion": None, "trajectory_id": None} for t, c in zip("abcd", (0, 0, 1, 1))]  # fmt: skip
+    with Store(work / "eval.db") as store:
+        tables.write_evaluation(store, {"id": "e1", "model": "other run", "data": "t", "mode": "agent", "n": 4}, rows)
+    run = bench.new_run(bench.parse_args(["--preset", "smoke", "--work", str(work), "--out", str(out), "--resume"]))
+    assert run.outcome("agent_8") == {"a": True, "b": True, "c": False, "d": False}  # its bits "1100"
+    assert run.previous_outcome({"name": "old", "evaluation_id": "e1"}) == {"a": False, "b": False, "c": True, "d": True}

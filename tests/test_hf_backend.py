@@ -253,3 +253,24 @@ def test_a_chosen_dtype_has_its_own_cache_identity():
     assert bf16 != plain and bf16 != cache_identity(f"hf:{MODEL}", dtype="float32")
     built = HFTeacher(str(MODEL), dtype="bfloat16")  # the loaded teacher keys its answers the same way
     assert built.cache_identity() == bf16 and HFTeacher(str(MODEL)).cache_identity() == plain
+
+
+def test_one_student_evaluated_in_two_dtypes_keeps_two_evaluations(tmp_path):
+    """The evaluation key is the model's cache identity: a bfloat16 run of a student evaluated in
+    float32 before is a second evaluation beside the first, not an overwrite of its predictions."""
+    import json
+
+    from symkd.pipelines.agents import tables
+    from symkd.pipelines.agents.loop import AgentConfig
+    from symkd.pipelines.agents.pipeline import evaluate
+    from symkd.store.db import Store
+
+    data = tmp_path / "tasks.jsonl"
+    data.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "#### 5"}) + "\n")
+    db = tmp_path / "eval.db"
+    ids = [evaluate(f"hf:{MODEL}", data, db, config=AgentConfig(max_steps=1, max_tokens=8), progress=False,
+                    teacher_options={"dtype": dtype, "batch_size": 1})["evaluation_id"] for dtype in ("float32", "bfloat16")]  # fmt: skip
+    assert ids[0] != ids[1]
+    with Store(db) as store:
+        assert {r["id"] for r in store.query("select id from gsm8k_evaluations")} == set(ids)
+        assert all(len(tables.read_predictions(store, i)) == 1 for i in ids)

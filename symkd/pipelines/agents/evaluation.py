@@ -33,7 +33,10 @@ from symkd.store.db import Store
 VOTE_SAMPLE = -1  # the sample index of a task's majority-vote row
 
 
-def evaluation_id(model: str, data: Path, mode: str, setup: dict[str, Any]) -> str:
+def evaluation_id(model: Any, data: Path, mode: str, setup: dict[str, Any]) -> str:
+    """The evaluation's key: ``model`` is the session's cache identity (weights digest and dtype
+    included), so a float32 and a bfloat16 run of one student, or a student retrained at the same
+    path, are two evaluations, not one that the later run overwrites."""
     blob = json.dumps([model, str(data), mode, setup], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -166,7 +169,8 @@ def evaluate(teacher: str, data: Path, db: Path, *, mode: str = "agent", config:
                                     record=record, progress=progress)  # fmt: skip
             tables.write_trajectories(store, items)
         metrics = summarize(rows, items, mode)
-        eval_id = evaluation_id(teacher, data, mode, record if mode == "agent" else {"max_tokens": config.max_tokens, "limit": limit})
+        model_key = session.spec.identity or [str(teacher), teacher_options]
+        eval_id = evaluation_id(model_key, data, mode, record if mode == "agent" else {"max_tokens": config.max_tokens, "limit": limit})
         metrics.update(evaluation_id=eval_id, teacher=teacher, data=str(data), mode=mode, votes=votes,
                        seconds=round(time.monotonic() - started, 2), config=record if mode == "agent" else None,
                        context=str(context) if context else None)  # fmt: skip
