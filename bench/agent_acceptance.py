@@ -187,7 +187,8 @@ def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
 
     def sample() -> dict[str, Any]:
         with Store(args.gold_db) as store:
-            rows = st.sample_round(store, f"hf:{args.work / student}", tasks, 1, cfg, options, False)
+            # about an hour on a CPU for the cpu preset: with a progress bar
+            rows = st.sample_round(store, f"hf:{args.work / student}", tasks, 1, cfg, options, True)
         sampled["rows"] = rows
         return {"sampled": len(rows), "correct": sum(r["correct"] for r in rows), "problems": len(tasks)}
 
