@@ -16,6 +16,7 @@ Settings run in the preset's order; each is written to ``--out`` as soon as it f
 none starts past ``--deadline-s`` (the rest are listed as skipped), so a run cut short keeps
 what it measured. ``--plan`` and ``--epochs`` replace the preset's plan and epochs; with
 ``--resume`` a run of one setting is paired (McNemar) with the settings the record already holds.
+``epochs:N:E`` trains agent_N's data for E epochs instead (under-training or too few programs?).
 """
 
 from __future__ import annotations
@@ -78,15 +79,29 @@ def trained_and_evaluated(run: Run, name: str, mode: str, data: Any, *, epochs: 
     return {"mode": mode, "n_train_problems": n_problems, **metrics, **info}
 
 
-def agent_student(run: Run, n: int | None) -> None:
+def agent_student(run: Run, n: int | None, epochs: float | None = None, name: str | None = None) -> None:
     """The agent student on the first ``n`` train problems (None: all): trained, resumed or retrained."""
     args, p = run.args, run.preset
     tasks = steps.train_tasks(args.data_dir, n)
     rows = steps.gold_rows(args.gold_db, tasks)
     label = str(n or "all")
+    name = name or f"agent_{label}"
     agent_data = steps.agent_training_data(rows, args.base_model, args.gold_db, label=f"first {label}")
-    run.setting(f"agent_{label}", lambda: trained_and_evaluated(run, f"agent_{label}", "agent", agent_data,
-                                                                 epochs=p["epochs"], n_problems=len(tasks)))  # fmt: skip
+    run.setting(name, lambda: trained_and_evaluated(run, name, "agent", agent_data, epochs=epochs or p["epochs"],
+                                                    n_problems=len(tasks)))  # fmt: skip
+
+
+def longer_training(run: Run, n: int | None, epochs: float) -> None:
+    """``epochs:N:E``: the agent student on the same gold trajectories as agent_N, trained E epochs
+    (is it under-trained?), paired with agent_N and with agent_N's variant students (more data
+    at a similar token budget: more steps or more programs?)."""
+    label = str(n or "all")
+    name = f"agent_{label}_e{epochs:g}{dtype_suffix(run.args)}"
+    agent_student(run, n, epochs=epochs, name=name)
+    run.compare(name, f"agent_{label}")
+    for other in sorted(set(run.outcomes) | set(run.previous)):
+        if other.startswith(f"agent_{label}_x") and other[len(f"agent_{label}_x"):].isdigit():
+            run.compare(name, other)
 
 
 def size_pair(run: Run, n: int | None) -> None:
@@ -246,7 +261,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sandbox", default="bwrap", help="bwrap | rlimit (a throwaway machine without bubblewrap)")
     ap.add_argument("--base-model", default="smollm2")
     ap.add_argument("--deadline-s", type=float, default=float("inf"), help="start no setting after this many seconds")
-    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode; votes:250_x4: maj@K of the student agent_250_x4; eval:250_x4: that student again in --eval-dtype)")
+    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode; votes:250_x4: maj@K of the student agent_250_x4; eval:250_x4: that student again in --eval-dtype; epochs:250:6: agent_250's data for 6 epochs)")
     ap.add_argument("--resume", action="store_true", help="reuse the settings --out already holds (a killed run goes on)")
     ap.add_argument("--keep-lost", action="store_true",
                     help="with --resume: keep a finished setting whose per-item predictions are gone (no paired test)")
@@ -283,14 +298,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     only = set(args.only.split(",")) if args.only else None
     plan = [item for item in (args.plan.split(",") if args.plan else p["plan"]) if only is None or item.split(":")[0] in only]
     if not args.gold_db.is_file():
-        sizes = [item.split(":")[1] for item in plan if item.split(":")[0] in ("size", "variants", "self")]
+        sizes = [item.split(":")[1] for item in plan if item.split(":")[0] in ("size", "variants", "self", "epochs")]
         largest = None if "all" in sizes else max([int(x) for x in sizes] or [max(p["sizes"])])
         factors = [int(item.split(":")[2]) for item in plan if item.startswith("variants")]
         key = f"gold_{largest or 'all'}_variants_x{max(factors)}" if factors else "gold"  # a resumed record keeps the others
         run.doc["data"][key] = pipeline_convert(args, largest, factors)
     for item in plan:
         kind, *rest = item.split(":")
-        sizes = [None if r == "all" else int(r) for r in rest[:1] if kind in ("size", "variants", "self")]
+        sizes = [None if r == "all" else int(r) for r in rest[:1] if kind in ("size", "variants", "self", "epochs")]
         label = rest[0] if rest else ""
         if kind == "size":
             size_pair(run, sizes[0])
@@ -298,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             variants(run, sizes[0], int(rest[1]))
         elif kind == "votes" and p["votes"]:
             votes(run, f"agent_{label}")
+        elif kind == "epochs":
+            longer_training(run, sizes[0], float(rest[1]))
         elif kind == "eval":
             evaluated_again(run, f"agent_{label}")
         elif kind == "self" and p["self_train"]:

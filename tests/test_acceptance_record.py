@@ -185,3 +185,27 @@ def test_a_recorded_setting_is_paired_by_its_own_outcome_bits_not_by_another_run
     run = bench.new_run(bench.parse_args(["--preset", "smoke", "--work", str(work), "--out", str(out), "--resume"]))
     assert run.outcome("agent_8") == {"a": True, "b": True, "c": False, "d": False}  # its bits "1100"
     assert run.previous_outcome({"name": "old", "evaluation_id": "e1"}) == {"a": False, "b": False, "c": True, "d": True}
+
+
+def test_epochs_item_trains_the_same_data_longer_and_pairs_it_with_the_shorter_and_variant_students(tmp_path: Path, monkeypatch):
+    """epochs:8:6 -> agent_8_e6, trained 6 epochs on agent_8's data, paired with agent_8 and agent_8_x4."""
+    out = tmp_path / "record.json"
+    earlier_record(out)
+    trained: list[tuple] = []
+    monkeypatch.setattr(bench.steps, "train_tasks", lambda data_dir, n: ["t"] * n)
+    monkeypatch.setattr(bench.steps, "gold_rows", lambda db, tasks, **_: [])
+    monkeypatch.setattr(bench.steps, "agent_training_data", lambda rows, *a, **k: ["example"])
+
+    def train_student(name, data, folder, common, *, epochs=None, budget=None):
+        trained.append((name, data, epochs))
+        return {"train_tokens": 600, "epochs": epochs}
+
+    monkeypatch.setattr(bench.steps, "train_student", train_student)
+    monkeypatch.setattr(bench.steps, "evaluate", lambda *a, **k: ({"accuracy": 0.75, "evaluation_id": "e9"},
+                                                                  dict(zip("abcd", (True, True, True, False)))))  # fmt: skip
+    (tmp_path / "gold.db").write_bytes(b"")  # present: no conversion
+    doc = bench.main(["--preset", "smoke", "--work", str(tmp_path / "w"), "--out", str(out), "--resume",
+                      "--gold-db", str(tmp_path / "gold.db"), "--plan", "epochs:8:6"])  # fmt: skip
+    assert trained == [("agent_8_e6", ["example"], 6.0)]
+    assert {"agent_8_e6 vs agent_8", "agent_8_e6 vs agent_8_x4"} <= set(doc["mcnemar"])
+    assert doc["mcnemar"]["agent_8_e6 vs agent_8"]["a_only"] == 1  # c right only in the longer-trained one
