@@ -48,6 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+SIZED = ("size", "variants", "self", "epochs")  # plan items whose first field is a number of train problems
+
+
 def common_train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     return {"base_model": args.base_model, "batch_size": p["batch_size"], "max_length": p["max_length"],
             "eval_fraction": 0.0, "lr": p["lr"], "device": args.device,
@@ -79,8 +82,9 @@ def trained_and_evaluated(run: Run, name: str, mode: str, data: Any, *, epochs: 
     return {"mode": mode, "n_train_problems": n_problems, **metrics, **info}
 
 
-def agent_student(run: Run, n: int | None, epochs: float | None = None, name: str | None = None) -> None:
-    """The agent student on the first ``n`` train problems (None: all): trained, resumed or retrained."""
+def agent_student(run: Run, n: int | None, epochs: float | None = None, name: str | None = None) -> tuple[list, list]:
+    """The agent student on the first ``n`` train problems (None: all): trained, resumed or retrained.
+    Returns those problems and their gold trajectories."""
     args, p = run.args, run.preset
     tasks = steps.train_tasks(args.data_dir, n)
     rows = steps.gold_rows(args.gold_db, tasks)
@@ -89,6 +93,13 @@ def agent_student(run: Run, n: int | None, epochs: float | None = None, name: st
     agent_data = steps.agent_training_data(rows, args.base_model, args.gold_db, label=f"first {label}")
     run.setting(name, lambda: trained_and_evaluated(run, name, "agent", agent_data, epochs=epochs or p["epochs"],
                                                     n_problems=len(tasks)))  # fmt: skip
+    return tasks, rows
+
+
+def variant_students(run: Run, label: str) -> list[str]:
+    """agent_LABEL_xK settings of this run or the record (program variants at K x data)."""
+    prefix = f"agent_{label}_x"
+    return [o for o in sorted(set(run.outcomes) | set(run.previous)) if o.startswith(prefix) and o[len(prefix):].isdigit()]
 
 
 def longer_training(run: Run, n: int | None, epochs: float) -> None:
@@ -99,21 +110,17 @@ def longer_training(run: Run, n: int | None, epochs: float) -> None:
     name = f"agent_{label}_e{epochs:g}{dtype_suffix(run.args)}"
     agent_student(run, n, epochs=epochs, name=name)
     run.compare(name, f"agent_{label}")
-    for other in sorted(set(run.outcomes) | set(run.previous)):
-        if other.startswith(f"agent_{label}_x") and other[len(f"agent_{label}_x"):].isdigit():
-            run.compare(name, other)
+    for other in variant_students(run, label):
+        run.compare(name, other)
 
 
 def size_pair(run: Run, n: int | None) -> None:
     """Agent vs CoT student on the first ``n`` train problems (None: all), equal token budgets."""
-    args = run.args
-    agent_student(run, n)
-    tasks = steps.train_tasks(args.data_dir, n)
-    rows = steps.gold_rows(args.gold_db, tasks)
+    tasks, rows = agent_student(run, n)
     label = str(n or "all")
     budget = (run.students.get(f"agent_{label}") or {}).get("train_tokens")
     if budget:
-        cot = steps.cot_data(tasks, rows, args.work / f"cot_{label}.jsonl")
+        cot = steps.cot_data(tasks, rows, run.args.work / f"cot_{label}.jsonl")
         run.setting(f"cot_{label}", lambda: trained_and_evaluated(run, f"cot_{label}", "cot", cot, budget=budget,
                                                                    n_problems=len(tasks)))  # fmt: skip
     run.compare(f"agent_{label}", f"cot_{label}")
@@ -141,8 +148,8 @@ def variants(run: Run, n: int | None, factor: int) -> None:
     run.setting(name, lambda: {**trained_and_evaluated(run, name, "agent", data, epochs=p["epochs"], n_problems=len(tasks)),
                                "variant_trajectories": len(chosen)})  # fmt: skip
     run.compare(name, f"agent_{label}")
-    for other in sorted(set(run.outcomes) | set(run.previous)):  # the other factors at this size
-        if other.startswith(f"agent_{label}_x") and other != name and other[len(f"agent_{label}_x"):].isdigit():
+    for other in variant_students(run, label):  # the other factors at this size
+        if other != name:
             run.compare(name, other)
 
 
@@ -299,14 +306,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     only = set(args.only.split(",")) if args.only else None
     plan = [item for item in (args.plan.split(",") if args.plan else p["plan"]) if only is None or item.split(":")[0] in only]
     if not args.gold_db.is_file():
-        sizes = [item.split(":")[1] for item in plan if item.split(":")[0] in ("size", "variants", "self", "epochs")]
+        sizes = [item.split(":")[1] for item in plan if item.split(":")[0] in SIZED]
         largest = None if "all" in sizes else max([int(x) for x in sizes] or [max(p["sizes"])])
         factors = [int(item.split(":")[2]) for item in plan if item.startswith("variants")]
         key = f"gold_{largest or 'all'}_variants_x{max(factors)}" if factors else "gold"  # a resumed record keeps the others
         run.doc["data"][key] = pipeline_convert(args, largest, factors)
     for item in plan:
         kind, *rest = item.split(":")
-        sizes = [None if r == "all" else int(r) for r in rest[:1] if kind in ("size", "variants", "self", "epochs")]
+        sizes = [None if r == "all" else int(r) for r in rest[:1] if kind in SIZED]
         label = rest[0] if rest else ""
         if kind == "size":
             size_pair(run, sizes[0])

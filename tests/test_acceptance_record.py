@@ -207,5 +207,11 @@ def test_epochs_item_trains_the_same_data_longer_and_pairs_it_with_the_shorter_a
     doc = bench.main(["--preset", "smoke", "--work", str(tmp_path / "w"), "--out", str(out), "--resume",
                       "--gold-db", str(tmp_path / "gold.db"), "--plan", "epochs:8:6"])  # fmt: skip
     assert trained == [("agent_8_e6", ["example"], 6.0)]
+    # size:8 in a fresh record: the agent student, then the CoT one on the same problems at its token budget
+    monkeypatch.setattr(bench.steps, "cot_data", lambda tasks, rows, path: ["cot", len(tasks)])
+    trained.clear()
+    bench.main(["--preset", "smoke", "--work", str(tmp_path / "w2"), "--out", str(tmp_path / "r2.json"),
+                "--gold-db", str(tmp_path / "gold.db"), "--plan", "size:8"])  # fmt: skip
+    assert trained == [("agent_8", ["example"], bench.PRESETS["smoke"]["epochs"]), ("cot_8", ["cot", 8], None)]
     assert {"agent_8_e6 vs agent_8", "agent_8_e6 vs agent_8_x4"} <= set(doc["mcnemar"])
     assert doc["mcnemar"]["agent_8_e6 vs agent_8"]["a_only"] == 1  # c right only in the longer-trained one
