@@ -83,8 +83,8 @@ class Run:
 
     def retrained(self, name: str, info: dict[str, Any]) -> dict[str, Any] | None:
         """The recorded setting with a note on its retraining (None: not a retrained setting). Training is
-        seeded and the data identical, but CPU kernels are not bitwise reproducible across runs (thread
-        scheduling changes the order of reductions), so the final loss may differ in the 4th digit:
+        seeded and the data identical, but a CPU retraining is not always bitwise the same (agent_250_x4's
+        final loss moved in the 4th digit, agent_250's did not; likely the order of reductions):
         ``same_as_recorded`` is strict, and the relative loss difference is recorded beside it."""
         if name not in self.reused:
             return None
