@@ -22,6 +22,7 @@ what it measured. ``--plan`` and ``--epochs`` replace the preset's plan and epoc
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _acceptance_steps as steps  # noqa: E402
 from _acceptance_run import Run  # noqa: E402
+
+from symkd.store.db import Store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS: dict[str, dict[str, Any]] = {
@@ -245,7 +248,7 @@ def base_model(run: Run, modes: tuple[str, ...] = ("agent", "cot")) -> None:
 
     spec = f"hf:{locate('smollm2')}" if args.base_model == "smollm2" else f"hf:{args.base_model}"
     for mode in modes:
-        name = f"base_{mode}"
+        name = f"base_{mode}{dtype_suffix(args)}"
 
         def go(mode: str = mode, name: str = name) -> dict[str, Any]:
             metrics, outcome = steps.evaluate(spec, mode, args.test_file, args.work / "eval.db", p["test"],
@@ -305,12 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = run.preset
     only = set(args.only.split(",")) if args.only else None
     plan = [item for item in (args.plan.split(",") if args.plan else p["plan"]) if only is None or item.split(":")[0] in only]
-    if not args.gold_db.is_file():
-        sizes = [item.split(":")[1] for item in plan if item.split(":")[0] in SIZED]
-        largest = None if "all" in sizes else max([int(x) for x in sizes] or [max(p["sizes"])])
-        factors = [int(item.split(":")[2]) for item in plan if item.startswith("variants")]
-        key = f"gold_{largest or 'all'}_variants_x{max(factors)}" if factors else "gold"  # a resumed record keeps the others
-        run.doc["data"][key] = pipeline_convert(args, largest, factors)
+    gold_for_plan(run, plan)
     for item in plan:
         kind, *rest = item.split(":")
         sizes = [None if r == "all" else int(r) for r in rest[:1] if kind in SIZED]
@@ -331,6 +329,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             base_model(run, tuple(rest) or ("agent", "cot"))  # base:cot evaluates only that mode
     run.save()
     return run.doc
+
+
+#: meta key of the gold DB: the problems and variants it was converted for ({"limit": N | null, "variants": K})
+GOLD_MARK = "bench:gold_converted"
+
+
+def gold_for_plan(run: Run, plan: list[str]) -> None:
+    """Convert the gold trajectories the plan's sized items need, unless the gold DB already covers them.
+
+    A gold DB converted for a smaller plan (its first 250 problems) is extended, not silently
+    used for 1,000: the bench records what it converted in the DB's meta table; a DB without
+    that mark (made with the CLI) is converted again for the plan's size (rows are upserted).
+    """
+    args, p = run.args, run.preset
+    sizes = [item.split(":")[1] for item in plan if item.split(":")[0] in SIZED]
+    if args.gold_db.is_file() and not sizes:
+        return  # eval:, votes: and base items train nothing new from gold data
+    largest = None if "all" in sizes else max([int(x) for x in sizes] or [max(p["sizes"])])
+    factors = [int(item.split(":")[2]) for item in plan if item.startswith("variants")]
+    if args.gold_db.is_file() and _covers(_converted_for(args.gold_db), largest, max(factors, default=1) - 1):
+        return
+    key = f"gold_{largest or 'all'}_variants_x{max(factors)}" if factors else "gold"
+    run.doc["data"][key] = pipeline_convert(args, largest, factors)  # a resumed record keeps the others
+    with Store(args.gold_db) as store, store.transaction() as db:
+        db["meta"].upsert({"key": GOLD_MARK, "value": json.dumps({"limit": largest, "variants": max(factors, default=1) - 1})},
+                          pk="key")  # fmt: skip
+
+
+def _converted_for(db: Path) -> dict[str, Any] | None:
+    with Store(db) as store:
+        has_meta = store.scalar("select count(*) from sqlite_master where type = 'table' and name = 'meta'")
+        value = store.scalar("select value from meta where key = ?", (GOLD_MARK,)) if has_meta else None
+    return json.loads(value) if value else None
+
+
+def _covers(done: dict[str, Any] | None, limit: int | None, variants: int) -> bool:
+    if done is None:
+        return False
+    size_ok = done["limit"] is None or (limit is not None and done["limit"] >= limit)
+    return size_ok and done["variants"] >= variants
 
 
 def pipeline_convert(args: argparse.Namespace, limit: int | None, factors: list[int]) -> dict[str, Any]:

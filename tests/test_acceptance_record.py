@@ -215,3 +215,30 @@ def test_epochs_item_trains_the_same_data_longer_and_pairs_it_with_the_shorter_a
     assert trained == [("agent_8", ["example"], bench.PRESETS["smoke"]["epochs"]), ("cot_8", ["cot", 8], None)]
     assert {"agent_8_e6 vs agent_8", "agent_8_e6 vs agent_8_x4"} <= set(doc["mcnemar"])
     assert doc["mcnemar"]["agent_8_e6 vs agent_8"]["a_only"] == 1  # c right only in the longer-trained one
+
+
+def test_a_gold_db_converted_for_a_smaller_plan_is_extended_not_silently_reused(tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = (ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl").read_text().splitlines()
+    (data / "train.jsonl").write_text("\n".join(lines[:6]) + "\n")
+    common = ["--preset", "smoke", "--work", str(tmp_path / "work"), "--data-dir", str(data)]
+    (tmp_path / "work").mkdir()
+    small = bench.new_run(bench.parse_args(common + ["--out", str(tmp_path / "a.json")]))
+    bench.gold_for_plan(small, ["size:3"])
+    gold = tmp_path / "work" / "gold.db"
+
+    def tasks() -> set[str]:
+        from symkd.store.db import Store
+
+        with Store(gold) as store:
+            return {r[0] for r in store.db.execute("select task_id from trajectories where source = 'gold-rationales'")}
+
+    first = tasks()
+    assert first and all(int(t.split(":")[1]) <= 3 for t in first)
+    bench.gold_for_plan(small, ["eval:3"])  # trains nothing from gold data: nothing converted
+    assert tasks() == first
+    larger = bench.new_run(bench.parse_args(common + ["--out", str(tmp_path / "b.json")]))
+    bench.gold_for_plan(larger, ["epochs:6:2"])
+    assert first < tasks() and any(int(t.split(":")[1]) > 3 for t in tasks())
+    assert larger.doc["data"]["gold"]["tasks"] == 6
