@@ -107,14 +107,17 @@ def variant_students(run: Run, label: str) -> list[str]:
 
 def longer_training(run: Run, n: int | None, epochs: float) -> None:
     """``epochs:N:E``: the agent student on the same gold trajectories as agent_N, trained E epochs
-    (is it under-trained?), paired with agent_N and with agent_N's variant students (more data
-    at a similar token budget: more steps or more programs?)."""
+    (is it under-trained?), paired with agent_N, with agent_N's variant students (more data at a
+    similar token budget: more steps or more programs?) and with cot_N, each also in --eval-dtype
+    where that was recorded."""
     label = str(n or "all")
     name = f"agent_{label}_e{epochs:g}{dtype_suffix(run.args)}"
     agent_student(run, n, epochs=epochs, name=name)
-    run.compare(name, f"agent_{label}")
-    for other in variant_students(run, label):
+    sfx = dtype_suffix(run.args)
+    for other in [f"agent_{label}", *variant_students(run, label), f"cot_{label}"]:  # CoT: at its own budget
         run.compare(name, other)
+        if sfx:
+            run.compare(name, f"{other}{sfx}")  # the same dtype: no confound
 
 
 def size_pair(run: Run, n: int | None) -> None:
