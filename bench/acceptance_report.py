@@ -80,11 +80,24 @@ def table(doc: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|\n")  # fmt: skip
     tests = "\n".join(f"- {pair}: only-first {t['a_only']}, only-second {t['b_only']}, exact McNemar p = {t['p_value']:.4g}"
                       for pair, t in doc.get("mcnemar", {}).items())  # fmt: skip
-    return (f"Hardware: {doc['hardware']}. Evaluation: {doc['eval_set']} (n = {doc['n_test']}), greedy "
+    return (f"Hardware: {_hardware(doc)}. Evaluation: {doc['eval_set']} (n = {doc['n_test']}), greedy "
             "(a maj@K row: K sampled episodes per problem, majority vote on the final answer), "
             f"preset `{doc['preset']}`, {_total_seconds(doc):.0f} s of training and evaluation in all "
             "(the settings' own times, summed over the sessions that ran them).\n\n" + head + "\n".join(rows(doc))
             + data_lines(doc) + ("\n\nPaired tests (same problems):\n" + tests if tests else ""))  # fmt: skip
+
+
+def _hardware(doc: dict[str, Any]) -> str:
+    """The record's machine, or each machine with the settings measured on it when sessions differed."""
+    machines: dict[str, list[str]] = {}
+    for setting in doc.get("settings", []):
+        if setting.get("hardware"):
+            machines.setdefault(setting["hardware"], []).append(setting["name"])
+    if len(machines) <= 1:
+        return next(iter(machines), doc["hardware"])
+    most = max(machines, key=lambda m: len(machines[m]))
+    others = "; ".join(f"{m} for {', '.join(names)}" for m, names in machines.items() if m != most)
+    return f"{most} (the other settings: {others})"
 
 
 def _notes(path: Path) -> str:

@@ -354,7 +354,9 @@ def gold_for_plan(run: Run, plan: list[str]) -> None:
     if args.gold_db.is_file() and _covers(_converted_for(args.gold_db), largest, max(factors, default=1) - 1):
         return
     key = f"gold_{largest or 'all'}_variants_x{max(factors)}" if factors else "gold"
-    run.doc["data"][key] = pipeline_convert(args, largest, factors)  # a resumed record keeps the others
+    report = pipeline_convert(args, largest, factors)
+    if report["tasks"] >= (run.doc["data"].get(key) or {}).get("tasks", 0):  # a record of more problems keeps its own
+        run.doc["data"][key] = report  # and a resumed record the other keys
     with Store(args.gold_db) as store, store.transaction() as db:
         db["meta"].upsert({"key": GOLD_MARK, "value": json.dumps({"limit": largest, "variants": max(factors, default=1) - 1})},
                           pk="key")  # fmt: skip

@@ -35,3 +35,13 @@ def test_a_variants_setting_and_its_conversion_are_reported():
     assert "460 variant trajectories" in text
     assert "234 of 250 train problems converted" in text and "170 of 250 problems (68%) admit program variants" in text
     assert "no variant: no numbers map 80" in text
+
+
+def test_settings_measured_on_other_machines_are_named_in_the_header():
+    base = {"mode": "agent", "accuracy": 0.02, "ci95": [0.01, 0.04], "correct": 10, "items": 500, "seconds": 1.0}
+    settings = [{**base, "name": "a", "hardware": "AMD"}, {**base, "name": "b", "hardware": "AMD"},
+                {**base, "name": "c", "hardware": "Intel"}]  # fmt: skip
+    doc = {"hardware": "Intel", "eval_set": "first 500", "n_test": 500, "preset": "cpu", "settings": settings, "mcnemar": {}, "data": {}}
+    assert report.table(doc).startswith("Hardware: AMD (the other settings: Intel for c).")
+    doc["settings"] = settings[:2]
+    assert report.table(doc).startswith("Hardware: AMD.")
