@@ -57,7 +57,10 @@ def assert_same_model(a, b, tokenizer) -> None:
     import torch
 
     (la, ga), (lb, gb) = logits_and_greedy(a, tokenizer), logits_and_greedy(b, tokenizer)
-    assert torch.allclose(la, lb, atol=1e-4, rtol=1e-4), float((la - lb).abs().max())
+    # a merged LoRA (W + BA in float32) sums in another order than the adapter: up to 5.3e-4 apart
+    # on an Intel Xeon, so the bound scales with the logits (1e-4 of the largest)
+    scale = max(1.0, float(lb.abs().max()))
+    assert torch.allclose(la, lb, atol=1e-4 * scale, rtol=1e-4), (float((la - lb).abs().max()), scale)
     assert ga == gb
 
 
