@@ -351,29 +351,28 @@ def gold_for_plan(run: Run, plan: list[str]) -> None:
         return  # eval:, votes: and base items train nothing new from gold data
     largest = None if "all" in sizes else max([int(x) for x in sizes] or [max(p["sizes"])])
     factors = [int(item.split(":")[2]) for item in plan if item.startswith("variants")]
-    if args.gold_db.is_file() and _covers(_converted_for(args.gold_db), largest, max(factors, default=1) - 1):
+    wanted = {"limit": largest, "variants": max(factors, default=1) - 1}
+    if args.gold_db.is_file() and _covers(_converted_for(args.gold_db), wanted):
         return
     key = f"gold_{largest or 'all'}_variants_x{max(factors)}" if factors else "gold"
     report = pipeline_convert(args, largest, factors)
     if report["tasks"] >= (run.doc["data"].get(key) or {}).get("tasks", 0):  # a record of more problems keeps its own
         run.doc["data"][key] = report  # and a resumed record the other keys
     with Store(args.gold_db) as store, store.transaction() as db:
-        db["meta"].upsert({"key": GOLD_MARK, "value": json.dumps({"limit": largest, "variants": max(factors, default=1) - 1})},
-                          pk="key")  # fmt: skip
+        db["meta"].upsert({"key": GOLD_MARK, "value": json.dumps(wanted)}, pk="key")
 
 
 def _converted_for(db: Path) -> dict[str, Any] | None:
     with Store(db) as store:
-        has_meta = store.scalar("select count(*) from sqlite_master where type = 'table' and name = 'meta'")
-        value = store.scalar("select value from meta where key = ?", (GOLD_MARK,)) if has_meta else None
+        value = store.scalar("select value from meta where key = ?", (GOLD_MARK,)) if store.db["meta"].exists() else None
     return json.loads(value) if value else None
 
 
-def _covers(done: dict[str, Any] | None, limit: int | None, variants: int) -> bool:
+def _covers(done: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
     if done is None:
         return False
-    size_ok = done["limit"] is None or (limit is not None and done["limit"] >= limit)
-    return size_ok and done["variants"] >= variants
+    size_ok = done["limit"] is None or (wanted["limit"] is not None and done["limit"] >= wanted["limit"])
+    return size_ok and done["variants"] >= wanted["variants"]
 
 
 def pipeline_convert(args: argparse.Namespace, limit: int | None, factors: list[int]) -> dict[str, Any]:
