@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from symkd.memory import release_if_short
 from symkd.students import checkpoints
 from symkd.students.batching import collate, epoch_batches, target_count
 from symkd.students.config import TrainConfig
@@ -172,6 +173,8 @@ class Run:
         opt.optimizer.step()
         opt.scheduler.step()
         opt.optimizer.zero_grad(set_to_none=True)
+        if procs.device.type == "cpu":
+            release_if_short()  # the heap keeps every step's high water (see symkd.memory)
         state["step"] += 1
         if opt.kd is not None:
             opt.kd.after_step(row["kd"], state["step"])  # the same reduced value on every rank
