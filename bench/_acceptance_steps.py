@@ -6,12 +6,14 @@ the acceptance numbers are reproducible with plain commands.
 
 from __future__ import annotations
 
+import gc
 import json
 import platform
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from symkd.memory import release_freed_heap
 from symkd.pipelines.agents import pipeline
 from symkd.pipelines.agents.evaluation import paired_outcomes
 from symkd.pipelines.agents.export import cot_record, training_data
@@ -90,6 +92,8 @@ def train_student(name: str, data: Any, out: Path, common: dict[str, Any], *, ep
     started = time.monotonic()
     config = TrainConfig(out=out, **{**common, "epochs": round(float(epochs), 4)})
     summary = train(data, config, progress=True)  # a bar on stderr: a long run logs how far it got
+    gc.collect()  # the model and optimizer; then their heap goes back before evaluating (symkd.memory)
+    release_freed_heap()
     tp = summary.get("throughput") or {}
     return {"name": name, "out": str(out), "examples": len(data), "epochs": config.epochs,
             "train_tokens": tp.get("tokens"), "tokens_per_s": tp.get("tokens_per_s"), "mfu": tp.get("mfu"),

@@ -121,15 +121,17 @@ def longer_training(run: Run, n: int | None, epochs: float) -> None:
 
 
 def size_pair(run: Run, n: int | None) -> None:
-    """Agent vs CoT student on the first ``n`` train problems (None: all), equal token budgets."""
-    tasks, rows = agent_student(run, n)
-    label = str(n or "all")
-    budget = (run.students.get(f"agent_{label}") or {}).get("train_tokens")
+    """Agent vs CoT student on the first ``n`` train problems (None: all), equal token budgets; with
+    --eval-dtype both names carry its suffix (agent_N@bfloat16: not agent_N's fp32 result)."""
+    label, sfx = str(n or "all"), dtype_suffix(run.args)
+    agent, cot_name = f"agent_{label}{sfx}", f"cot_{label}{sfx}"
+    tasks, rows = agent_student(run, n, name=agent)
+    budget = (run.students.get(agent) or {}).get("train_tokens")
     if budget:
         cot = steps.cot_data(tasks, rows, run.args.work / f"cot_{label}.jsonl")
-        run.setting(f"cot_{label}", lambda: trained_and_evaluated(run, f"cot_{label}", "cot", cot, budget=budget,
-                                                                   n_problems=len(tasks)))  # fmt: skip
-    run.compare(f"agent_{label}", f"cot_{label}")
+        run.setting(cot_name, lambda: trained_and_evaluated(run, cot_name, "cot", cot, budget=budget,
+                                                             n_problems=len(tasks)))  # fmt: skip
+    run.compare(agent, cot_name)
 
 
 def variants(run: Run, n: int | None, factor: int) -> None:
