@@ -100,6 +100,62 @@ def _hardware(doc: dict[str, Any]) -> str:
     return f"{most} (the other settings: {others})"
 
 
+def curve_points(doc: dict[str, Any]) -> dict[str, list[tuple[int, float, float, float, str]]]:
+    """Greedy trained students by family (agent, agent + program variants, CoT): (train problems,
+    accuracy %, Wilson low %, high %, name) each, in order of size."""
+    families: dict[str, list[tuple[int, float, float, float, str]]] = {}
+    for s in doc["settings"]:
+        if "accuracy" not in s or s.get("votes") or not s.get("n_train_problems") or s.get("mode") not in ("agent", "cot"):
+            continue
+        family = ("CoT student" if s["mode"] == "cot" else "agent + program variants" if s.get("variant_trajectories")
+                  else "agent, self-trained" if s["name"].startswith("self_") else "agent student")  # fmt: skip
+        lo, hi = s["ci95"]
+        families.setdefault(family, []).append((s["n_train_problems"], 100 * s["accuracy"], 100 * lo, 100 * hi, s["name"]))
+    return {f: sorted(points) for f, points in families.items()}
+
+
+def plot(doc: dict[str, Any], out: Path) -> Path:
+    """Accuracy (95 % Wilson bars) against training problems, per family, each point named; the base
+    model as a line. Written atomically to ``out`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    families = sorted(curve_points(doc).items())
+    at_size: dict[int, int] = {}  # points already drawn at a size: each next one a little to the right
+    for (family, points), marker in zip(families, "osD^v"):
+        xs = []
+        for p in points:
+            xs.append(p[0] * 1.035 ** at_size.get(p[0], 0))
+            at_size[p[0]] = at_size.get(p[0], 0) + 1
+        err = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+        ax.errorbar(xs, [p[1] for p in points], yerr=err, fmt=marker, capsize=3, label=family)
+        for x, p in zip(xs, points):
+            ax.annotate(p[4], (x, p[1]), fontsize=6, rotation=30, xytext=(3, 3), textcoords="offset points")
+    for s in doc["settings"]:
+        if s["name"].startswith("base_") and "accuracy" in s:
+            ax.axhline(100 * s["accuracy"], ls="--", lw=0.8, color="grey")
+            ax.text(0.99, 100 * s["accuracy"], s["name"], transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+                    fontsize=7, color="grey")  # fmt: skip
+    ax.set_xscale("log")
+    sizes = sorted(at_size)
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.set_xlim(min(sizes) * 0.85, max(sizes) * 1.35)
+    ax.minorticks_off()
+    ax.set_xlabel("training problems (GSM8K train, first N)")
+    ax.set_ylabel(f"solved, % of {doc['n_test']} test problems (95 % Wilson)")
+    ax.set_title(f"{doc.get('preset', '')} preset: greedy students on {doc['eval_set']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
 def _notes(path: Path) -> str:
     """The reading of a results file, written by a person beside it (``NAME.notes.md``)."""
     notes = path.with_suffix(".notes.md")
@@ -118,7 +174,9 @@ def replace_between(path: Path, start: str, end: str, body: str) -> None:
 
 def main(paths: list[str]) -> None:
     docs = [json.loads(Path(p).read_text()) for p in paths]
-    body = "\n\n".join(f"### `{Path(p).name}`\n\n{table(d)}{_notes(Path(p))}" for p, d in zip(paths, docs))
+    pictures = {p: plot(d, Path(p).with_suffix(".png")).resolve().relative_to(ROOT) for p, d in zip(paths, docs)}
+    body = "\n\n".join(f"### `{Path(p).name}`\n\n![accuracy against training problems]({pictures[p]})\n\n{table(d)}{_notes(Path(p))}"
+                         for p, d in zip(paths, docs))  # fmt: skip
     replace_between(ROOT / "README.md", "<!-- agents-table -->", "<!-- /agents-table -->", body)
     bench = ("## Agents: acceptance on GSM8K test (`bench/agent_acceptance.py`)\n\n"
              "Rendered by `python bench/acceptance_report.py " + " ".join(paths) + "` from the results JSON.\n\n" + body)

@@ -45,3 +45,12 @@ def test_settings_measured_on_other_machines_are_named_in_the_header():
     assert report.table(doc).startswith("Hardware: AMD (the other settings: Intel for c).")
     doc["settings"] = settings[:2]
     assert report.table(doc).startswith("Hardware: AMD.")
+
+
+def test_the_scale_picture_has_every_greedy_trained_student(tmp_path):
+    doc = json.loads((ROOT / "bench" / "results" / "agent_acceptance.json").read_text())
+    drawn = {p[4] for points in report.curve_points(doc).values() for p in points}
+    trained = {s["name"] for s in doc["settings"] if "accuracy" in s and s.get("n_train_problems") and not s.get("votes")}
+    assert drawn == trained and trained
+    out = report.plot(doc, tmp_path / "curve.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp.png"))
