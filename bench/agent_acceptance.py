@@ -247,6 +247,14 @@ def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
     run.compare(redi_name, sft_name)
 
 
+def compared(run: Run, a: str, b: str) -> None:
+    """``compare:A:B``: the exact McNemar test of two settings this run or the record (--resume) holds."""
+    missing = [name for name in (a, b) if run.outcome(name) is None]
+    if missing:
+        raise SystemExit(f"bench: compare: no per-item outcomes for {', '.join(missing)} (a recorded setting? --resume?)")
+    run.compare(a, b)
+
+
 def base_model(run: Run, modes: tuple[str, ...] = ("agent", "cot")) -> None:
     args, p = run.args, run.preset
     from symkd.teachers.embedded import locate
@@ -277,7 +285,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sandbox", default="bwrap", help="bwrap | rlimit (a throwaway machine without bubblewrap)")
     ap.add_argument("--base-model", default="smollm2")
     ap.add_argument("--deadline-s", type=float, default=float("inf"), help="start no setting after this many seconds")
-    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode; votes:250_x4: maj@K of the student agent_250_x4; eval:250_x4: that student again in --eval-dtype; epochs:250:6: agent_250's data for 6 epochs)")
+    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode; votes:250_x4: maj@K of the student agent_250_x4; eval:250_x4: that student again in --eval-dtype; epochs:250:6: agent_250's data for 6 epochs; compare:A:B: exact McNemar of two recorded settings)")
     ap.add_argument("--resume", action="store_true", help="reuse the settings --out already holds (a killed run goes on)")
     ap.add_argument("--keep-lost", action="store_true",
                     help="with --resume: keep a finished setting whose per-item predictions are gone (no paired test)")
@@ -330,6 +338,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             evaluated_again(run, f"agent_{label}")
         elif kind == "self" and p["self_train"]:
             self_train_and_redi(run, f"agent_{label}", sizes[0])
+        elif kind == "compare":
+            compared(run, *rest[:2])
         elif kind == "base" and p["base"]:
             base_model(run, tuple(rest) or ("agent", "cot"))  # base:cot evaluates only that mode
     run.save()

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 spec = importlib.util.spec_from_file_location("agent_acceptance", ROOT / "bench" / "agent_acceptance.py")
@@ -242,3 +244,14 @@ def test_a_gold_db_converted_for_a_smaller_plan_is_extended_not_silently_reused(
     bench.gold_for_plan(larger, ["epochs:6:2"])
     assert first < tasks() and any(int(t.split(":")[1]) > 3 for t in tasks())
     assert larger.doc["data"]["gold"]["tasks"] == 6
+
+
+def test_compare_pairs_two_recorded_settings_and_refuses_one_it_does_not_hold(tmp_path: Path):
+    out = tmp_path / "record.json"
+    earlier_record(out)
+    common = ["--preset", "smoke", "--work", str(tmp_path / "work"), "--out", str(out), "--resume"]
+    bench.main(common + ["--plan", "compare:agent_8:agent_8_x4"])
+    test = json.loads(out.read_text())["mcnemar"]["agent_8 vs agent_8_x4"]
+    assert (test["a_only"], test["b_only"], test["n"]) == (1, 1, 4)  # 1100 vs 0110
+    with pytest.raises(SystemExit, match="no per-item outcomes for agent_9"):
+        bench.main(common + ["--plan", "compare:agent_8:agent_9"])
