@@ -3,12 +3,13 @@
 A CPU training step allocates and frees gigabytes of activations whose shapes change with every
 micro-batch (length-grouped batches: each has its own width). glibc's malloc keeps what was freed
 in its heap for reuse, and with ever-changing sizes that heap only grows: training SmolLM2-135M on
-100 agent trajectories held 8.4 GB RSS between steps after 12 steps, 2.2 GB when each step ended
-with ``malloc_trim(0)``; 1,000 trajectories for three epochs reached 20.7 GB of a 24 GiB machine.
-Trimming is not free: the next step page-faults its memory back in (355 instead of 476 tokens/s
-when trimming after every step; 2-core Intel Xeon, torch 2.13), and ``MALLOC_MMAP_THRESHOLD_``
-(every large block ``mmap``-ed) trained 35 % slower. So the trainer trims only when the machine
-(or the process's cgroup) runs short: :func:`release_if_short`.
+80 agent trajectories held 8.4 GB RSS between steps after 10 steps, 2.2 GB when each step ended
+with ``malloc_trim(0)`` (``bench/train_memory.py``, 2-core Intel Xeon, torch 2.13); 1,000
+trajectories for three epochs reached 20.7 GB of a 24 GiB machine. Trimming is not free: the next
+step page-faults its memory back in (471 instead of 524 tokens/s when trimming after every step),
+and ``MALLOC_MMAP_THRESHOLD_`` (every large block ``mmap``-ed) trained 35 % slower in a probe. So
+the trainer trims only when the machine (or the process's cgroup) runs short:
+:func:`release_if_short`; with it, 2,000 trajectories for two epochs peaked at 18.1 GB.
 
 Hand-written (a ctypes call and two small files read): torch exposes no allocator control on the
 CPU, and swapping the allocator (jemalloc, tcmalloc) needs ``LD_PRELOAD`` before Python starts.
