@@ -37,7 +37,7 @@ def status_mb(field: str) -> int:
     return next(int(ln.split()[1]) // 1024 for ln in open("/proc/self/status") if ln.startswith(field + ":"))
 
 
-def examples(args: argparse.Namespace):
+def examples(args: argparse.Namespace, folder: Path):
     from symkd.students.data import TrainingData, load_data
 
     if args.data:
@@ -47,7 +47,7 @@ def examples(args: argparse.Namespace):
     from symkd.pipelines.agents.gsm8k import read_tasks
     from symkd.students.data import from_jsonl
 
-    path = Path(tempfile.mkdtemp(prefix="train-memory-")) / "cot.jsonl"
+    path = folder / "cot.jsonl"
     tasks = read_tasks(args.gsm8k / "train.jsonl", limit=args.examples)
     path.write_text("".join(json.dumps(cot_record(t)) + "\n" for t in tasks))
     return from_jsonl(path)
@@ -80,8 +80,8 @@ def child(args: argparse.Namespace) -> dict:
         return row
 
     loop.Run.step = measured
-    data = examples(args)
     with tempfile.TemporaryDirectory(prefix="train-memory-") as tmp:
+        data = examples(args, Path(tmp))
         config = TrainConfig(out=Path(tmp) / "s", base_model=args.model, epochs=1, batch_size=args.batch_size,
                              max_length=args.max_length, lr=1e-4, eval_fraction=0.0, seed=0)  # fmt: skip
         summary = train(data, config, progress=False)

@@ -9,7 +9,10 @@ trajectories for three epochs reached 20.7 GB of a 24 GiB machine. Trimming is n
 step page-faults its memory back in (471 instead of 524 tokens/s when trimming after every step),
 and ``MALLOC_MMAP_THRESHOLD_`` (every large block ``mmap``-ed) trained 35 % slower in a probe. So
 the trainer trims only when the machine (or the process's cgroup) runs short:
-:func:`release_if_short`; with it, 2,000 trajectories for two epochs peaked at 18.1 GB.
+:func:`release_if_short`; with it, 2,000 trajectories for two epochs peaked at 18.1 GB. Part of the
+growth is not freed memory at all: what stays after a trim grows with the number of distinct
+micro-batch widths (a tiny-model probe: flat with one width or widths rounded to 64), which
+trimming cannot return.
 
 Hand-written (a ctypes call and two small files read): torch exposes no allocator control on the
 CPU, and swapping the allocator (jemalloc, tcmalloc) needs ``LD_PRELOAD`` before Python starts.
