@@ -190,8 +190,8 @@ def test_closed_forks_leave_their_workdir_behind_no_longer():
         assert r.stdout.split("] ")[1] == "[]\n" and "'w1'" in r.stdout, r.stdout
 
 
-def _container_pids(box: Sandbox) -> list[int]:
-    deadline = time.monotonic() + 3
+def _container_pids(box: Sandbox, wait: float = 3.0) -> list[int]:
+    deadline = time.monotonic() + wait
     while len(uid_pids(box.uid)) > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     return uid_pids(box.uid)
@@ -212,10 +212,15 @@ if os.fork() == 0:  # a double-forked daemon, reparented to the zygote
 def test_no_process_survives_a_timed_out_or_dead_step(sb, ending):
     assert sb.run(ESCAPES).error is None
     time.sleep(0.3)
-    assert len(uid_pids(sb.uid)) >= 4  # zygote, worker, sleep, daemon
+    zygote = sb._container.zygote_pid
+    escaped = set(uid_pids(sb.uid)) - {zygote}
+    assert len(escaped) >= 3  # worker, sleep, daemon
     r = sb.run(ending)
     assert r.worker_died
-    assert _container_pids(sb) == [sb._container.zygote_pid]  # nothing but the zygote is left
+    assert not escaped & set(uid_pids(sb.uid))  # the step is over only when all of them are dead
+    # the zygote forks a short-lived child to empty the discarded workdir (its own, not model
+    # code's): on a loaded machine it may outlive a few seconds, so wait for it longer
+    assert _container_pids(sb, wait=15.0) == [zygote]  # nothing but the zygote is left
     assert_recovers(sb)
 
 
