@@ -159,7 +159,8 @@ def variants(run: Run, n: int | None, factor: int) -> None:
 def votes(run: Run, student: str) -> None:
     """maj@K of ``student``, paired with its greedy run (and its greedy run in the same dtype, when recorded)."""
     args, p = run.args, run.preset
-    name = f"{student}_maj{p['votes']}{dtype_suffix(args)}"
+    suffix = dtype_suffix(args)  # a student trained by a size: item in that dtype already carries it
+    name = f"{student.removesuffix(suffix) if suffix else student}_maj{p['votes']}{suffix}"
 
     def go() -> dict[str, Any]:
         metrics, outcome = steps.evaluate(f"hf:{args.work / student}", "agent", args.test_file, args.work / "eval.db",
@@ -169,8 +170,8 @@ def votes(run: Run, student: str) -> None:
 
     run.setting(name, go)
     run.compare(name, student)
-    if dtype_suffix(args):
-        run.compare(name, f"{student}{dtype_suffix(args)}")
+    if suffix and not student.endswith(suffix):
+        run.compare(name, f"{student}{suffix}")
 
 
 def evaluated_again(run: Run, student: str) -> None:

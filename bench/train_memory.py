@@ -8,6 +8,10 @@ between steps) and at the end ``VmHWM`` (its peak). Modes (see ``symkd.memory``)
 * ``short``: the trainer's default, ``malloc_trim`` only when less than 25 % of memory is available;
 * ``every``: ``malloc_trim`` after every step (its cost: the next step page-faults its memory back).
 
+``--pad-multiples 1,64`` runs each mode once per width multiple (``TrainConfig.pad_multiple``):
+memory grows with the number of distinct micro-batch widths, and rounding them up trades pad
+columns (compute) for fewer shapes.
+
 Data: GSM8K worked solutions (the first ``--examples`` train problems of
 ``../shared/data/gsm8k``, as ``agent export-cot`` writes them) or ``--data`` (any chat JSONL), e.g.
 agent trajectories, whose rows are wider and whose steps hold more memory:
@@ -83,7 +87,8 @@ def child(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="train-memory-") as tmp:
         data = examples(args, Path(tmp))
         config = TrainConfig(out=Path(tmp) / "s", base_model=args.model, epochs=1, batch_size=args.batch_size,
-                             max_length=args.max_length, lr=1e-4, eval_fraction=0.0, seed=0)  # fmt: skip
+                             max_length=args.max_length, lr=1e-4, eval_fraction=0.0, seed=0,
+                             pad_multiple=args.pad_multiple)  # fmt: skip
         summary = train(data, config, progress=False)
     return {"steps": len(after), "tokens_per_s": summary["throughput"]["tokens_per_s"], "trims": trims["n"],
             "rss_first_step_mb": after[0], "rss_max_between_steps_mb": max(after), "rss_last_step_mb": after[-1],
@@ -99,7 +104,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=640)
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--pad-multiples", default="1", help="comma list of micro-batch width multiples, each run per mode")
     ap.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # the child process
+    ap.add_argument("--pad-multiple", type=int, default=1, help=argparse.SUPPRESS)  # the child process
     ap.add_argument("--out", type=Path, help="also write the JSON result here")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = ap.parse_args()
@@ -108,13 +115,17 @@ def main() -> None:
         return
     result: dict = {"examples": args.examples, "data": str(args.data or "gsm8k worked solutions"),
                     "batch_size": args.batch_size, "load_before": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    multiples = [int(m) for m in args.pad_multiples.split(",")]
+    argv = ["--model", args.model, "--gsm8k", str(args.gsm8k), "--examples", str(args.examples), "--batch-size",
+            str(args.batch_size), "--max-length", str(args.max_length), *(["--data", str(args.data)] if args.data else [])]  # fmt: skip
     for mode in args.modes.split(","):
-        argv = ["--model", args.model, "--gsm8k", str(args.gsm8k), "--examples", str(args.examples), "--batch-size",
-                str(args.batch_size), "--max-length", str(args.max_length), *(["--data", str(args.data)] if args.data else [])]  # fmt: skip
-        out = subprocess.run([sys.executable, __file__, *argv, "--mode", mode], capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(f"train_memory: mode {mode} failed: {out.stderr.strip().splitlines()[-1:]}")
-        result.update({f"{mode}.{k}": v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()})
+        for multiple in multiples:
+            name = mode if multiples == [1] else f"{mode}.pad{multiple}"
+            cmd = [sys.executable, __file__, *argv, "--mode", mode, "--pad-multiple", str(multiple)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"train_memory: {name} failed: {out.stderr.strip().splitlines()[-1:]}")
+            result.update({f"{name}.{k}": v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()})
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))

@@ -80,3 +80,30 @@ def test_packed_and_padded_training_take_the_same_steps(tmp_path: Path, tiny_lm:
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
     assert runs[True]["final"]["eval_loss"] == pytest.approx(runs[False]["final"]["eval_loss"], rel=1e-3)
     assert runs[True]["throughput"]["tokens"] == runs[False]["throughput"]["tokens"]
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_widths_rounded_to_a_multiple_take_the_same_steps(tmp_path: Path, tiny_lm: Path, monkeypatch, packing: bool) -> None:
+    """``pad_multiple`` (fewer distinct shapes: CPU memory stays flat) only adds pad columns: same losses."""
+    import symkd.students.loop as loop
+
+    widths: list[int] = []
+
+    def recorded(*args, **kwargs):
+        batch = collate(*args, **kwargs)
+        widths.append(batch["input_ids"].shape[1])
+        return batch
+
+    monkeypatch.setattr(loop, "collate", recorded)
+    runs = {}
+    for multiple in (None, 64):
+        widths.clear()
+        config = TrainConfig(out=tmp_path / f"m{multiple}", base_model=str(tiny_lm), max_steps=4, batch_size=6, lr=3e-3,
+                             eval_fraction=0.2, device="cpu", precision="fp32", packing=packing, pad_multiple=multiple)  # fmt: skip
+        runs[multiple] = train(from_triples(TRIPLES), config, progress=False), sorted(set(widths))
+    (plain, plain_widths), (rounded, rounded_widths) = runs[None], runs[64]
+    assert rounded_widths == [64] and len(plain_widths) > 1 and max(plain_widths) < 64
+    for a, b in zip(plain["history"], rounded["history"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+    assert plain["final"]["eval_loss"] == pytest.approx(rounded["final"]["eval_loss"], rel=1e-3)
+    assert plain["throughput"]["tokens"] == rounded["throughput"]["tokens"]  # pad columns are not counted as seen

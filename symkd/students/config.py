@@ -38,6 +38,8 @@ class TrainConfig(BaseModel):
         None, gt=8, description="longest example in tokens, longer ones are left out (default: the longest example, up to 2048)")
     max_dropped_share: float = Field(
         0.01, ge=0, le=1, description="refuse to train when more than this share of examples is longer than max_length (1: allow)")
+    pad_multiple: Optional[int] = Field(
+        None, gt=0, description="round micro-batch widths up to a multiple of this (default: 8 on a GPU, 1 on a CPU)")
     packing: bool = Field(True, description="pack a micro-batch's examples into rows (same loss, no padding computed)")
     loss: Literal["sft", "redi"] = Field(
         "sft", description="sft: cross-entropy on positives; redi: also push down negatives (Xu et al. 2025)")
@@ -85,7 +87,7 @@ class TrainConfig(BaseModel):
         Fields added later count only when set away from their default, so folders trained
         before they existed keep their fingerprint; so does the process count when it is 1.
         """
-        fields = self.model_dump(mode="json", exclude={"out", "keep_checkpoints", "eval_every", "save_every"})
+        fields = self.model_dump(mode="json", exclude={"out", "keep_checkpoints", "eval_every", "save_every", "pad_multiple"})
         fields = {k: v for k, v in fields.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
         blob = {"config": fields, "data": data_digest, **({"processes": processes} if processes > 1 else {})}
         blob = json.dumps(blob, sort_keys=True)

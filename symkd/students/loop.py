@@ -79,7 +79,7 @@ class Passes:
         self.config, self.procs, self.model, self.teacher, self.kd = config, procs, model, teacher, kd
         self.data, self.pad_id, self.sliced = prepared, pad_id, sliced
         self.targets = [target_count(t) for t in prepared.train]
-        self.multiple = 8 if procs.device.type == "cuda" else 1
+        self.multiple = config.pad_multiple or (8 if procs.device.type == "cuda" else 1)
         self.base = procs.unwrap(model)
         self.autocast = torch.autocast(procs.device.type, dtype=torch.bfloat16, enabled=bf16)
         self.redi_alpha = config.redi_alpha if config.loss == "redi" else None
