@@ -136,6 +136,10 @@ def main() -> None:
              "Other jobs on the cores lower every tokens/s figure (load average before and after). Agent "
              "trajectories for `--data`: `symkd agent export --db GOLD_DB --source gold-rationales -o FILE` (the gold "
              "DB bench/agent_acceptance.py converts).")  # fmt: skip
+    if multiples != [1]:  # a section of its own: the width comparison does not replace the trim modes
+        record("train_memory_widths", result, title="Student training memory by micro-batch width multiple "
+               "(bench/train_memory.py --pad-multiples)", notes=notes, write=not args.no_write)  # fmt: skip
+        return
     record("train_memory", result, title="Student training memory on the CPU (bench/train_memory.py)", notes=notes,
            write=not args.no_write)  # fmt: skip
 

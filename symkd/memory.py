@@ -12,7 +12,7 @@ the trainer trims only when the machine (or the process's cgroup) runs short:
 :func:`release_if_short`; with it, 2,000 trajectories for two epochs peaked at 18.1 GB. Part of the
 growth is not freed memory at all: what stays after a trim grows with the number of distinct
 micro-batch widths (a tiny-model probe: flat with one width or widths rounded to 64), which
-trimming cannot return.
+trimming cannot return; so the trainer rounds CPU widths up to 64 (``loop.CPU_PAD_MULTIPLE``).
 
 Hand-written (a ctypes call and two small files read): torch exposes no allocator control on the
 CPU, and swapping the allocator (jemalloc, tcmalloc) needs ``LD_PRELOAD`` before Python starts.

@@ -69,8 +69,8 @@ def collate(items: Sequence[Tokenized], pad_id: int, *, multiple_of: int = 1, ma
     """Tensors of a micro-batch: ``input_ids``, ``labels`` (pad labels ignored), ``sequence``,
     ``negative``, and ``attention_mask`` (padded) or ``position_ids`` (``pack``: row capacity).
 
-    The width is the longest row, rounded up to ``multiple_of`` (8 suits GPU tensor cores; on a
-    CPU every pad column is paid for, so 1). ``masked``: every label ignored, for a rank whose
+    The width is the longest row, rounded up to ``multiple_of`` (8 suits GPU tensor cores; the
+    trainer uses 64 on a CPU, where fewer distinct widths keep memory flatter at no measured cost). ``masked``: every label ignored, for a rank whose
     share of a global batch is empty (see :mod:`.distributed`).
     """
     import torch

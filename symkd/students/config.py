@@ -39,7 +39,7 @@ class TrainConfig(BaseModel):
     max_dropped_share: float = Field(
         0.01, ge=0, le=1, description="refuse to train when more than this share of examples is longer than max_length (1: allow)")
     pad_multiple: Optional[int] = Field(
-        None, gt=0, description="round micro-batch widths up to a multiple of this (default: 8 on a GPU, 1 on a CPU)")
+        None, gt=0, description="round micro-batch widths up to a multiple of this (default: 8 on a GPU, 64 on a CPU: fewer shapes, flatter memory)")
     packing: bool = Field(True, description="pack a micro-batch's examples into rows (same loss, no padding computed)")
     loss: Literal["sft", "redi"] = Field(
         "sft", description="sft: cross-entropy on positives; redi: also push down negatives (Xu et al. 2025)")
