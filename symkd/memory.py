@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from functools import cache
 from pathlib import Path
 
@@ -64,6 +65,15 @@ def available_share() -> float | None:
     except (OSError, ValueError, ZeroDivisionError):
         pass
     return min(shares) if shares else None
+
+
+def resident_mb() -> int | None:
+    """This process's resident set in MB (Linux ``/proc/self/statm``); None elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 
 def release_if_short(share: float = SHORT_SHARE) -> bool:

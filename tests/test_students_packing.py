@@ -107,3 +107,6 @@ def test_widths_rounded_to_a_multiple_take_the_same_steps(tmp_path: Path, tiny_l
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
     assert plain["final"]["eval_loss"] == pytest.approx(rounded["final"]["eval_loss"], rel=1e-3)
     assert plain["throughput"]["tokens"] == rounded["throughput"]["tokens"]  # pad columns are not counted as seen
+    for run in (plain, rounded):  # every step says what it trained on and what it took: a long run's speed over time
+        assert sum(h["tokens"] for h in run["history"]) == run["throughput"]["tokens"]
+        assert all(h["seconds"] > 0 and h["rss_mb"] > 0 and h["trimmed"] in (True, False) for h in run["history"])

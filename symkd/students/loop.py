@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from symkd.memory import release_if_short
+from symkd.memory import release_if_short, resident_mb
 from symkd.students import checkpoints
 from symkd.students.batching import collate, epoch_batches, target_count
 from symkd.students.config import TrainConfig
@@ -146,6 +146,15 @@ def _logged(objective: Any, kd_sum: Any, logged: Any, redi: bool) -> Any:
     return torch.stack([objective.detach().float(), kd_sum.detach().float() if kd_sum is not None else zero, zero])
 
 
+def _host_memory(procs: Processes, trimmed: bool) -> dict[str, Any]:
+    """On a CPU: the process's resident MB after the step and whether the heap was trimmed (a long
+    run's speed and memory can be read from its history); nothing on a GPU."""
+    if procs.device.type != "cpu":
+        return {}
+    rss = resident_mb()
+    return {"rss_mb": rss, "trimmed": trimmed} if rss is not None else {"trimmed": trimmed}
+
+
 @dataclass
 class Run:
     """A prepared training run: :meth:`step` until :attr:`done`, with :meth:`evaluate` and
@@ -176,20 +185,22 @@ class Run:
         if procs.device.type == "cpu" and procs.world == 1:
             apply_torch_threads()  # this process's share of the cores, as other symkd processes come and go
         micro = [self.order.batch(state["step"] * cfg.grad_accum + m) for m in range(cfg.grad_accum)]
+        tokens_before = state["tokens"]
         row = self.passes.step(micro, state)
         procs.clip_grad_norm(self.model, opt.params, cfg.max_grad_norm)
         opt.optimizer.step()
         opt.scheduler.step()
         opt.optimizer.zero_grad(set_to_none=True)
-        if procs.device.type == "cpu":
-            release_if_short()  # the heap keeps every step's high water (see symkd.memory)
+        trimmed = procs.device.type == "cpu" and release_if_short()  # the heap keeps every step's high water (symkd.memory)
         state["step"] += 1
         if opt.kd is not None:
             opt.kd.after_step(row["kd"], state["step"])  # the same reduced value on every rank
+        seconds = time.perf_counter() - started
         row = {"step": state["step"], **{k: v if v is None else round(v, 5) for k, v in row.items()},
-               "lr": opt.scheduler.get_last_lr()[0]}  # fmt: skip
+               "lr": opt.scheduler.get_last_lr()[0], "tokens": state["tokens"] - tokens_before,
+               "seconds": round(seconds, 3), **_host_memory(procs, trimmed)}  # fmt: skip
         state["history"].append(row)
-        state["seconds"] += time.perf_counter() - started
+        state["seconds"] += seconds
         return row
 
     def evaluate(self) -> None:
