@@ -27,7 +27,8 @@ def mfu(parameters: int, tokens_per_s: float, peak_flops: float | None, processe
 
 
 def plot_curve(history: list[dict[str, Any]], evals: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Training loss per step (and held-out loss) as a PNG; None when nothing was logged."""
+    """Training loss per step (and held-out loss) as a PNG, with a second panel of tokens/s (and
+    resident memory on a CPU) over the steps where the history times them; None when nothing was logged."""
     if not history:
         return None
     import matplotlib
@@ -35,20 +36,47 @@ def plot_curve(history: list[dict[str, Any]], evals: list[dict[str, Any]], path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    timed = [h for h in history if h.get("seconds")]
+    fig, axes = plt.subplots(2 if timed else 1, 1, figsize=(7, 6 if timed else 4), dpi=110, sharex=True, squeeze=False)
+    ax = axes[0][0]
     ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train loss", lw=1, alpha=0.8)
     if evals:
         ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="held-out loss", lw=1.5)
-    ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (tail tokens)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
+    if timed:
+        _plot_speed(axes[1][0], timed)
+    axes[-1][0].set_xlabel("optimizer step")
     fig.tight_layout()
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png")
     plt.close(fig)
     return path
+
+
+def _plot_speed(ax: Any, timed: list[dict[str, Any]], window: int = 10) -> None:
+    """Tokens/s over the last ``window`` steps (a long run slowing down shows here) and, where the
+    rows carry it, the resident memory on a second axis."""
+    steps = [h["step"] for h in timed]
+    speed = []
+    for i in range(len(timed)):
+        part = timed[max(0, i - window + 1) : i + 1]
+        speed.append(sum(h.get("tokens", 0) for h in part) / sum(h["seconds"] for h in part))
+    ax.plot(steps, speed, lw=1, color="tab:green", label=f"tokens/s ({window}-step mean)")
+    ax.set_ylabel("tokens/s")
+    ax.grid(alpha=0.3)
+    if any("rss_mb" in h for h in timed):
+        mem = ax.twinx()
+        rows = [h for h in timed if "rss_mb" in h]
+        mem.plot([h["step"] for h in rows], [h["rss_mb"] / 1024 for h in rows], lw=1, color="tab:gray", label="resident GB")
+        mem.set_ylabel("resident GB")
+        trims = [h["step"] for h in rows if h.get("trimmed")]
+        if trims:
+            mem.plot(trims, [h["rss_mb"] / 1024 for h in rows if h.get("trimmed")], "x", color="tab:red", ms=3, label="heap trimmed")
+        mem.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)
 
 
 def hardware(device: Any, bf16: bool, processes: int = 1) -> dict[str, Any]:
