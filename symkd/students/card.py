@@ -34,8 +34,9 @@ A student trained by [symkd](https://github.com/symkd/symkd) (`symkd train`).
 ## Files
 The weights here are the whole student{merged}: plain transformers loads the folder,
 `AutoModelForCausalLM.from_pretrained("{name}")`, no peft needed.{adapter}
-`training.json` holds the full configuration, data filters and loss history (local files named
-relative to this folder, or by their name); `training_curve.png` plots the loss.
+`training.json` holds the full configuration, data filters and each step's losses, tokens and
+seconds (local files named relative to this folder, or by their name); `training_curve.png` plots
+the loss and the speed.
 
 {usage}"""
 
