@@ -110,3 +110,20 @@ def test_widths_rounded_to_a_multiple_take_the_same_steps(tmp_path: Path, tiny_l
     for run in (plain, rounded):  # every step says what it trained on and what it took: a long run's speed over time
         assert sum(h["tokens"] for h in run["history"]) == run["throughput"]["tokens"]
         assert all(h["seconds"] > 0 and h["rss_mb"] > 0 and h["trimmed"] in (True, False) for h in run["history"])
+
+
+def test_cpu_training_uses_eager_attention_only_for_short_rows_and_gpus_always_sdpa() -> None:
+    """bench/attention_widths.py: on a CPU eager wins only for short packed rows (<= 160 tokens) and
+    while its kept scores fit the byte cap; from 192 tokens, for any number of rows, sdpa trains faster."""
+    import torch
+    from transformers import LlamaConfig
+
+    from symkd.students.modeling import training_attention
+
+    smollm2 = LlamaConfig(hidden_size=576, num_attention_heads=9, num_key_value_heads=3, num_hidden_layers=30)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training_attention(cpu, smollm2, 8, 128) == "eager"
+    assert [training_attention(cpu, smollm2, rows, 192) for rows in (1, 4, 8)] == ["sdpa"] * 3
+    assert training_attention(cpu, smollm2, 8, 384) == "sdpa"  # the width that slowed the whole-corpus run
+    assert training_attention(cpu, smollm2, 256, 128) == "sdpa"  # 2.5 GB of scores: over the cap
+    assert training_attention(cuda, smollm2, 8, 64) == "sdpa"

@@ -289,17 +289,23 @@ def _first_line(exc: Exception) -> str:
 
 #: eager attention keeps every score for the backward: allowed up to this many bytes per micro-batch
 EAGER_ATTENTION_BYTES = 2 << 30
+#: and only for rows up to this many tokens: beyond, sdpa trains faster (bench/attention_widths.py)
+EAGER_ATTENTION_MAX_WIDTH = 160
 
 
 def training_attention(device: Any, config: Any, rows: int, width: int) -> str:
     """The attention implementation for a training micro-batch of ``rows`` x ``width`` tokens.
 
-    On a CPU, eager attention (batched matmuls) trains 15-20 % faster than sdpa for the short rows
-    students see (measured on SmolLM2-135M, bench/train_speed.py): torch's CPU flash-attention
-    backward costs ~10 ms per layer even for 20-token rows. Eager keeps the scores for the
-    backward (O(width²)), so wide micro-batches stay on sdpa; GPUs always use sdpa.
+    On a CPU, eager attention (batched matmuls) trains faster than sdpa for short packed rows and
+    slower for wider ones. Measured with bench/attention_widths.py (SmolLM2-135M, bf16, 8 packed
+    rows with the trainer's per-sequence mask, 2-core Xeon with AVX512-BF16, 2026-12-07; best of 3
+    forward + backward, tokens/s eager vs sdpa): width 128 666 vs 588 (CoT rows); 192 661 vs 685;
+    256 725 vs 666 (agent rows) and 613 vs 631 (CoT rows); 320 601 vs 668; 384 604 vs 631; 448 425
+    vs 661; with 4 rows sdpa was ahead from 320 up as well, so the crossover is a width, not a
+    memory size. Eager also keeps the scores for the backward (O(width²)), hence the byte cap for
+    micro-batches of many rows; GPUs always use sdpa.
     """
-    if device.type != "cpu":
+    if device.type != "cpu" or width > EAGER_ATTENTION_MAX_WIDTH:
         return "sdpa"
     heads = getattr(config, "num_attention_heads", 16) or 16
     layers = getattr(config, "num_hidden_layers", 32) or 32
