@@ -142,8 +142,9 @@ class Run:
             record = {"name": name, **fn()}
         except Exception as exc:  # noqa: BLE001 - one failed setting must not lose the others
             record = {"name": name, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
+        earlier = record.pop("earlier_seconds", 0) or 0  # training done by killed processes before this one
         if "retrained" not in record:  # a retrained setting keeps its recorded time and machine
-            record.update(seconds=round(time.monotonic() - started, 1), hardware=self.doc["hardware"])
+            record.update(seconds=round(time.monotonic() - started + earlier, 1), hardware=self.doc["hardware"])
         self.keep_outcome(name, record)
         self.doc["settings"].append(record)
         print(json.dumps({k: v for k, v in record.items() if k != "trace"}, default=str), flush=True)

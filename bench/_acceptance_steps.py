@@ -95,10 +95,12 @@ def train_student(name: str, data: Any, out: Path, common: dict[str, Any], *, ep
     gc.collect()  # the model and optimizer; then their heap goes back before evaluating (symkd.memory)
     release_freed_heap()
     tp = summary.get("throughput") or {}
+    here = time.monotonic() - started
+    total = max(here, float(tp.get("wall_seconds") or 0))  # a resumed run: every process's training
     return {"name": name, "out": str(out), "examples": len(data), "epochs": config.epochs,
             "train_tokens": tp.get("tokens"), "tokens_per_s": tp.get("tokens_per_s"), "mfu": tp.get("mfu"),
             "final_loss": (summary.get("final") or {}), "too_long": (summary.get("data") or {}).get("too_long"),
-            "train_seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+            "train_seconds": round(total, 1), "earlier_seconds": round(total - here, 1)}  # fmt: skip
 
 
 def agent_training_data(rows: Sequence[dict[str, Any]], base_model: str, db: Path, negatives: Sequence[dict] = (),

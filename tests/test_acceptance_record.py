@@ -255,3 +255,17 @@ def test_compare_pairs_two_recorded_settings_and_refuses_one_it_does_not_hold(tm
     assert (test["a_only"], test["b_only"], test["n"]) == (1, 1, 4)  # 1100 vs 0110
     with pytest.raises(SystemExit, match="no per-item outcomes for agent_9"):
         bench.main(common + ["--plan", "compare:agent_8:agent_9"])
+
+
+def test_a_setting_whose_training_was_resumed_counts_the_killed_processes_training_time(tmp_path: Path, monkeypatch):
+    """A student trained over several processes (killed, resumed from a checkpoint) records the
+    training time of all of them in ``seconds`` and ``train_seconds``, not only the last process's."""
+    monkeypatch.setattr(bench.steps, "train_student", lambda name, *a, **k: {
+        "name": name, "train_tokens": 100, "final_loss": {}, "train_seconds": 7000.0, "earlier_seconds": 6990.0})
+    monkeypatch.setattr(bench.steps, "evaluate", lambda *a, **k: ({"accuracy": 0.5, "correct": 2, "items": 4}, {}))
+    args = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path), "--out", str(tmp_path / "r.json")])
+    run = bench.new_run(args)
+    run.setting("agent_8", lambda: bench.trained_and_evaluated(run, "agent_8", "agent", [], epochs=1, n_problems=8))
+    [record] = json.loads((tmp_path / "r.json").read_text())["settings"]
+    assert record["train_seconds"] == 7000.0 and 6990.0 <= record["seconds"] < 7100.0
+    assert "earlier_seconds" not in record
