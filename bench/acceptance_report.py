@@ -7,7 +7,8 @@ Wilson interval, training size and tokens, epochs, wall time and hardware; then 
 McNemar p-values of each compared pair. The README's table sits between
 ``<!-- agents-table -->`` and ``<!-- /agents-table -->``; BENCHMARKS.md's section is
 ``agent_acceptance`` (replaced whole). A person's reading of a results file goes in
-``NAME.notes.md`` beside it and is appended under its table.
+``NAME.notes.md`` beside it and is appended under its table: whole in BENCHMARKS.md, its first
+paragraph (where things stand) and a link to the rest in the README.
 """
 
 from __future__ import annotations
@@ -156,10 +157,19 @@ def plot(doc: dict[str, Any], out: Path) -> Path:
     return out
 
 
-def _notes(path: Path) -> str:
-    """The reading of a results file, written by a person beside it (``NAME.notes.md``)."""
+def _notes(path: Path, whole: bool = True) -> str:
+    """The reading of a results file, written by a person beside it (``NAME.notes.md``): whole, or
+    (for the README) its first paragraph, where it stands, and a link to the rest."""
     notes = path.with_suffix(".notes.md")
-    return "\n\n" + notes.read_text().strip() if notes.is_file() else ""
+    if not notes.is_file():
+        return ""
+    text = notes.read_text().strip()
+    first, _, rest = text.partition("\n\n")
+    if whole or not rest.strip():
+        return "\n\n" + text
+    link = notes.resolve().relative_to(ROOT) if notes.resolve().is_relative_to(ROOT) else notes
+    return (f"\n\n{first}\n\nThe dated readings of every setting, the commands that measured them and what "
+            f"interrupted them: [{notes.name}]({link}) (also in BENCHMARKS.md).")
 
 
 def replace_between(path: Path, start: str, end: str, body: str) -> None:
@@ -175,13 +185,15 @@ def replace_between(path: Path, start: str, end: str, body: str) -> None:
 def main(paths: list[str]) -> None:
     docs = [json.loads(Path(p).read_text()) for p in paths]
     pictures = {p: plot(d, Path(p).with_suffix(".png")).resolve().relative_to(ROOT) for p, d in zip(paths, docs)}
-    body = "\n\n".join(f"### `{Path(p).name}`\n\n![accuracy against training problems]({pictures[p]})\n\n{table(d)}{_notes(Path(p))}"
-                         for p, d in zip(paths, docs))  # fmt: skip
-    replace_between(ROOT / "README.md", "<!-- agents-table -->", "<!-- /agents-table -->", body)
+    def body(whole: bool) -> str:
+        return "\n\n".join(f"### `{Path(p).name}`\n\n![accuracy against training problems]({pictures[p]})\n\n"
+                             f"{table(d)}{_notes(Path(p), whole)}" for p, d in zip(paths, docs))  # fmt: skip
+
+    replace_between(ROOT / "README.md", "<!-- agents-table -->", "<!-- /agents-table -->", body(whole=False))
     bench = ("## Agents: acceptance on GSM8K test (`bench/agent_acceptance.py`)\n\n"
-             "Rendered by `python bench/acceptance_report.py " + " ".join(paths) + "` from the results JSON.\n\n" + body)
+             "Rendered by `python bench/acceptance_report.py " + " ".join(paths) + "` from the results JSON.\n\n" + body(whole=True))
     replace_between(ROOT / "BENCHMARKS.md", "<!-- bench:agent_acceptance -->", "<!-- /bench:agent_acceptance -->", bench)
-    print(body)
+    print(body(whole=False))
 
 
 if __name__ == "__main__":

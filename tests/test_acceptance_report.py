@@ -54,3 +54,17 @@ def test_the_scale_picture_has_every_greedy_trained_student(tmp_path):
     assert drawn == trained and trained
     out = report.plot(doc, tmp_path / "curve.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp.png"))
+
+
+def test_the_readme_gets_where_it_stands_and_a_link_while_benchmarks_gets_every_reading(tmp_path):
+    """A results file's notes grow with every session: the README keeps the first paragraph (where
+    the goals stand) and links the rest; BENCHMARKS.md keeps them whole."""
+    results = tmp_path / "run.json"
+    results.write_text("{}")
+    results.with_suffix(".notes.md").write_text("**Where it stands.** Missed.\n\n**Reading (day 1).** Details.\n")
+    short, whole = report._notes(results, whole=False), report._notes(results)
+    assert "**Where it stands.** Missed." in short and "Details" not in short
+    assert "[run.notes.md](" in short and str(results.with_suffix(".notes.md")) in short
+    assert "Missed." in whole and "**Reading (day 1).** Details." in whole
+    results.with_suffix(".notes.md").write_text("**Where it stands.** Only this.\n")
+    assert report._notes(results, whole=False) == "\n\n**Where it stands.** Only this."
