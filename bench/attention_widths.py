@@ -1,7 +1,8 @@
 """CPU training step time by attention implementation and row width: where eager stops paying.
 
-The trainer picks eager attention for a CPU micro-batch while its kept scores fit in
-``symkd.students.modeling.EAGER_ATTENTION_BYTES`` and sdpa beyond (``training_attention``). This
+The trainer picks eager attention for a CPU micro-batch up to
+``symkd.students.modeling.EAGER_ATTENTION_MAX_WIDTH`` tokens (and while its kept scores fit in
+``EAGER_ATTENTION_BYTES``), sdpa beyond (``training_attention``). This
 times one forward + backward of the student (the trainer's own loss path: ``loss_sums`` with logits
 only at target positions, bf16 autocast where the CPU has AVX512-BF16) on packed micro-batches of
 ``--rows`` rows of ``--widths`` tokens packed from real examples as the trainer packs them (so with
@@ -29,19 +30,20 @@ from _record import record  # noqa: E402
 
 def rows_of(path: Path, count: int, width: int, tokenizer, seed: int = 0) -> list:
     """Examples that fill ``count`` rows of ``width`` tokens the way the trainer packs them
-    (first-fit decreasing, ``pack_rows``; rows at least ``width`` - 64 tokens full, the CPU pad
-    multiple), so each row has the trainer's mask: several examples and/or trailing padding, each its
+    (first-fit decreasing, ``pack_rows``; rows less than the CPU pad multiple short of
+    ``width``), so each row has the trainer's mask: several examples and/or trailing padding, each its
     own sequence. Labels as the trainer has them (on the completions only)."""
     import random
 
     from symkd.students.batching import pack_rows
     from symkd.students.data import load_data, tokenize
+    from symkd.students.loop import CPU_PAD_MULTIPLE
 
     items = [t for t in (tokenize(e, tokenizer) for e in load_data(path).examples) if t is not None]
     items = [t for t in items if len(t.input_ids) <= width]
     random.Random(seed).shuffle(items)
     rows = [r for r in pack_rows([len(t.input_ids) for t in items], width)
-            if sum(len(items[i].input_ids) for i in r) > width - 64][:count]  # fmt: skip
+            if sum(len(items[i].input_ids) for i in r) > width - CPU_PAD_MULTIPLE][:count]  # fmt: skip
     if len(rows) < count:
         raise SystemExit(f"attention_widths: fewer than {count} rows of {width} tokens can be packed from {path}")
     return [items[i] for r in rows for i in r]
@@ -68,6 +70,7 @@ def time_step(model, batch: dict, implementation: str, reps: int, bf16: bool) ->
 
 def main() -> None:
     from symkd.students.batching import collate
+    from symkd.students.loop import CPU_PAD_MULTIPLE
     from symkd.students.modeling import cpu_has_bf16, load_causal_lm, load_tokenizer
     from symkd.threads import apply_torch_threads
 
@@ -89,7 +92,7 @@ def main() -> None:
                     "load_before": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
     for width in [int(w) for w in args.widths.split(",")]:
         items = rows_of(args.data, args.rows, width, tokenizer, args.seed)
-        batch = collate(items, tokenizer.pad_token_id or 0, pack=width, multiple_of=64)
+        batch = collate(items, tokenizer.pad_token_id or 0, pack=width, multiple_of=CPU_PAD_MULTIPLE)
         tokens = sum(len(t.input_ids) for t in items)
         for implementation in ("eager", "sdpa"):
             times = time_step(model, batch, implementation, args.reps, bf16)
