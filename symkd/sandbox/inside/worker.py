@@ -112,7 +112,13 @@ class Worker:
         resource.setrlimit(resource.RLIMIT_CPU, (want if hard < 0 else min(want, hard), hard))
 
     def fork(self, workdir: str, fds: list[int]) -> None:
-        """Double fork: the copy is reparented to the zygote (subreaper), we reap the middle one."""
+        """Double fork: the copy is reparented to the zygote (subreaper), we reap the middle one.
+
+        A fork gets its own ``cpu_seconds`` like a step: a root forked once per task pays each
+        fork's page-table copy in its own CPU time, which would otherwise reach the soft limit
+        set by its last step (SIGXCPU after some thousands of forks). The hard cap still holds.
+        """
+        self._raise_cpu_budget()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         try:
