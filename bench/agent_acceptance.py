@@ -313,6 +313,7 @@ def new_run(args: argparse.Namespace) -> Run:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
+    args.gold_db.parent.mkdir(parents=True, exist_ok=True)  # converted there when missing, after minutes of work
     run = new_run(args)
     p = run.preset
     only = set(args.only.split(",")) if args.only else None
