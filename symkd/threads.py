@@ -8,7 +8,8 @@ folder of pid files (``$SYMKD_CPU_REGISTRY``, else ``<tmp>/symkd-cpu-<uid>``), a
 registered processes, recomputed whenever a model asks (a process that started alone shrinks
 its pool when a second one starts, and grows back when it leaves). A file whose process is gone
 (kill -9, pid reused by another program: the start time recorded in the file differs) does not
-count. ``SYMKD_THREADS=N`` or an explicit ``threads`` option wins over the share.
+count, nor does a stopped one (Ctrl-Z, SIGSTOP: it uses no CPU until it continues, and then
+asks again). ``SYMKD_THREADS=N`` or an explicit ``threads`` option wins over the share.
 
 Hand-written (about 60 lines): no library keeps a cross-process count of CPU users; the pid-file
 registry needs only the standard library and works for processes that never talk to each other.
@@ -35,13 +36,18 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+def _stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks since boot): fields 3 and 22 of /proc/PID/stat, or None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return fields[0], fields[19]
+
+
+def _start_time(pid: int) -> str | None:
+    stat = _stat(pid)
+    return stat[1] if stat else None
 
 
 def register() -> None:
@@ -64,8 +70,12 @@ def unregister() -> None:
         _registered.discard(path)
 
 
+#: /proc states of a process that runs nothing: stopped, traced (stopped by a debugger), zombie
+STOPPED = frozenset("TtZ")
+
+
 def live_processes() -> int:
-    """Registered processes still running (this one included when registered)."""
+    """Registered processes still running and not stopped (this one included when registered)."""
     folder = registry()
     try:
         entries = [p for p in folder.iterdir() if p.name.isdigit()]
@@ -77,10 +87,11 @@ def live_processes() -> int:
             recorded = entry.read_text()
         except OSError:
             continue
-        if _start_time(int(entry.name)) == recorded:
-            live += 1
-        elif _start_time(int(entry.name)) is None:
+        stat = _stat(int(entry.name))
+        if stat is None:
             entry.unlink(missing_ok=True)  # its process is gone: tidy up
+        elif stat[1] == recorded and stat[0] not in STOPPED:
+            live += 1
     return live
 
 

@@ -47,6 +47,32 @@ def test_the_cpus_are_shared_by_the_live_processes_only(registry: Path):
     assert not (registry / str(other.pid)).exists()  # the dead one's file is tidied away
 
 
+def _wait_state(pid: int, stopped: bool) -> None:
+    for _ in range(200):
+        if (threads._stat(pid)[0] in threads.STOPPED) == stopped:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never {'stopped' if stopped else 'continued'}")
+
+
+def test_a_stopped_process_gives_its_cpus_back_until_it_continues(registry: Path):
+    """Found pausing an evaluation with SIGSTOP to time a training run beside it: the trainer
+    took one thread of two for a process that ran nothing."""
+    threads.register()
+    other = other_symkd_process(registry)
+    try:
+        other.send_signal(signal.SIGSTOP)
+        _wait_state(other.pid, stopped=True)
+        assert threads.live_processes() == 1
+        assert (registry / str(other.pid)).exists()  # still registered: it will run again
+        other.send_signal(signal.SIGCONT)
+        _wait_state(other.pid, stopped=False)
+        assert threads.live_processes() == 2
+    finally:
+        other.send_signal(signal.SIGKILL)
+        other.wait()
+
+
 def test_a_reused_pid_does_not_count(registry: Path):
     registry.mkdir(parents=True)
     (registry / str(os.getpid())).write_text("1")  # this pid, but a start time that is not ours
