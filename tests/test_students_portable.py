@@ -173,3 +173,28 @@ def test_portable_names_are_hub_ids_or_relative_paths(tmp_path: Path) -> None:
     assert portable_name(str(local), student) == "../../models/base"
     assert portable_name(str(student / "inner"), student) == "./inner"
     assert portable_name("/nonexistent-root-folder/model", student) == "model"  # shares only / with the student
+
+
+def test_a_gguf_base_is_asked_for_as_plain_trainable_weights(monkeypatch):
+    """transformers 5.25 keeps a GGUF file's weights packed in their quantized blocks when it can
+    fetch a matmul kernel from the Hub (online; for qwen35, qwen35moe and lfm2 files there), and
+    packed weights cannot be trained. That path cannot run offline or for the embedded Llama, so
+    this checks the request the loader makes, on a real load of the embedded model."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "GgufConfig"):
+        pytest.skip("this transformers has no GgufConfig: it unpacks every GGUF file")
+    import torch
+
+    real, seen = transformers.AutoModelForCausalLM.from_pretrained, {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    model = load_causal_lm("smollm2", dtype=torch.float32).model
+    assert seen["gguf_file"].endswith(".gguf") and seen["quantization_config"].dequantize is True
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 30 * 7 + 1  # q k v o gate up down per layer, and the head
+    assert all(type(m) is torch.nn.Linear and m.weight.requires_grad for m in linears)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
