@@ -28,13 +28,24 @@ def run_bench(tmp_path: Path, out: Path, *extra: str) -> subprocess.CompletedPro
     return proc
 
 
-def test_smoke_preset_writes_every_field_a_table_needs(tmp_path: Path):
+@pytest.fixture(scope="module")
+def whole_plan(tmp_path_factory) -> tuple[Path, dict]:
+    """One run of the whole smoke plan (its work folder, its document), shared by the tests below:
+    the plan's sizes are the settings a size-only run makes, so it is trained once."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    run_bench(tmp, tmp / "whole.json", "--only", "size,variants,votes,self,base")
+    return tmp, json.loads((tmp / "whole.json").read_text())
+
+
+def test_smoke_preset_writes_every_field_a_table_needs(whole_plan):
+    tmp_path, whole = whole_plan
+    sized = [s for s in whole["settings"] if s["name"] in ("agent_8", "cot_8")]
+    doc = {**whole, "settings": sized, "mcnemar": {k: v for k, v in whole["mcnemar"].items() if k == "agent_8 vs cot_8"}}
     out = tmp_path / "acceptance.json"
-    run_bench(tmp_path, out)
-    doc = json.loads(out.read_text())
+    out.write_text(json.dumps(doc))
     assert doc["n_test"] == 4 and doc["hardware"]
     settings = {s["name"]: s for s in doc["settings"]}
-    assert set(settings) == {"agent_8", "cot_8"}, [s.get("error") for s in doc["settings"]]
+    assert set(settings) == {"agent_8", "cot_8"}, [s.get("error") for s in whole["settings"]]
     for s in settings.values():
         for key in ("accuracy", "ci95", "n_train_problems", "train_tokens", "epochs", "seconds", "hardware", "items"):
             assert key in s, (s["name"], key)
@@ -44,14 +55,14 @@ def test_smoke_preset_writes_every_field_a_table_needs(tmp_path: Path):
     pair = doc["mcnemar"]["agent_8 vs cot_8"]
     assert pair["n"] == 4 and 0 <= pair["p_value"] <= 1
     # the gold data was converted by the bench itself (the sandbox ran every program)
-    assert doc["data"]["gold"]["converted"] >= 6
+    assert doc["data"]["gold_8_variants_x4"]["converted"] >= 6
 
     # a rerun with --resume reuses every finished setting (no training, same numbers, same paired test)
     run_bench(tmp_path, out, "--resume")
     again = json.loads(out.read_text())
     assert [s.get("resumed") for s in again["settings"]] == [True, True]
     assert [s["accuracy"] for s in again["settings"]] == [s["accuracy"] for s in doc["settings"]]
-    assert again["mcnemar"] == doc["mcnemar"] and again["data"]["gold"] == doc["data"]["gold"]
+    assert again["mcnemar"] == doc["mcnemar"] and again["data"] == doc["data"]
 
     # per-item results travel in the JSON (a bit per test problem), so the paired test survives
     # the loss of the work folder's eval.db: a resume reuses the settings and recomputes the same test
@@ -68,12 +79,10 @@ def test_smoke_preset_writes_every_field_a_table_needs(tmp_path: Path):
     assert [s.get("resumed") for s in third["settings"]] == [True, None, True] and third["mcnemar"] == doc["mcnemar"]
 
 
-def test_smoke_preset_runs_every_kind_of_setting(tmp_path: Path):
+def test_smoke_preset_runs_every_kind_of_setting(whole_plan):
     """The whole smoke plan (sizes, program variants, maj@K votes, self-training with SFT and REDI,
     the base model): each kind of setting the CPU and GPU presets schedule finishes without error."""
-    out = tmp_path / "acceptance.json"
-    run_bench(tmp_path, out, "--only", "size,variants,votes,self,base")
-    doc = json.loads(out.read_text())
+    doc = whole_plan[1]
     settings = {s["name"]: s for s in doc["settings"]}
     assert set(settings) == {"agent_8", "cot_8", "agent_8_x4", "agent_8_maj2", "agent_8_self_sample", "self_round1_sft",
                              "self_round1_redi", "base_agent", "base_cot"}  # fmt: skip
