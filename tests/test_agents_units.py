@@ -283,6 +283,30 @@ def test_gold_rationales_run_to_the_reference_answer():
         assert all(r.error is None for r in results)
 
 
+def test_a_conversion_forks_on_past_a_root_that_died():
+    """Gold conversion and program variants fork one root per task; a root that dies (here kill
+    -9; in a long run its lifetime CPU cap) makes the next fork fail once, and the one after
+    restart it. fork_of_root goes on with the restarted root instead of ending the run."""
+    import os
+    import signal
+    import time
+
+    from symkd.pipelines.agents.gold import fork_of_root
+    from symkd.sandbox import Sandbox, SandboxError
+
+    with Sandbox(mode="bwrap") as root:
+        os.kill(root.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        with pytest.raises(SandboxError):
+            root.fork()  # a plain fork fails once...
+        root.fork().close()  # ...and the next one restarts the root
+        os.kill(root.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        child = fork_of_root(root)
+        assert child.run("print(6 * 7)").stdout.strip() == "42"
+        child.close()
+
+
 # ---- the observation mask -------------------------------------------------------------------
 
 

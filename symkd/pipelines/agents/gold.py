@@ -114,6 +114,19 @@ def _group(blocks: list, n: int) -> list[list]:
     return [blocks[i : i + size] for i in range(0, len(blocks), size)]
 
 
+def fork_of_root(root: Any) -> Any:
+    """``root.fork()``, tried once more after a SandboxError. A root forked once per task pays
+    every fork in its own CPU time, and one that dies (its lifetime CPU cap after some 10^5
+    forks, a kill) is restarted empty by its next fork, which is all a root holds here: one lost
+    root must not end a conversion of thousands of tasks."""
+    from symkd.sandbox import SandboxError
+
+    try:
+        return root.fork()
+    except SandboxError:
+        return root.fork()
+
+
 def convert(tasks: Sequence[Task], base_for: Any, *, template: Any, sandbox_mode: str = "bwrap",
             progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, int]]:  # fmt: skip
     """Trajectory rows of the tasks whose converted code reaches the reference in the sandbox.
@@ -133,7 +146,7 @@ def convert(tasks: Sequence[Task], base_for: Any, *, template: Any, sandbox_mode
             if steps is None:
                 counts["no_annotation"] += 1
                 continue
-            child = root.fork()
+            child = fork_of_root(root)
             try:
                 outcome, row = _run(task, steps, child, base_for(task), template)
             finally:

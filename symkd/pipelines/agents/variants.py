@@ -85,7 +85,7 @@ def _problem(task: Task, root: Any, *, k: int, seed: int, exclude: frozenset[str
     steps = gold.gold_steps(task)
     if steps is None:
         return [], "no_annotation", 0
-    box = root.fork()
+    box = gold.fork_of_root(root)
     try:
         orig, final = run_program(box, steps), final_name(steps)
         if orig is None or final is None or orig.get(final) is None or not answers_match(str(orig[final]), task.answer):
@@ -130,7 +130,7 @@ def _record(task: Task, index: int, variant: tuple[str, list[gold.GoldStep], str
     """The variant's trajectory, run again from a fresh worker step by step; None if it misses its answer."""
     question, steps, answer = variant
     vtask = Task(f"{task.id}~v{index}", question, "", answer)
-    child = root.fork()
+    child = gold.fork_of_root(root)
     try:
         _, row = gold._run(vtask, steps, child, base_for(vtask), template)
     finally:
