@@ -255,6 +255,29 @@ def test_a_chosen_dtype_has_its_own_cache_identity():
     assert built.cache_identity() == bf16 and HFTeacher(str(MODEL)).cache_identity() == plain
 
 
+def test_a_gguf_teacher_asks_for_unpacked_weights_in_any_dtype(monkeypatch):
+    """transformers 5.25 keeps some architectures' GGUF weights packed when a Hub kernel is
+    reachable, so one command would compute differently online and offline: the hf teacher asks
+    for unpacked weights (symkd.teachers.gguf), checked on a real bf16 load of the embedded model."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "GgufConfig"):
+        pytest.skip("this transformers has no GgufConfig: it unpacks every GGUF file")
+    from symkd.teachers.hf import HFTeacher
+
+    real, seen = transformers.AutoModelForCausalLM.from_pretrained, {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    t = HFTeacher(str(MODEL), dtype="bfloat16")
+    t.load()
+    assert seen["gguf_file"] == MODEL.name and seen["quantization_config"].dequantize is True
+    q_proj = t._model.model.layers[0].self_attn.q_proj
+    assert type(q_proj) is torch.nn.Linear and q_proj.weight.dtype == torch.bfloat16
+
+
 def test_one_student_evaluated_in_two_dtypes_keeps_two_evaluations(tmp_path):
     """The evaluation key is the model's cache identity: a bfloat16 run of a student evaluated in
     float32 before is a second evaluation beside the first, not an overwrite of its predictions."""

@@ -197,6 +197,7 @@ def load_causal_lm(name: str, *, device: Any = None, dtype: Any = None, train: b
     """Tokenizer + model on ``device``; a clear UserError when it cannot be loaded."""
     from transformers import AutoModelForCausalLM
 
+    from symkd.teachers import gguf
     from symkd.teachers.hf import _quiet_loading
 
     adapter = adapter_folder(name)
@@ -204,7 +205,7 @@ def load_causal_lm(name: str, *, device: Any = None, dtype: Any = None, train: b
         return Loaded(_place(_merged_adapter(adapter, dtype), device, train), load_tokenizer(name), name)
     source, extra = resolve_source(name)
     if "gguf_file" in extra:
-        extra = {**extra, **_dequantized_gguf()}
+        extra = {**extra, **gguf.dequantized()}  # packed GGUF weights cannot be trained
     tokenizer = load_tokenizer(name)
     try:
         with _quiet_loading():
@@ -214,19 +215,6 @@ def load_causal_lm(name: str, *, device: Any = None, dtype: Any = None, train: b
     if "gguf_file" in extra:
         _plain_weights(model)
     return Loaded(_place(model, device, train), tokenizer, name)
-
-
-def _dequantized_gguf() -> dict[str, Any]:
-    """``from_pretrained`` options for plain float weights from a GGUF file. transformers 5.25
-    keeps the weights of the architectures it packs (qwen35, qwen35moe, lfm2) in their quantized
-    blocks whenever it can fetch a matmul kernel from the Hub (online; offline it unpacks them),
-    and packed weights cannot be trained or saved as a student. Versions without ``GgufConfig``
-    always unpack."""
-    try:
-        from transformers import GgufConfig
-    except ImportError:
-        return {}
-    return {"quantization_config": GgufConfig(dequantize=True)}
 
 
 def _place(model: Any, device: Any, train: bool) -> Any:

@@ -48,6 +48,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from symkd.errors import TeacherUnavailable
+from symkd.teachers import gguf
 from symkd.teachers.base import LocalTeacher
 from symkd.teachers.decoding import first_stop, tokens_covering
 from symkd.teachers.messages import Completion, GenerationParams, Request, Response, Usage
@@ -197,7 +198,8 @@ class HFTeacher(LocalTeacher):
             try:
                 with _quiet_loading():
                     tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-                    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
+                    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra,
+                                                                 **(gguf.dequantized() if extra else {}))  # fmt: skip
             except (OSError, ValueError, ImportError, RuntimeError, KeyError) as exc:
                 raise TeacherUnavailable(f"hf teacher: cannot load {self.model!r}: {_reason(exc, path)}") from None
             try:
