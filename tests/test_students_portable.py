@@ -17,6 +17,7 @@ import pytest
 from symkd.pipelines.commonsense.comet import from_triples
 from symkd.students.modeling import load_causal_lm, resolve_source
 from tests.fixtures.tiny_lm import make_tiny_lm
+from tests.fixtures.spies import from_pretrained_options
 from tests.procs import run_cli
 from tests.test_students_train import TRIPLES
 
@@ -185,13 +186,7 @@ def test_a_gguf_base_is_asked_for_as_plain_trainable_weights(monkeypatch):
         pytest.skip("this transformers has no GgufConfig: it unpacks every GGUF file")
     import torch
 
-    real, seen = transformers.AutoModelForCausalLM.from_pretrained, {}
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    seen = from_pretrained_options(monkeypatch)
     model = load_causal_lm("smollm2", dtype=torch.float32).model
     assert seen["gguf_file"].endswith(".gguf") and seen["quantization_config"].dequantize is True
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]

@@ -204,12 +204,10 @@ def load_causal_lm(name: str, *, device: Any = None, dtype: Any = None, train: b
     if adapter is not None:
         return Loaded(_place(_merged_adapter(adapter, dtype), device, train), load_tokenizer(name), name)
     source, extra = resolve_source(name)
-    if "gguf_file" in extra:
-        extra = {**extra, **gguf.dequantized()}  # packed GGUF weights cannot be trained
     tokenizer = load_tokenizer(name)
     try:
         with _quiet_loading():
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **gguf.unpacked(extra))
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
         raise UserError(f"{name}: cannot load a causal LM: {_first_line(exc)}") from None
     if "gguf_file" in extra:

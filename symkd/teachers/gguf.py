@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def dequantized() -> dict[str, Any]:
-    """``AutoModelForCausalLM.from_pretrained`` options (next to ``gguf_file=``) for unpacked weights."""
+def unpacked(options: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained`` ``options`` with unpacked weights asked for where they name a ``gguf_file``."""
+    if "gguf_file" not in options:
+        return options
     try:
         from transformers import GgufConfig
     except ImportError:
-        return {}
-    return {"quantization_config": GgufConfig(dequantize=True)}
+        return options
+    return {**options, "quantization_config": GgufConfig(dequantize=True)}

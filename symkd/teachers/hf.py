@@ -198,8 +198,7 @@ class HFTeacher(LocalTeacher):
             try:
                 with _quiet_loading():
                     tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-                    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra,
-                                                                 **(gguf.dequantized() if extra else {}))  # fmt: skip
+                    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **gguf.unpacked(extra))
             except (OSError, ValueError, ImportError, RuntimeError, KeyError) as exc:
                 raise TeacherUnavailable(f"hf teacher: cannot load {self.model!r}: {_reason(exc, path)}") from None
             try:
