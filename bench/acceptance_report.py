@@ -43,6 +43,8 @@ def rows(doc: dict[str, Any]) -> list[str]:
             extra.append(f"{s['variant_trajectories']:,} variant trajectories")
         if s.get("votes"):
             extra.append(f"mean sample {s.get('sample_accuracy', 0):.3f}, pass@{s['votes']} {s.get('pass_at_k', 0):.3f}")
+        if s.get("sag"):
+            extra.append(f"SAG: {s['sag']} sampled actions a step")
         if s.get("eval_dtype"):
             extra.append(f"evaluated in {s['eval_dtype']}")
         if s.get("retrained"):
@@ -82,7 +84,8 @@ def table(doc: dict[str, Any]) -> str:
     tests = "\n".join(f"- {pair}: only-first {t['a_only']}, only-second {t['b_only']}, exact McNemar p = {t['p_value']:.4g}"
                       for pair, t in doc.get("mcnemar", {}).items())  # fmt: skip
     return (f"Hardware: {_hardware(doc)}. Evaluation: {doc['eval_set']} (n = {doc['n_test']}), greedy "
-            "(a maj@K row: K sampled episodes per problem, majority vote on the final answer), "
+            "(a maj@K row: K sampled episodes per problem, majority vote on the final answer; a sagK row: "
+            "K sampled actions a step, one of the largest group that runs alike kept), "
             f"preset `{doc['preset']}`, {_total_seconds(doc):.0f} s of training and evaluation in all "
             "(the settings' own times, summed over the sessions that ran them).\n\n" + head + "\n".join(rows(doc))
             + data_lines(doc) + ("\n\nPaired tests (same problems):\n" + tests if tests else ""))  # fmt: skip
@@ -106,7 +109,7 @@ def curve_points(doc: dict[str, Any]) -> dict[str, list[tuple[int, float, float,
     accuracy %, Wilson low %, high %, name) each, in order of size."""
     families: dict[str, list[tuple[int, float, float, float, str]]] = {}
     for s in doc["settings"]:
-        if "accuracy" not in s or s.get("votes") or not s.get("n_train_problems") or s.get("mode") not in ("agent", "cot"):
+        if "accuracy" not in s or s.get("votes") or s.get("sag") or not s.get("n_train_problems") or s.get("mode") not in ("agent", "cot"):
             continue
         family = ("CoT student" if s["mode"] == "cot" else "agent + program variants" if s.get("variant_trajectories")
                   else "agent, self-trained" if s["name"].startswith("self_") else "agent student")  # fmt: skip

@@ -33,17 +33,17 @@ from _acceptance_run import Run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"plan": ["size:8", "variants:8:4", "votes:8", "self:8", "base"], "sizes": [8], "test": 4, "epochs": 1.0, "max_steps": 2, "max_tokens": 48, "cot_tokens": 64,
-              "batch_size": 4, "eval_batch": 8, "wave": 8, "votes": 2, "self_train": 4,
+    "smoke": {"plan": ["size:8", "variants:8:4", "votes:8", "sag:8", "self:8", "base"], "sizes": [8], "test": 4, "epochs": 1.0, "max_steps": 2, "max_tokens": 48, "cot_tokens": 64,
+              "batch_size": 4, "eval_batch": 8, "wave": 8, "votes": 2, "sag": 2, "self_train": 4,
               "self_samples": 2, "extra_size": 8, "base": True, "lr": 1e-4, "max_length": 640},
-    "cpu": {"plan": ["size:250", "size:1000", "variants:250:4", "votes:250", "self:250", "size:2000", "base"],
+    "cpu": {"plan": ["size:250", "size:1000", "variants:250:4", "votes:250", "sag:250", "self:250", "size:2000", "base"],
             "sizes": [250, 1000, 2000], "test": 500, "epochs": 2.0, "max_steps": 5, "max_tokens": 160,
-            "cot_tokens": 256, "batch_size": 8, "eval_batch": 32, "wave": 64, "votes": 4,
+            "cot_tokens": 256, "batch_size": 8, "eval_batch": 32, "wave": 64, "votes": 4, "sag": 4,
             "self_train": 250, "self_samples": 4, "extra_size": 250, "base": True, "lr": 1e-4, "max_length": 640},
-    "gpu": {"plan": ["size:all", "variants:all:16", "size:1000", "variants:1000:16", "size:250", "votes:all",
+    "gpu": {"plan": ["size:all", "variants:all:16", "size:1000", "variants:1000:16", "size:250", "votes:all", "sag:all",
                      "self:1000", "size:2000", "variants:1000:4", "base"],
             "sizes": [None, 2000, 1000, 250], "test": 500, "epochs": 3.0, "max_steps": 5, "max_tokens": 160,
-            "cot_tokens": 256, "batch_size": 32, "eval_batch": 512, "wave": 512, "votes": 4,
+            "cot_tokens": 256, "batch_size": 32, "eval_batch": 512, "wave": 512, "votes": 4, "sag": 4,
             "self_train": 500, "self_samples": 4, "extra_size": 1000, "base": True, "lr": 1e-4, "max_length": 640,
             "save_every": 100000},
 }  # fmt: skip
@@ -156,17 +156,34 @@ def variants(run: Run, n: int | None, factor: int) -> None:
             run.compare(name, other)
 
 
-def votes(run: Run, student: str) -> None:
-    """maj@K of ``student``, paired with its greedy run (and its greedy run in the same dtype, when recorded)."""
+def trained_again(run: Run, student: str) -> None:
+    """``--retrain`` on a new machine: agent_N's weights (N a size or ``all``) are trained again when its
+    folder is missing, so a votes:, sag:, eval: or self: item needs no size: item before it."""
+    label = student.removeprefix("agent_")
+    if run.args.retrain and not (run.args.work / student / "config.json").is_file():
+        if not (label.isdigit() or label == "all"):
+            raise SystemExit(f"bench: --retrain: {student} is not a plain size's student; run its variants: item first")
+        agent_student(run, None if label == "all" else int(label))
+
+
+#: test-time sampling: the preset key that gives K, and the setting name's mark (agent_250_maj4, agent_250_sag4)
+SAMPLING = {"votes": "maj", "sag": "sag"}
+
+
+def sampled(run: Run, student: str, how: str) -> None:
+    """maj@K (``votes``: K sampled episodes, majority vote on the answer) or SAG-K (``sag``: K sampled
+    actions per step, vote among those that run) of ``student``, paired with its greedy run (and its
+    greedy run in the same dtype, when recorded)."""
     args, p = run.args, run.preset
-    suffix = dtype_suffix(args)  # a student trained by a size: item in that dtype already carries it
-    name = f"{student.removesuffix(suffix) if suffix else student}_maj{p['votes']}{suffix}"
+    trained_again(run, student)
+    k, suffix = p[how], dtype_suffix(args)  # a student trained by a size: item in that dtype already carries it
+    name = f"{student.removesuffix(suffix) if suffix else student}_{SAMPLING[how]}{k}{suffix}"
 
     def go() -> dict[str, Any]:
         metrics, outcome = steps.evaluate(f"hf:{args.work / student}", "agent", args.test_file, args.work / "eval.db",
-                                          p["test"], eval_config(args, p), votes=p["votes"])  # fmt: skip
+                                          p["test"], eval_config(args, p), **{how: k})  # fmt: skip
         run.outcomes[name] = outcome
-        return {"mode": "agent", "votes": p["votes"], **metrics}
+        return {"mode": "agent", how: k, **metrics}
 
     run.setting(name, go)
     run.compare(name, student)
@@ -181,6 +198,7 @@ def evaluated_again(run: Run, student: str) -> None:
     if not dtype_suffix(args):
         raise SystemExit("bench: an eval: plan item needs --eval-dtype (the default dtype's result is already recorded)")
     name = f"{student}{dtype_suffix(args)}"
+    trained_again(run, student)
 
     def go() -> dict[str, Any]:
         metrics, outcome = steps.evaluate(f"hf:{args.work / student}", "agent", args.test_file, args.work / "eval.db",
@@ -190,8 +208,8 @@ def evaluated_again(run: Run, student: str) -> None:
 
     run.setting(name, go)
     run.compare(name, student)
-    for voted in sorted(set(run.outcomes) | set(run.previous)):  # a maj@K measured before this greedy run
-        if voted.startswith(f"{student}_maj") and voted.endswith(dtype_suffix(args)):
+    for voted in sorted(set(run.outcomes) | set(run.previous)):  # a maj@K or SAG-K measured before this greedy run
+        if voted.startswith((f"{student}_maj", f"{student}_sag")) and voted.endswith(dtype_suffix(args)):
             run.compare(voted, name)
 
 
@@ -203,8 +221,7 @@ def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
     from symkd.store.db import Store
 
     args, p, sfx = run.args, run.preset, dtype_suffix(run.args)
-    if args.retrain and not (args.work / student / "config.json").is_file():
-        agent_student(run, n)  # a new machine: the seed student is trained again (self:LABEL needs no size:LABEL)
+    trained_again(run, student)
     tasks = steps.train_tasks(args.data_dir, p["self_train"])
     cfg = st.SelfTrainConfig(rounds=1, samples=p["self_samples"], max_steps=p["max_steps"], max_tokens=p["max_tokens"],
                              sandbox=args.sandbox, wave=p["wave"])  # fmt: skip
@@ -281,14 +298,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sandbox", default="bwrap", help="bwrap | rlimit (a throwaway machine without bubblewrap)")
     ap.add_argument("--base-model", default="smollm2")
     ap.add_argument("--deadline-s", type=float, default=float("inf"), help="start no setting after this many seconds")
-    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode; votes:250_x4: maj@K of the student agent_250_x4; eval:250_x4: that student again in --eval-dtype; epochs:250:6: agent_250's data for 6 epochs; compare:A:B: exact McNemar of two recorded settings)")
+    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode; votes:250_x4: maj@K of the student agent_250_x4; sag:250: SAG-K of agent_250; eval:250_x4: that student again in --eval-dtype; epochs:250:6: agent_250's data for 6 epochs; compare:A:B: exact McNemar of two recorded settings)")
     ap.add_argument("--resume", action="store_true", help="reuse the settings --out already holds (a killed run goes on)")
     ap.add_argument("--keep-lost", action="store_true",
                     help="with --resume: keep a finished setting whose per-item predictions are gone (no paired test)")
     ap.add_argument("--retrain", action="store_true",
                     help="with --resume: train a finished student again when its folder is not in --work (a new machine), "
-                    "keeping its recorded evaluation, so votes:, eval: and self: items can use it")
-    ap.add_argument("--only", default="", help="comma list of plan kinds: size,variants,votes,self,base (default all)")
+                    "keeping its recorded evaluation, so votes:, sag:, eval: and self: items can use it")
+    ap.add_argument("--only", default="", help="comma list of plan kinds: size,variants,votes,sag,self,base (default all)")
     ap.add_argument("--eval-dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                     help="the students' dtype in evaluation (auto: float32 on a CPU; bfloat16 about halves the time on a CPU "
                     "with AVX512-BF16); a dtype other than auto is part of the setting's name (agent_250_x4_maj4@bfloat16)")
@@ -327,8 +344,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             size_pair(run, sizes[0])
         elif kind == "variants":
             variants(run, sizes[0], int(rest[1]))
-        elif kind == "votes" and p["votes"]:
-            votes(run, f"agent_{label}")
+        elif kind in SAMPLING and p[kind]:
+            sampled(run, f"agent_{label}", kind)
         elif kind == "epochs":
             longer_training(run, sizes[0], float(rest[1]))
         elif kind == "eval":

@@ -52,15 +52,16 @@ def test_epochs_on_the_command_line_override_the_preset_for_every_setting():
 
 
 def test_an_evaluation_in_another_dtype_is_its_own_setting_paired_with_the_default_one(tmp_path: Path, monkeypatch):
-    """--eval-dtype bfloat16: eval:8 re-evaluates agent_8 as agent_8@bfloat16 and votes:8 records
-    agent_8_maj2@bfloat16, each paired with the recorded float32 run (and maj@K with its dtype's greedy run)."""
+    """--eval-dtype bfloat16: eval:8 re-evaluates agent_8 as agent_8@bfloat16, votes:8 records
+    agent_8_maj2@bfloat16 and sag:8 agent_8_sag2@bfloat16, each paired with the recorded float32 run
+    (and maj@K and SAG with their dtype's greedy run)."""
     out = tmp_path / "record.json"
     earlier_record(out)
     seen: list[dict] = []
 
-    def evaluate(spec, mode, test, db, n_test, cfg, *, votes=0, **_):
-        seen.append({"dtype": cfg["dtype"], "votes": votes})
-        bits = [True, False, False, False] if votes else [True, True, False, False]
+    def evaluate(spec, mode, test, db, n_test, cfg, *, votes=0, sag=0, **_):
+        seen.append({"dtype": cfg["dtype"], "votes": votes, "sag": sag})
+        bits = [True, False, False, False] if votes else [True, True, True, False] if sag else [True, True, False, False]
         return {"accuracy": sum(bits) / 4, "eval_dtype": cfg["dtype"]}, dict(zip("abcd", bits))
 
     monkeypatch.setattr(bench.steps, "evaluate", evaluate)
@@ -68,21 +69,26 @@ def test_an_evaluation_in_another_dtype_is_its_own_setting_paired_with_the_defau
                              "--eval-dtype", "bfloat16"])  # fmt: skip
     run = bench.new_run(args)
     bench.evaluated_again(run, "agent_8")
-    bench.votes(run, "agent_8")
+    bench.sampled(run, "agent_8", "votes")
+    bench.sampled(run, "agent_8", "sag")
     doc = json.loads(out.read_text())
     names = [s["name"] for s in doc["settings"]]
-    assert "agent_8@bfloat16" in names and "agent_8_maj2@bfloat16" in names and names.count("agent_8") == 1
-    assert seen == [{"dtype": "bfloat16", "votes": 0}, {"dtype": "bfloat16", "votes": 2}]
+    assert {"agent_8@bfloat16", "agent_8_maj2@bfloat16", "agent_8_sag2@bfloat16"} <= set(names) and names.count("agent_8") == 1
+    assert seen == [{"dtype": "bfloat16", "votes": 0, "sag": 0}, {"dtype": "bfloat16", "votes": 2, "sag": 0},
+                    {"dtype": "bfloat16", "votes": 0, "sag": 2}]  # fmt: skip
     assert set(doc["mcnemar"]) == {"agent_8@bfloat16 vs agent_8", "agent_8_maj2@bfloat16 vs agent_8",
-                                   "agent_8_maj2@bfloat16 vs agent_8@bfloat16"}  # fmt: skip
+                                   "agent_8_maj2@bfloat16 vs agent_8@bfloat16", "agent_8_sag2@bfloat16 vs agent_8",
+                                   "agent_8_sag2@bfloat16 vs agent_8@bfloat16"}  # fmt: skip
     assert doc["mcnemar"]["agent_8_maj2@bfloat16 vs agent_8@bfloat16"]["b_only"] == 1
+    assert doc["mcnemar"]["agent_8_sag2@bfloat16 vs agent_8@bfloat16"]["a_only"] == 1
     # the other order (maj@K recorded first, as --plan votes:8,eval:8 runs them) gives the same pair
     out2 = tmp_path / "record2.json"
     earlier_record(out2)
     args2 = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path / "work2"), "--out", str(out2), "--resume",
                               "--eval-dtype", "bfloat16"])  # fmt: skip
     run2 = bench.new_run(args2)
-    bench.votes(run2, "agent_8")
+    bench.sampled(run2, "agent_8", "votes")
+    bench.sampled(run2, "agent_8", "sag")
     bench.evaluated_again(run2, "agent_8")
     assert json.loads(out2.read_text())["mcnemar"] == doc["mcnemar"]
 
@@ -169,6 +175,27 @@ def test_self_training_on_a_new_machine_trains_its_seed_student_again_first(tmp_
                                  "--gold-db", str(work / "gold.db"), *flags])  # fmt: skip
         bench.self_train_and_redi(bench.new_run(args), "agent_8", 8)
         assert [c[0] for c in calls] == expected and calls[-1][1] == f"hf:{work / 'agent_8'}"
+
+
+def test_sag_and_eval_items_on_a_new_machine_train_their_student_again_first(tmp_path: Path, monkeypatch):
+    """sag:8 (and eval:8) with --retrain and no agent_8 weights in --work retrain agent_8 before
+    evaluating it with K = the preset's sag; a variant student cannot be retrained alone: one clear line."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(bench, "agent_student", lambda run, n: calls.append(("seed", n)))
+
+    def evaluate(spec, mode, test, db, n_test, cfg, *, votes=0, sag=0, **_):
+        calls.append(("eval", spec, sag))
+        return {"accuracy": 0.0}, dict.fromkeys("abcd", False)
+
+    monkeypatch.setattr(bench.steps, "evaluate", evaluate)
+    args = bench.parse_args(["--preset", "smoke", "--work", str(tmp_path), "--out", str(tmp_path / "r.json"),
+                             "--retrain", "--eval-dtype", "bfloat16"])  # fmt: skip
+    run = bench.new_run(args)
+    bench.sampled(run, "agent_8", "sag")
+    assert calls == [("seed", 8), ("eval", f"hf:{tmp_path / 'agent_8'}", 2)]
+    assert [s["name"] for s in json.loads((tmp_path / "r.json").read_text())["settings"]] == ["agent_8_sag2@bfloat16"]
+    with pytest.raises(SystemExit, match="agent_8_x4 is not a plain size's student"):
+        bench.evaluated_again(run, "agent_8_x4")
 
 
 def test_a_recorded_setting_is_paired_by_its_own_outcome_bits_not_by_another_run_under_its_id(tmp_path: Path):

@@ -33,7 +33,7 @@ def whole_plan(tmp_path_factory) -> tuple[Path, dict]:
     """One run of the whole smoke plan (its work folder, its document), shared by the tests below:
     the plan's sizes are the settings a size-only run makes, so it is trained once."""
     tmp = tmp_path_factory.mktemp("smoke")
-    run_bench(tmp, tmp / "whole.json", "--only", "size,variants,votes,self,base")
+    run_bench(tmp, tmp / "whole.json", "--only", "size,variants,votes,sag,self,base")
     return tmp, json.loads((tmp / "whole.json").read_text())
 
 
@@ -80,11 +80,11 @@ def test_smoke_preset_writes_every_field_a_table_needs(whole_plan):
 
 
 def test_smoke_preset_runs_every_kind_of_setting(whole_plan):
-    """The whole smoke plan (sizes, program variants, maj@K votes, self-training with SFT and REDI,
+    """The whole smoke plan (sizes, program variants, maj@K votes, SAG, self-training with SFT and REDI,
     the base model): each kind of setting the CPU and GPU presets schedule finishes without error."""
     doc = whole_plan[1]
     settings = {s["name"]: s for s in doc["settings"]}
-    assert set(settings) == {"agent_8", "cot_8", "agent_8_x4", "agent_8_maj2", "agent_8_self_sample", "self_round1_sft",
+    assert set(settings) == {"agent_8", "cot_8", "agent_8_x4", "agent_8_maj2", "agent_8_sag2", "agent_8_self_sample", "self_round1_sft",
                              "self_round1_redi", "base_agent", "base_cot"}  # fmt: skip
     assert not [(s["name"], s.get("error") or s.get("skipped")) for s in doc["settings"] if "error" in s or "skipped" in s]
     # the conversion made the variants the plan asks for (3 per problem at most), and says how many admit them
@@ -93,5 +93,6 @@ def test_smoke_preset_runs_every_kind_of_setting(whole_plan):
     assert 1 <= settings["agent_8_x4"]["variant_trajectories"] <= 3 * report["variants"]["admitting"]
     assert settings["agent_8_x4"]["train_tokens"] > settings["agent_8"]["train_tokens"]
     assert settings["agent_8_maj2"]["votes"] == 2 and settings["self_round1_redi"]["negatives"] >= 0
-    for pair in ("agent_8_x4 vs agent_8", "agent_8_maj2 vs agent_8", "self_round1_redi vs self_round1_sft", "agent_8 vs base_agent"):
+    assert settings["agent_8_sag2"]["sag"] == 2 and settings["agent_8_sag2"]["items"] == 4
+    for pair in ("agent_8_x4 vs agent_8", "agent_8_maj2 vs agent_8", "agent_8_sag2 vs agent_8", "self_round1_redi vs self_round1_sft", "agent_8 vs base_agent"):
         assert doc["mcnemar"][pair]["n"] == 4, pair
