@@ -170,13 +170,13 @@ def trained_again(run: Run, student: str) -> None:
 SAMPLING = {"votes": "maj", "sag": "sag"}
 
 
-def sampled(run: Run, student: str, how: str) -> None:
+def sampled(run: Run, student: str, how: str, k: int | None = None) -> None:
     """maj@K (``votes``: K sampled episodes, majority vote on the answer) or SAG-K (``sag``: K sampled
     actions per step, vote among those that run) of ``student``, paired with its greedy run (and its
-    greedy run in the same dtype, when recorded)."""
+    greedy run in the same dtype, when recorded). K: ``k``, else the preset's."""
     args, p = run.args, run.preset
     trained_again(run, student)
-    k, suffix = p[how], dtype_suffix(args)  # a student trained by a size: item in that dtype already carries it
+    k, suffix = k or p[how], dtype_suffix(args)  # a student trained by a size: item in that dtype already carries it
     name = f"{student.removesuffix(suffix) if suffix else student}_{SAMPLING[how]}{k}{suffix}"
 
     def go() -> dict[str, Any]:
@@ -298,7 +298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sandbox", default="bwrap", help="bwrap | rlimit (a throwaway machine without bubblewrap)")
     ap.add_argument("--base-model", default="smollm2")
     ap.add_argument("--deadline-s", type=float, default=float("inf"), help="start no setting after this many seconds")
-    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode; votes:250_x4: maj@K of the student agent_250_x4; sag:250: SAG-K of agent_250; eval:250_x4: that student again in --eval-dtype; epochs:250:6: agent_250's data for 6 epochs; compare:A:B: exact McNemar of two recorded settings)")
+    ap.add_argument("--plan", default="", help="comma list replacing the preset's plan, e.g. size:250,base,size:1000 (base:cot: the base model in one mode; votes:250_x4: maj@K of the student agent_250_x4; sag:250: SAG-K of agent_250 (sag:250:2: K = 2); eval:250_x4: that student again in --eval-dtype; epochs:250:6: agent_250's data for 6 epochs; compare:A:B: exact McNemar of two recorded settings)")
     ap.add_argument("--resume", action="store_true", help="reuse the settings --out already holds (a killed run goes on)")
     ap.add_argument("--keep-lost", action="store_true",
                     help="with --resume: keep a finished setting whose per-item predictions are gone (no paired test)")
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         elif kind == "variants":
             variants(run, sizes[0], int(rest[1]))
         elif kind in SAMPLING and p[kind]:
-            sampled(run, f"agent_{label}", kind)
+            sampled(run, f"agent_{label}", kind, int(rest[1]) if len(rest) > 1 else None)
         elif kind == "epochs":
             longer_training(run, sizes[0], float(rest[1]))
         elif kind == "eval":

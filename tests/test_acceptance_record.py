@@ -194,6 +194,9 @@ def test_sag_and_eval_items_on_a_new_machine_train_their_student_again_first(tmp
     bench.sampled(run, "agent_8", "sag")
     assert calls == [("seed", 8), ("eval", f"hf:{tmp_path / 'agent_8'}", 2)]
     assert [s["name"] for s in json.loads((tmp_path / "r.json").read_text())["settings"]] == ["agent_8_sag2@bfloat16"]
+    bench.sampled(run, "agent_8", "sag", 3)  # sag:8:3 on the plan
+    assert calls[-1] == ("eval", f"hf:{tmp_path / 'agent_8'}", 3)
+    assert "agent_8_sag3@bfloat16" in {s["name"] for s in json.loads((tmp_path / "r.json").read_text())["settings"]}
     with pytest.raises(SystemExit, match="agent_8_x4 is not a plain size's student"):
         bench.evaluated_again(run, "agent_8_x4")
 
