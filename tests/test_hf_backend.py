@@ -292,3 +292,23 @@ def test_one_student_evaluated_in_two_dtypes_keeps_two_evaluations(tmp_path):
     with Store(db) as store:
         assert {r["id"] for r in store.query("select id from gsm8k_evaluations")} == set(ids)
         assert all(len(tables.read_predictions(store, i)) == 1 for i in ids)
+
+
+@pytest.mark.parametrize("params", [{"temperature": 0}, {"temperature": 0.8, "seed": 5}], ids=["greedy", "seeded"])
+def test_n_samples_of_one_prompt_prefill_it_once_and_change_nothing(teacher, params):
+    """maj@K, SAG and self-training ask for n completions of one prompt: its own part (after the
+    batch's shared prefix) goes through the model once for its n rows, with the same completions."""
+    batch = few_shot_batch(max_tokens=10, logprobs=True, n=3, **params)
+    teacher.reuse_prefix = False
+    try:
+        plain = teacher.generate_batch(batch)
+    finally:
+        teacher.reuse_prefix = True
+    teacher._prefix = None
+    copied = teacher.generate_batch(batch)
+    assert teacher._prefix.copied >= len(batch) * 4  # each question's own tokens, once for its 3 rows
+    for a, b in zip(plain, copied):
+        assert [c.text for c in a.completions] == [c.text for c in b.completions]
+        for x, y in zip(a.completions, b.completions):
+            assert x.token_logprobs == pytest.approx(y.token_logprobs, abs=2e-3)
+        assert a.usage == b.usage

@@ -315,8 +315,8 @@ class HFTeacher(LocalTeacher):
     def _generate_group(self, requests: list[Request], prompts: list[list[int]]) -> list[Response]:
         """One batched ``generate`` for requests that share their params (seeds may differ)."""
         params = requests[0].params
-        rows = [(r, j) for r, req in enumerate(requests) for j in range(req.params.n)]
-        inputs = self._batch_inputs([prompts[r] for r, _ in rows], params.max_tokens)
+        rows = [(r, j) for r, req in enumerate(requests) for j in range(params.n)]  # a group shares its n
+        inputs = self._batch_inputs(prompts, params.max_tokens, params.n)
         width = inputs["input_ids"].shape[1]
         seeds = [sample_seed(requests[r].params.seed, j) for r, j in rows]
         picker = _Picker(params.temperature, params.top_p, seeds, params.logprobs)
@@ -337,16 +337,16 @@ class HFTeacher(LocalTeacher):
             responses[r].usage.completion_tokens += used
         return responses
 
-    def _batch_inputs(self, prompts: list[list[int]], max_new_tokens: int) -> dict[str, Any]:
-        """Padded ``generate`` inputs; the shared prompt prefix prefilled once (see prefix_cache)."""
+    def _batch_inputs(self, prompts: list[list[int]], max_new_tokens: int, copies: int) -> dict[str, Any]:
+        """Padded ``generate`` inputs, each prompt ``copies`` rows, what they share prefilled once (prefix_cache)."""
         from symkd.teachers.prefix_cache import PrefixCache, left_padded
 
         pad = self._tokenizer.pad_token_id
         if not self.reuse_prefix or not getattr(self._model, "_can_compile_fullgraph", False):
-            return left_padded(prompts, pad)  # no static cache for this architecture: transformers' default
+            return left_padded([p for p in prompts for _ in range(copies)], pad)  # transformers' default
         if self._prefix is None:
             self._prefix = PrefixCache(self._model, self._device)
-        return self._prefix.batch_inputs(prompts, pad, max_new_tokens)
+        return self._prefix.batch_inputs(prompts, pad, max_new_tokens, copies)
 
     def _finish(self, tokens: list[int], params: GenerationParams, logprobs: list[float] | None) -> tuple[Completion, int]:
         """Text, finish reason and logprobs of one row; also the number of tokens it generated."""

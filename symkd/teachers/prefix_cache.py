@@ -7,7 +7,9 @@ and on a CPU that prefill, not the decoding, is most of the time (measured in
 ``bench/agent_eval.py``). :class:`PrefixCache` computes the key/value cache of the longest
 prefix all rows of a batch share once, on one row, keeps it for the next call (one entry, as
 llama.cpp keeps its last prompt), and hands ``generate`` a pre-allocated cache for the batch
-that starts with it.
+that starts with it. A request for ``n`` completions (maj@K, SAG, self-training's samples) is
+``n`` rows with one prompt: its own part is prefilled once and its cache copied to the ``n``
+rows, so ``generate`` only feeds each row its last prompt token.
 
 Rows are laid out ``[shared prefix][padding][own suffix]`` with the padding masked out:
 transformers derives position ids from the attention mask's running sum, so every row's
@@ -48,24 +50,50 @@ class PrefixCache:
         self.cache: DynamicCache | None = None
         #: prompt tokens run through the model for prefixes so far (what reuse did not save)
         self.prefilled = 0
+        #: prompt tokens prefilled once for rows repeated ``copies`` times (``copies - 1`` times that saved)
+        self.copied = 0
 
-    def batch_inputs(self, prompts: list[list[int]], pad: int, max_new_tokens: int) -> dict[str, Any]:
-        """``generate`` inputs for ``prompts`` (one row each), reusing the shared prefix.
+    def batch_inputs(self, prompts: list[list[int]], pad: int, max_new_tokens: int, copies: int = 1) -> dict[str, Any]:
+        """``generate`` inputs for ``prompts``, each ``copies`` rows in a row, reusing the shared prefix.
 
         Returns ``input_ids``, ``attention_mask`` and a pre-allocated cache for every row
         holding the shared prefix when at least ``min_tokens`` are shared (under ``cache`` or
-        ``past_key_values``); the prompts' width, where generated tokens begin, is
-        ``input_ids.shape[1]``.
+        ``past_key_values``), and with ``copies`` > 1 each prompt's own part too; the prompts'
+        width, where generated tokens begin, is ``input_ids.shape[1]``.
         """
         shared = min(shared_length(prompts), min(len(p) for p in prompts) - 1)  # a row keeps one token to feed
         if shared < self.min_tokens:
-            inputs, prefix = left_padded(prompts, pad), None
+            inputs, prefix, start = left_padded(prompts, pad), None, 0
         else:
-            prefix = self._prefix_cache(prompts[0][:shared])
+            prefix, start = self._prefix_cache(prompts[0][:shared]), shared
             inputs = _middle_padded(prompts, pad, shared)
         width = inputs["input_ids"].shape[1]
-        inputs[self.keyword] = self._rows_cache(prefix, len(prompts), width + max_new_tokens)
+        if copies > 1 and width - 1 > start:
+            cache = self._copied_rows_cache(prefix, inputs, start, copies, width + max_new_tokens)
+        else:
+            cache = self._rows_cache(prefix, len(prompts) * copies, width + max_new_tokens)
+        inputs = {k: v.repeat_interleave(copies, 0) for k, v in inputs.items()}
+        inputs[self.keyword] = cache
         return inputs
+
+    def _copied_rows_cache(self, prefix: DynamicCache | None, inputs: dict[str, Any], start: int, copies: int,
+                           length: int) -> StaticCache:  # fmt: skip
+        """A static cache holding every prompt but its last token, prefilled once per prompt
+        (from ``start``, after the shared prefix) and copied to its ``copies`` rows."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        rows, end = ids.shape[0], ids.shape[1] - 1
+        own = DynamicCache()
+        for i, layer in enumerate(prefix.layers if prefix is not None else ()):
+            own.update(layer.keys.expand(rows, *layer.keys.shape[1:]), layer.values.expand(rows, *layer.values.shape[1:]), i)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            self.model(input_ids=ids[:, start:end].to(self.device), attention_mask=mask[:, :end].to(self.device),
+                       position_ids=positions[:, start:end].to(self.device), use_cache=True, **{self.keyword: own})  # fmt: skip
+        self.copied += int(mask[:, start:end].sum())
+        cache = StaticCache(config=self.model.config, max_cache_len=length)
+        for i, layer in enumerate(own.layers):
+            cache.update(layer.keys.repeat_interleave(copies, 0), layer.values.repeat_interleave(copies, 0), i)
+        return cache
 
     def _rows_cache(self, prefix: DynamicCache | None, rows: int, length: int) -> StaticCache:
         """A static cache of ``length`` positions for ``rows`` rows, starting with ``prefix``.
