@@ -294,11 +294,18 @@ def test_one_student_evaluated_in_two_dtypes_keeps_two_evaluations(tmp_path):
         assert all(len(tables.read_predictions(store, i)) == 1 for i in ids)
 
 
+def short_prompts(**params) -> list[Request]:
+    """Prompts that share no prefix worth caching: the rows are left-padded, nothing prefilled before."""
+    texts = ["My favourite animal is", "The weather in the mountains today is", "Hello"]
+    return [completion(f"s{i}", text, **params) for i, text in enumerate(texts)]
+
+
+@pytest.mark.parametrize("make", [few_shot_batch, short_prompts], ids=["shared-prefix", "no-shared-prefix"])
 @pytest.mark.parametrize("params", [{"temperature": 0}, {"temperature": 0.8, "seed": 5}], ids=["greedy", "seeded"])
-def test_n_samples_of_one_prompt_prefill_it_once_and_change_nothing(teacher, params):
+def test_n_samples_of_one_prompt_prefill_it_once_and_change_nothing(teacher, params, make):
     """maj@K, SAG and self-training ask for n completions of one prompt: its own part (after the
-    batch's shared prefix) goes through the model once for its n rows, with the same completions."""
-    batch = few_shot_batch(max_tokens=10, logprobs=True, n=3, **params)
+    batch's shared prefix, if any) goes through the model once for its n rows, with the same completions."""
+    batch = make(max_tokens=10, logprobs=True, n=3, **params)
     teacher.reuse_prefix = False
     try:
         plain = teacher.generate_batch(batch)
@@ -306,7 +313,8 @@ def test_n_samples_of_one_prompt_prefill_it_once_and_change_nothing(teacher, par
         teacher.reuse_prefix = True
     teacher._prefix = None
     copied = teacher.generate_batch(batch)
-    assert teacher._prefix.copied >= len(batch) * 4  # each question's own tokens, once for its 3 rows
+    own = 4 if make is few_shot_batch else 3  # tokens of its own each prompt has at least, all but its last
+    assert teacher._prefix.copied >= len(batch) * own  # once for its 3 rows
     for a, b in zip(plain, copied):
         assert [c.text for c in a.completions] == [c.text for c in b.completions]
         for x, y in zip(a.completions, b.completions):
