@@ -245,14 +245,15 @@ def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
     positives = st.new_positives(sampled["rows"], seen)
     negatives = st.paired_negatives(gold + positives, sampled["rows"])
     sft_name, redi_name = f"self_round1_sft{sfx}", f"self_round1_redi{sfx}"
-    sft = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, label="gold + self-round-1")
-    run.setting(sft_name, lambda: {**trained_and_evaluated(run, sft_name, "agent", sft, epochs=p["epochs"], n_problems=len(problems)),
-                                   "positives_added": len(positives)})  # fmt: skip
+    # REDI first: a run cut short by its deadline still measures the new objective (SFT is its control)
     redi = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, negatives=negatives,
                                      label="gold + self-round-1, REDI negatives")  # fmt: skip
     run.setting(redi_name, lambda: {**trained_and_evaluated(run, redi_name, "agent", redi, epochs=p["epochs"],
                                                             n_problems=len(problems), extra={"loss": "redi"}),
                                     "negatives": len(negatives)})  # fmt: skip
+    sft = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, label="gold + self-round-1")
+    run.setting(sft_name, lambda: {**trained_and_evaluated(run, sft_name, "agent", sft, epochs=p["epochs"], n_problems=len(problems)),
+                                   "positives_added": len(positives)})  # fmt: skip
     for name in (sft_name, redi_name):
         run.compare(name, student)
         if sfx:
