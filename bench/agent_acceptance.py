@@ -35,17 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"plan": ["size:8", "variants:8:4", "votes:8", "sag:8", "self:8", "base"], "sizes": [8], "test": 4, "epochs": 1.0, "max_steps": 2, "max_tokens": 48, "cot_tokens": 64,
               "batch_size": 4, "eval_batch": 8, "wave": 8, "votes": 2, "sag": 2, "self_train": 4,
-              "self_samples": 2, "extra_size": 8, "base": True, "lr": 1e-4, "max_length": 640},
+              "self_samples": 2, "extra_size": 8, "base": True, "lr": 1e-4, "max_length": 640, "redi_lr": 1e-5, "redi_epochs": 1.0},
     "cpu": {"plan": ["size:250", "size:1000", "variants:250:4", "votes:250", "sag:250", "self:250", "size:2000", "base"],
             "sizes": [250, 1000, 2000], "test": 500, "epochs": 2.0, "max_steps": 5, "max_tokens": 160,
             "cot_tokens": 256, "batch_size": 8, "eval_batch": 32, "wave": 64, "votes": 4, "sag": 4,
-            "self_train": 250, "self_samples": 4, "extra_size": 250, "base": True, "lr": 1e-4, "max_length": 640},
+            "self_train": 250, "self_samples": 4, "extra_size": 250, "base": True, "lr": 1e-4, "max_length": 640,
+            "redi_lr": 1e-5, "redi_epochs": 1.0},
     "gpu": {"plan": ["size:all", "variants:all:16", "size:1000", "variants:1000:16", "size:250", "votes:all", "sag:all",
                      "self:1000", "size:2000", "variants:1000:4", "base"],
             "sizes": [None, 2000, 1000, 250], "test": 500, "epochs": 3.0, "max_steps": 5, "max_tokens": 160,
             "cot_tokens": 256, "batch_size": 32, "eval_batch": 512, "wave": 512, "votes": 4, "sag": 4,
             "self_train": 500, "self_samples": 4, "extra_size": 1000, "base": True, "lr": 1e-4, "max_length": 640,
-            "save_every": 100000},
+            "redi_lr": 1e-5, "redi_epochs": 1.0, "save_every": 100000},
 }  # fmt: skip
 
 
@@ -245,13 +246,16 @@ def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
     positives = st.new_positives(sampled["rows"], seen)
     negatives = st.paired_negatives(gold + positives, sampled["rows"])
     sft_name, redi_name = f"self_round1_sft{sfx}", f"self_round1_redi{sfx}"
-    # REDI first: a run cut short by its deadline still measures the new objective (SFT is its control)
+    sft = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, label="gold + self-round-1")
     redi = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, negatives=negatives,
                                      label="gold + self-round-1, REDI negatives")  # fmt: skip
-    run.setting(redi_name, lambda: {**trained_and_evaluated(run, redi_name, "agent", redi, epochs=p["epochs"],
-                                                            n_problems=len(problems), extra={"loss": "redi"}),
-                                    "negatives": len(negatives)})  # fmt: skip
-    sft = steps.agent_training_data(gold + positives, args.base_model, args.gold_db, label="gold + self-round-1")
+    # the paper's two stages: SFT on the positives, then REDI from that student at a lower lr; the SFT
+    # student is the control. REDI is evaluated first, so a run cut by its deadline still measures it.
+    steps.train_student(sft_name, sft, args.work / sft_name, common_train(args, p), epochs=p["epochs"])
+    stage2 = {"loss": "redi", "base_model": str(args.work / sft_name), "lr": p["redi_lr"]}
+    run.setting(redi_name, lambda: {**trained_and_evaluated(run, redi_name, "agent", redi, epochs=p["redi_epochs"],
+                                                            n_problems=len(problems), extra=stage2),
+                                    "negatives": len(negatives), "stage": f"2, from {sft_name}"})  # fmt: skip
     run.setting(sft_name, lambda: {**trained_and_evaluated(run, sft_name, "agent", sft, epochs=p["epochs"], n_problems=len(problems)),
                                    "positives_added": len(positives)})  # fmt: skip
     for name in (sft_name, redi_name):

@@ -143,3 +143,31 @@ def test_agent_train_takes_failed_trajectories_as_negatives(tmp_path: Path, tiny
     assert code == 0, err
     card = json.loads((tmp_path / "plain" / "training.json").read_text())
     assert card["data"]["train_examples"] == 2 and card["data"]["negatives"] == 0
+
+
+def test_redi_drift_flags_positives_pushed_up_with_the_negatives() -> None:
+    """The bench's diverged run (2026-12-08: from the base model at lr 1e-4) against a stable one."""
+    from symkd.students.summary import redi_drift, redi_warning
+
+    def history(pos: list[float], neg: list[float]) -> list[dict]:
+        return [{"step": i + 1, "loss": p - 0.8 * n, "pos_nll": p, "neg_nll": n} for i, (p, n) in enumerate(zip(pos, neg))]
+
+    diverged = redi_drift(history([1.84, 1.47, 2.2] + [3.0] * 20 + [9.8, 11.0], [0.93, 1.3, 2.0] + [5.0] * 20 + [50.0, 62.0]), window=3)
+    assert diverged["diverged"] and diverged["pos_nll_first"] == pytest.approx((1.84 + 1.47 + 2.2) / 3, abs=1e-5)
+    assert diverged["pos_nll_last"] == pytest.approx((3.0 + 9.8 + 11.0) / 3, abs=1e-5)
+    assert "REDI diverged" in redi_warning({"final": {"redi": diverged}})
+    stable = redi_drift(history([0.5, 0.48, 0.47, 0.46], [0.9, 1.1, 1.3, 1.5]), window=2)
+    assert not stable["diverged"] and redi_warning({"final": {"redi": stable}}) is None
+    assert redi_drift([{"step": 1, "loss": 0.4}]) is None  # SFT: nothing to say
+
+
+def test_a_redi_run_records_its_terms_at_start_and_end_in_training_json(tmp_path: Path, tiny_lm: Path, capsys) -> None:
+    data = TrainingData([*POSITIVES, NEGATIVE], {"kind": "test"})
+    common = {"base_model": str(tiny_lm), "loss": "redi", "batch_size": 4, "eval_fraction": 0, "device": "cpu",
+              "precision": "fp32", "warmup_ratio": 0}  # fmt: skip
+    gentle = train(data, TrainConfig(out=tmp_path / "gentle", max_steps=4, lr=1e-4, **common), progress=False)
+    drift = gentle["final"]["redi"]
+    assert drift["pos_nll_first"] == pytest.approx(sum(h["pos_nll"] for h in gentle["history"]) / 4, rel=1e-4)
+    assert not drift["diverged"] and "REDI diverged" not in capsys.readouterr().err
+    saved = json.loads((tmp_path / "gentle" / "training.json").read_text())
+    assert saved["final"]["redi"] == drift

@@ -40,6 +40,10 @@ def plot_curve(history: list[dict[str, Any]], evals: list[dict[str, Any]], path:
     fig, axes = plt.subplots(2 if timed else 1, 1, figsize=(7, 6 if timed else 4), dpi=110, sharex=True, squeeze=False)
     ax = axes[0][0]
     ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train loss", lw=1, alpha=0.8)
+    for key, label in (("pos_nll", "positives' NLL (REDI)"), ("neg_nll", "negatives' NLL (REDI)")):
+        logged = [h for h in history if h.get(key) is not None]
+        if logged:
+            ax.plot([h["step"] for h in logged], [h[key] for h in logged], label=label, lw=1, alpha=0.8)
     if evals:
         ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="held-out loss", lw=1.5)
     ax.set_ylabel("loss (tail tokens)")
@@ -135,7 +139,8 @@ def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: in
         "parameters": {"trainable": trainable, "total": total},
         "final": {"train_loss": round(final_train, 5) if state["history"] else None,
                   "eval_loss": state["evals"][-1]["eval_loss"] if state["evals"] else None,
-                  "kd_loss": round(sum(h["kd"] for h in last) / len(last), 5) if last and "kd" in last[-1] else None},
+                  "kd_loss": round(sum(h["kd"] for h in last) / len(last), 5) if last and "kd" in last[-1] else None,
+                  **({"redi": drift} if (drift := redi_drift(state["history"])) else {})},
         "throughput": {"tokens": state["tokens"], "seconds": round(state["seconds"], 2),
                        "tokens_per_s": round(tokens_per_s, 1), "mfu": round(util, 4) if util else None,
                        "wall_seconds": round(wall, 2), "wall_tokens_per_s": round(state["tokens"] / max(wall, 1e-9), 1)},
@@ -143,3 +148,31 @@ def build_summary(config: Any, data: Any, state: dict[str, Any], total_steps: in
         "history": state["history"],
         "evals": state["evals"],
     }  # fmt: skip
+
+
+def redi_drift(history: list[dict[str, Any]], window: int = 10) -> dict[str, Any] | None:
+    """A REDI run's two terms at its start and end (means over the first and last ``window`` steps
+    that logged them); None for other losses. ``diverged``: the positives' mean NLL ended more than
+    half above where it began, so the push-down on negatives is winning (bench/results notes,
+    2026-12-08: from the base model at lr 1e-4 the positives went from 1.8 to 9.8, the negatives to 50)."""
+    pos = [h["pos_nll"] for h in history if h.get("pos_nll") is not None]
+    neg = [h["neg_nll"] for h in history if h.get("neg_nll") is not None]
+    if not pos:
+        return None
+
+    def mean(values: list[float]) -> float | None:
+        return round(sum(values) / len(values), 5) if values else None
+
+    first, final = mean(pos[:window]), mean(pos[-window:])
+    return {"pos_nll_first": first, "pos_nll_last": final, "neg_nll_first": mean(neg[:window]),
+            "neg_nll_last": mean(neg[-window:]), "diverged": bool(final > 1.5 * first)}  # fmt: skip
+
+
+def redi_warning(summary: dict[str, Any]) -> str | None:
+    """The line a diverged REDI run prints at its end, else None."""
+    drift = (summary.get("final") or {}).get("redi")
+    if not drift or not drift["diverged"]:
+        return None
+    return (f"warning: REDI diverged: the positives' mean NLL rose from {drift['pos_nll_first']:.3g} to "
+            f"{drift['pos_nll_last']:.3g} (negatives {drift['neg_nll_first']:.3g} -> {drift['neg_nll_last']:.3g}); "
+            "train SFT first and run REDI from that student at a lower --lr (the paper: 1e-6 after SFT at 5e-5)")

@@ -24,7 +24,7 @@ from typing import Any
 from symkd.errors import UserError
 from symkd.students import checkpoints
 from symkd.students.card import write_card
-from symkd.students.summary import build_summary, plot_curve
+from symkd.students.summary import build_summary, plot_curve, redi_warning
 from symkd.students.config import TrainConfig
 from symkd.students.data import TrainingData
 from symkd.students.distributed import Processes
@@ -184,6 +184,8 @@ def _finish(data: TrainingData, run: Run, progress: bool) -> dict[str, Any]:
         plot_curve(state["history"], state["evals"], out / "training_curve.png", f"{out.name}: {summary['base']['model']}")
         write_card(out, summary)
         shutil.rmtree(checkpoints.folder(out), ignore_errors=True)  # the finished model replaces them
+        if warning := redi_warning(summary):
+            stderr_line(warning)
     procs.barrier()
     return summary
 
