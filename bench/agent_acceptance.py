@@ -251,11 +251,14 @@ def self_train_and_redi(run: Run, student: str, n: int | None) -> None:
                                      label="gold + self-round-1, REDI negatives")  # fmt: skip
     # the paper's two stages: SFT on the positives, then REDI from that student at a lower lr; the SFT
     # student is the control. REDI is evaluated first, so a run cut by its deadline still measures it.
-    steps.train_student(sft_name, sft, args.work / sft_name, common_train(args, p), epochs=p["epochs"])
     stage2 = {"loss": "redi", "base_model": str(args.work / sft_name), "lr": p["redi_lr"]}
-    run.setting(redi_name, lambda: {**trained_and_evaluated(run, redi_name, "agent", redi, epochs=p["redi_epochs"],
-                                                            n_problems=len(problems), extra=stage2),
-                                    "negatives": len(negatives), "stage": f"2, from {sft_name}"})  # fmt: skip
+
+    def redi_student() -> dict[str, Any]:
+        steps.train_student(sft_name, sft, args.work / sft_name, common_train(args, p), epochs=p["epochs"])  # stage 1
+        return {**trained_and_evaluated(run, redi_name, "agent", redi, epochs=p["redi_epochs"], n_problems=len(problems),
+                                        extra=stage2), "negatives": len(negatives), "stage": f"2, from {sft_name}"}  # fmt: skip
+
+    run.setting(redi_name, redi_student)
     run.setting(sft_name, lambda: {**trained_and_evaluated(run, sft_name, "agent", sft, epochs=p["epochs"], n_problems=len(problems)),
                                    "positives_added": len(positives)})  # fmt: skip
     for name in (sft_name, redi_name):

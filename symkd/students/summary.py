@@ -154,7 +154,7 @@ def redi_drift(history: list[dict[str, Any]], window: int = 10) -> dict[str, Any
     """A REDI run's two terms at its start and end (means over the first and last ``window`` steps
     that logged them); None for other losses. ``diverged``: the positives' mean NLL ended more than
     half above where it began, so the push-down on negatives is winning (bench/results notes,
-    2026-12-08: from the base model at lr 1e-4 the positives went from 1.8 to 9.8, the negatives to 50)."""
+    2026-12-08: from the base model at lr 1e-4 the positives went from 2.1 to 11.9, the negatives from 1.7 to 44)."""
     pos = [h["pos_nll"] for h in history if h.get("pos_nll") is not None]
     neg = [h["neg_nll"] for h in history if h.get("neg_nll") is not None]
     if not pos:
